@@ -1,0 +1,73 @@
+"""Command line: ``python run_sim.py SCENARIO`` and ``python -m diffstream run SCENARIO``.
+
+Bad input (scenario, trace, images) exits with code 2 and a message naming the file, line
+and field; a worker crash exits with code 1; the outputs written so far are kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from diffstream.errors import DiffstreamError
+
+
+def build_parser(prog: str = "run_sim.py") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog, description="Simulate streaming a frame sequence over a trace-driven link.")
+    p.add_argument("scenario", help="scenario YAML, e.g. scenarios/lte_trace.yaml")
+    p.add_argument("--out", type=Path, help="output folder (default: the scenario's output.dir)")
+    p.add_argument("--no-dashboard", action="store_true",
+                   help="plain progress lines instead of the live dashboard "
+                        "(automatic when stdout is not a terminal)")
+    p.add_argument("--arms", help="comma-separated arm names to run (default: all)")
+    p.add_argument("--seed", type=int, help="override the scenario's seed")
+    p.add_argument("--transport", choices=("ipc", "tcp"), default="ipc",
+                   help="how the coordinator reaches the worker processes (default ipc)")
+    p.add_argument("--network-only", type=int, metavar="BYTES", default=None,
+                   help="replace codecs by fixed-size payloads of BYTES (0: exactly the "
+                        "budget); network results only")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def run(argv: list[str] | None = None, prog: str = "run_sim.py") -> int:
+    args = build_parser(prog).parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    console = Console()
+    if not console.is_terminal:  # pipes/CI: wide enough for the comparison table
+        console = Console(width=int(os.environ.get("COLUMNS", "160")))
+    err = Console(stderr=True)
+    try:
+        from diffstream.config import load_scenario
+        from diffstream.session import RunOptions, run_loaded
+
+        scenario, spath = load_scenario(args.scenario)
+        if args.seed is not None:
+            scenario = scenario.model_copy(update={"seed": args.seed})
+        opts = RunOptions(
+            out_dir=args.out,
+            live_dashboard=not args.no_dashboard and console.is_terminal,
+            transport=args.transport,
+            network_only_bytes=args.network_only,
+            arms=args.arms.split(",") if args.arms else None,
+            console=console,
+        )
+        run_loaded(scenario, spath, opts)
+    except DiffstreamError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err.print("interrupted: arms already finished are in frames.jsonl")
+        return 130
+    return 0
+
+
+def main() -> None:
+    sys.exit(run())

@@ -1,0 +1,75 @@
+"""The Codec contract every image codec implements.
+
+A codec turns an RGB image into bytes no larger than a bit budget and back. The payload is
+exactly what crosses the simulated link; ``meta`` is small side information that travels in
+the wire-frame header (and therefore also crosses the link, counted as header bytes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+Image = np.ndarray  # H x W x 3, uint8, RGB
+
+
+class CodecError(Exception):
+    """A payload could not be decoded (corrupt, truncated, or from another codec)."""
+
+
+@dataclass
+class Encoded:
+    """One encoded frame.
+
+    payload: the bytes that cross the link (len(payload) * 8 <= budget unless ``skipped``).
+    meta: msgpack-serialisable side information the decoder needs (knob value, shape, ...).
+          Keep it small: it is sent in the frame header.
+    skipped: True when no payload fits the budget (budget below the codec's floor); the
+             payload is then empty and ``reason`` says why. The sender still sends a header-only
+             frame so the receiver can account for the frame.
+    steps: codec steps executed (diffusion steps; 1 for one-shot codecs); charged by
+           compute profiles.
+    """
+
+    payload: bytes
+    meta: dict[str, Any] = field(default_factory=dict)
+    skipped: bool = False
+    reason: str = ""
+    steps: int = 1
+
+    @property
+    def bits(self) -> int:
+        return len(self.payload) * 8
+
+
+@runtime_checkable
+class Codec(Protocol):
+    """What the simulator needs from a codec.
+
+    name: registry name used in scenarios (``codec: jpeg``).
+    progressive: True when a prefix of the payload (ending on a boundary the codec lists in
+                 ``meta['prefix_offsets']``) decodes to a coarser image.
+    """
+
+    name: ClassVar[str]
+    progressive: ClassVar[bool]
+
+    def encode(self, image: Image, budget_bits: int) -> Encoded: ...
+
+    def decode(self, payload: bytes, meta: dict[str, Any], shape: tuple[int, int]) -> Image:
+        """Decode ``payload`` to an H x W x 3 uint8 image of ``shape`` = (H, W).
+
+        Raises CodecError on a corrupt or truncated payload; never returns an image of
+        another shape.
+        """
+        ...
+
+    def min_bits(self, shape: tuple[int, int]) -> int:
+        """A lower bound on the payload bits of any non-skipped frame of this shape.
+
+        Policies clamp budgets to it; it may be approximate (content dependent), the
+        encoder's own decision below it is authoritative and logged.
+        """
+        ...

@@ -1,0 +1,65 @@
+"""Charging codec work to virtual time (DESIGN.md, "Time").
+
+Codec work runs for real; what it *costs in simulated time* is either what it took here
+(``measured``: realistic for this machine, but run-to-run noise makes the network results
+irreproducible) or a device profile's cost (``profile``: per call plus per codec step), which
+makes the whole network timeline a pure function of scenario and seed and lets a CPU-only
+machine simulate another device.
+
+Built-in profiles hold costs measured for this project's codecs; the numbers and the command
+that measured them are listed next to each entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from diffstream.config import ComputeSpec, ProfileCost
+
+# cpu-2core: the 2-core CI/dev machine (Python 3.11, Pillow 12), 128x128 frames, mean of
+# 200 calls incl. the encoder's budget bisection; measured with benchmarks/bench_codecs.py.
+PROFILES: dict[str, dict[str, ProfileCost]] = {
+    "cpu-2core": {
+        "jpeg": ProfileCost(encode_ms=2.0, decode_ms=0.5),
+        "webp": ProfileCost(encode_ms=8.0, decode_ms=1.0),
+        "fixed": ProfileCost(encode_ms=0.0, decode_ms=0.0),
+    },
+}
+# Codecs missing from a named profile are charged their measured time and the run says so.
+
+
+@dataclass
+class ComputeModel:
+    """Decides the virtual seconds a codec call costs."""
+
+    spec: ComputeSpec
+
+    def _cost(self, codec: str) -> ProfileCost | None:
+        if self.spec.kind == "measured":
+            return None
+        table = (
+            PROFILES[self.spec.profile] if isinstance(self.spec.profile, str) else self.spec.profile
+        )
+        return table.get(codec)
+
+    def deterministic_for(self, codec: str) -> bool:
+        return self._cost(codec) is not None
+
+    def encode_s(self, codec: str, measured_s: float, steps: int = 1) -> float:
+        cost = self._cost(codec)
+        if cost is None:
+            return measured_s
+        return (cost.encode_ms + cost.per_step_ms * max(0, steps)) / 1000.0
+
+    def decode_s(self, codec: str, measured_s: float, steps: int = 1) -> float:
+        cost = self._cost(codec)
+        if cost is None:
+            return measured_s
+        return (cost.decode_ms + cost.per_step_ms * max(0, steps)) / 1000.0
+
+    @property
+    def description(self) -> str:
+        if self.spec.kind == "measured":
+            return "measured on this machine"
+        name = self.spec.profile if isinstance(self.spec.profile, str) else "inline"
+        return f"device profile '{name}'"

@@ -1,0 +1,93 @@
+"""The receiver -> sender feedback path: per-frame delivery reports and what the sender
+learns from them (throughput samples, loss, delay, in-flight bytes, playout buffer).
+
+The sender only ever sees reports that have crossed the (delayed) feedback path, so its
+observation lags the link by at least one feedback delay, as a real sender's does.
+
+Throughput sample (receiver side, per frame): on-link bits delivered divided by the time the
+link spent serving the frame, from the later of (its enqueue, the previous frame's last
+departure) to its own last departure. Departure = arrival - base one-way delay: the estimator
+is given the path's base delay, as a real one learns it from the minimum RTT (a documented
+simplification). Measuring only the busy time keeps idle gaps between small frames from
+being mistaken for a slow link.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from diffstream.netsim.link import FrameTransfer
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    seq: int
+    send_s: float
+    wire_bytes: int
+    delivered_bytes: int
+    packets: int
+    packets_missing: int
+    first_arrival_s: float | None
+    last_arrival_s: float | None
+    throughput_bps: float | None
+    sent_at_s: float  # when the receiver sent the report
+    buffer_s: float  # receiver's playout buffer level when it sent the report
+
+
+def throughput_sample(
+    transfer: FrameTransfer, prev_last_arrival_s: float | None, base_delay_s: float
+) -> float | None:
+    last = transfer.last_arrival_s
+    if last is None or transfer.delivered_bytes <= 0:
+        return None
+    busy_start = transfer.enqueue_s
+    if prev_last_arrival_s is not None:
+        busy_start = max(busy_start, prev_last_arrival_s - base_delay_s)
+    busy = (last - base_delay_s) - busy_start
+    if busy <= 1e-6:
+        return None
+    return transfer.delivered_bytes * 8.0 / busy
+
+
+def report_time(transfer: FrameTransfer, frame_interval_s: float, base_delay_s: float) -> float:
+    """When the receiver can report on a frame: at its last packet's arrival, or - when
+    nothing arrived - when the next frame's packets reveal the gap (approximated as one frame
+    interval after the frame would have arrived on an idle link)."""
+    if transfer.last_arrival_s is not None:
+        return transfer.last_arrival_s
+    return transfer.enqueue_s + base_delay_s + frame_interval_s
+
+
+class SenderView:
+    """Everything the sender has learnt from reports so far."""
+
+    def __init__(self, history: int = 20, loss_alpha: float = 0.1) -> None:
+        self.samples: deque[float] = deque(maxlen=history)
+        self.inflight_bytes = 0.0
+        self.loss_rate = 0.0
+        self.rtt_s: float | None = None
+        self.one_way_delay_s: float | None = None
+        self.buffer_s = 0.0
+        self.reports = 0
+        self._alpha = loss_alpha
+
+    def on_send(self, wire_bytes: int) -> None:
+        self.inflight_bytes += wire_bytes
+
+    def on_report(self, report: DeliveryReport, now_s: float) -> None:
+        self.reports += 1
+        self.inflight_bytes = max(0.0, self.inflight_bytes - report.wire_bytes)
+        if report.throughput_bps is not None:
+            self.samples.append(report.throughput_bps)
+        frac = report.packets_missing / report.packets if report.packets else 0.0
+        self.loss_rate = frac if self.reports == 1 else (
+            (1 - self._alpha) * self.loss_rate + self._alpha * frac
+        )
+        self.rtt_s = now_s - report.send_s
+        if report.first_arrival_s is not None:
+            owd = report.first_arrival_s - report.send_s
+            self.one_way_delay_s = owd if self.one_way_delay_s is None else min(
+                self.one_way_delay_s, owd
+            )
+        self.buffer_s = report.buffer_s

@@ -1,0 +1,215 @@
+"""The budget-controller contract: ``Policy.budget_bits(observation) -> int``.
+
+Policies are pure: everything they may use arrives in the ``Observation`` (built by the
+session from delayed delivery reports, exactly what a real sender would know), so each one is
+unit-testable with hand-made observations. Only the oracle gets ``future``: a view of the
+link's true capacity and queue, which no deployable policy can have.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+
+@dataclass(frozen=True)
+class RateQualityModel:
+    """The codec's rate-quality curve: quality (dB) vs bits per pixel.
+
+    Measured by encoding calibration frames at a grid of budgets; interpolated linearly in
+    log(bpp) (R-D curves of image codecs are close to linear there), clamped at the ends.
+    """
+
+    bpp: tuple[float, ...]
+    quality_db: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.bpp) != len(self.quality_db) or not self.bpp:
+            raise ValueError("bpp and quality_db must be non-empty and of equal length")
+        if any(b <= 0 for b in self.bpp) or list(self.bpp) != sorted(self.bpp):
+            raise ValueError("bpp must be positive and increasing")
+
+    def quality_at(self, bpp: float) -> float:
+        if bpp <= self.bpp[0]:
+            return self.quality_db[0]
+        if bpp >= self.bpp[-1]:
+            return self.quality_db[-1]
+        i = bisect.bisect_right(self.bpp, bpp)
+        x0, x1 = math.log(self.bpp[i - 1]), math.log(self.bpp[i])
+        w = (math.log(bpp) - x0) / (x1 - x0)
+        return self.quality_db[i - 1] * (1 - w) + self.quality_db[i] * w
+
+
+@dataclass(frozen=True)
+class OracleView:
+    """What only the oracle may see: the link's real future.
+
+    capacity_bytes(t0, t1): bytes the link can carry in [t0, t1) (share-scaled trace).
+    backlog_bytes: on-link bytes queued ahead of this frame right now.
+    delay_s: the link's true one-way propagation delay.
+    """
+
+    capacity_bytes: Callable[[float, float], float]
+    backlog_bytes: float
+    delay_s: float
+
+
+@dataclass(frozen=True)
+class Observation:
+    """The sender's view when it must choose frame ``frame_index``'s budget.
+
+    Times are seconds of virtual (SimPy) time. Throughput samples are bits/s measured by the
+    receiver per delivered frame and reported back over the delayed feedback path, oldest
+    first. ``wire_bytes(payload_bits)`` gives the on-link bytes (frame header + per-packet
+    overhead included) that a payload of that many bits turns into.
+    """
+
+    now_s: float
+    frame_index: int
+    frame_interval_s: float
+    pixels: int
+    mode: Literal["interactive", "playback"]
+    capture_s: float
+    deadline_s: float | None  # absolute deadline (interactive), None in playback
+    throughput_bps: tuple[float, ...]
+    rtt_s: float | None
+    one_way_delay_s: float | None
+    loss_rate: float
+    inflight_bytes: float  # on-link bytes sent but not yet reported delivered or lost
+    buffer_s: float  # playback buffer level as last reported by the receiver
+    encode_s: float  # expected encode compute time for this frame (charged before sending)
+    decode_s: float  # expected decode compute time at the receiver
+    min_bits: int  # codec floor for this frame size (below it the codec skips the frame)
+    max_bits: int  # largest budget worth asking for (codec ceiling or scenario cap)
+    wire_bytes: Callable[[int], float]
+    rate_quality: RateQualityModel | None = None
+    future: OracleView | None = None
+
+    @property
+    def compute_s(self) -> float:
+        return self.encode_s + self.decode_s
+
+    def bits_for_bpp(self, bpp: float) -> int:
+        return int(bpp * self.pixels)
+
+
+class Policy(Protocol):
+    """A budget controller. ``name`` is the registry key used in scenarios."""
+
+    name: str
+
+    def budget_bits(self, obs: Observation) -> int: ...
+
+
+def clamp_bits(bits: float, obs: Observation) -> int:
+    """Clamp to [0, max_bits]. Values below ``min_bits`` are kept: the codec then skips the
+    frame and logs why, which is the honest outcome when the link cannot carry a frame."""
+    return int(max(0, min(obs.max_bits, math.floor(bits))))
+
+
+def harmonic_mean(samples: tuple[float, ...] | list[float]) -> float | None:
+    positive = [s for s in samples if 0 < s < math.inf]  # inf/nan samples carry no rate
+    if not positive:
+        return None
+    return len(positive) / sum(1.0 / s for s in positive)
+
+
+# --- helpers shared by the policies (additions; the contract above is unchanged) ------------
+
+
+def recent_throughput_bps(obs: Observation, window: int) -> float | None:
+    """Harmonic mean of the last ``window`` throughput samples (None when none is positive).
+
+    The harmonic mean is the rate at which equal-sized frames would have been delivered, and
+    it is dominated by the slow samples, which is what a budget must survive.
+    """
+    return harmonic_mean(obs.throughput_bps[-window:]) if window > 0 else None
+
+
+def is_playback(obs: Observation) -> bool:
+    """True when the frame's deadline is the playout buffer running dry, not ``deadline_s``.
+
+    An interactive observation without a deadline has nothing else to go by, so it is treated
+    the same way rather than crashing a run.
+    """
+    return obs.mode == "playback" or obs.deadline_s is None
+
+
+def time_to_deadline_s(obs: Observation) -> float:
+    """Seconds from ``now_s`` until this frame must be displayed.
+
+    Interactive: until ``deadline_s``. Playback: until the playout buffer runs dry
+    (``buffer_s``, the Pensieve rule: a download longer than the buffer rebuffers), plus one
+    frame interval - the frame being fetched plays after the buffered ones. Without that
+    interval an empty buffer would leave no window at all, every frame would be skipped and
+    the buffer could never refill.
+    """
+    if obs.mode == "playback" or obs.deadline_s is None:
+        return obs.buffer_s + obs.frame_interval_s
+    return obs.deadline_s - obs.now_s
+
+
+def payload_bits_for_wire_budget(
+    obs: Observation, wire_bytes_budget: float, upper: int | None = None
+) -> int:
+    """Largest payload ``b`` in ``[0, upper]`` with ``obs.wire_bytes(b) <= wire_bytes_budget``.
+
+    Policies reason about on-link bytes (what the link drains) but the codec takes payload bits;
+    header and per-packet overhead make the map non-linear, so it is inverted by integer
+    bisection (``wire_bytes`` is monotone non-decreasing). ``upper`` defaults to
+    ``obs.max_bits``: budgets are clamped there anyway and the search needs a bound. Returns 0
+    when even an empty payload does not fit (the codec then skips the frame).
+    """
+    hi = obs.max_bits if upper is None else upper
+    if hi <= 0 or not obs.wire_bytes(0) <= wire_bytes_budget:  # also catches NaN budgets
+        return 0
+    if obs.wire_bytes(hi) <= wire_bytes_budget:
+        return hi
+    lo = 0  # invariant: wire_bytes(lo) <= budget < wire_bytes(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if obs.wire_bytes(mid) <= wire_bytes_budget:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def startup_bits(obs: Observation, bpp: float) -> int:
+    """Budget for a frame sent before any throughput report has come back."""
+    return clamp_bits(obs.bits_for_bpp(bpp), obs)
+
+
+class PolicyModel(BaseModel):
+    """Common base of the scenario-configurable policies.
+
+    Options are validated, immutable pydantic fields so a scenario file is checked when it is
+    loaded, not when the first frame is sent; ``kind`` is the discriminator of ``PolicySpec``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str
+
+    @property
+    def name(self) -> str:
+        """Registry key, so a policy model also satisfies the ``Policy`` protocol."""
+        return self.kind
+
+    @property
+    def label(self) -> str:
+        """Short, option-bearing name for tables and plot legends."""
+        return self.kind
+
+    def budget_bits(self, obs: Observation) -> int:
+        raise NotImplementedError
+
+
+def fmt(x: float) -> str:
+    """Compact number for labels (0.85, 5, 1e+06)."""
+    return f"{x:g}"

@@ -1,0 +1,336 @@
+"""The versioned wire frame: one encoded image frame as the bytes that cross the link.
+
+A frame is a fixed 12-byte preamble, a msgpack header and the codec payload as raw bytes:
+
+| offset          | size        | field        | meaning                                       |
+|-----------------|-------------|--------------|-----------------------------------------------|
+| 0               | 3           | magic        | ``b"DSF"``                                    |
+| 3               | 1           | version      | u8, ``WIRE_VERSION``                          |
+| 4               | 4           | header_len   | u32 big-endian: bytes of the msgpack header   |
+| 8               | 4           | header_crc32 | u32 big-endian: CRC-32 of bytes 0..7 + header |
+| 12              | header_len  | header       | msgpack map, the fields of ``FrameHeader``    |
+| 12 + header_len | payload_len | payload      | codec bytes; the header gives their length    |
+|                 |             |              | (``payload_len``) and CRC (``payload_crc32``) |
+
+The header CRC also covers magic, version and header_len, so every single-byte error before
+the payload is caught before the header is parsed; the payload has its own CRC so that a
+progressive receiver can still use a verified header with a cut payload (``allow_prefix``).
+A payload *prefix* cannot be checksummed (only the whole payload has a CRC): the packet
+layer hands over only contiguous bytes, and the codec must reject what it cannot decode.
+
+Everything read from the network is untrusted: lengths are checked against the data and the
+bounds before slicing, msgpack runs with explicit size limits, each header field is
+type- and range-checked, and every failure is a ``WireError`` with a ``kind`` a receiver
+can count (a bad frame is dropped, never fatal).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+import msgpack
+
+MAGIC = b"DSF"
+WIRE_VERSION = 1
+PREAMBLE = struct.Struct(">3sBII")  # magic, version, header_len, header_crc32
+PREAMBLE_SIZE = PREAMBLE.size  # 12
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024
+DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
+MAX_SEQ = 2**32 - 1  # packets carry the frame seq as u32
+MAX_SIDE = 16384  # largest image height/width a header may declare
+MAX_META_DEPTH = 16  # nesting of lists/maps inside ``meta``
+_U32 = 2**32 - 1
+_I64 = 2**63 - 1
+
+KINDS: frozenset[str] = frozenset(
+    {
+        "truncated",  # fewer bytes than the preamble/header/payload declare
+        "bad_magic",  # not a diffstream frame
+        "unknown_version",  # a frame format this build does not read
+        "header_checksum",  # preamble or header bytes corrupted
+        "payload_checksum",  # full-length payload does not match payload_crc32
+        "malformed_header",  # header is not a valid msgpack map of well-typed fields
+        "oversized",  # a declared length exceeds the receiver's bounds
+        "trailing_data",  # bytes after the declared payload end
+    }
+)
+
+
+class WireError(ValueError):
+    """A frame that cannot be used; ``kind`` (one of ``KINDS``) is what receivers count."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        if kind not in KINDS:
+            raise AssertionError(f"unknown WireError kind {kind!r}")
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+
+
+@dataclass
+class FrameHeader:
+    """What the receiver needs besides the payload; sent as a msgpack map.
+
+    ``payload_len`` and ``payload_crc32`` are filled by ``pack_frame``. ``meta`` is the
+    codec's side information (str keys; None/bool/int/float/str/bytes/list/map values);
+    tuples in it come back as lists.
+    """
+
+    seq: int
+    arm: str
+    codec: str
+    budget_bits: int
+    capture_s: float
+    send_s: float
+    shape: tuple[int, int]
+    skipped: bool = False
+    steps: int = 1
+    meta: dict[str, Any] = field(default_factory=dict)
+    payload_len: int = 0
+    payload_crc32: int = 0
+
+    def __post_init__(self) -> None:
+        # msgpack has no tuples; normalise so a round trip compares equal.
+        if isinstance(self.shape, list):
+            self.shape = tuple(self.shape)  # type: ignore[assignment]
+
+
+_FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(FrameHeader))
+
+
+@dataclass
+class UnpackedFrame:
+    """A decoded frame; ``complete`` is False only for an ``allow_prefix`` payload prefix."""
+
+    header: FrameHeader
+    payload: bytes
+    complete: bool
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int_field(raw: dict[str, Any], name: str, lo: int, hi: int) -> int:
+    value = raw[name]
+    if not _is_int(value):
+        raise WireError("malformed_header", f"{name} must be an int, got {type(value).__name__}")
+    if not lo <= value <= hi:
+        raise WireError("malformed_header", f"{name}={value} outside [{lo}, {hi}]")
+    return int(value)
+
+
+def _float_field(raw: dict[str, Any], name: str) -> float:
+    value = raw[name]
+    if not (_is_int(value) or isinstance(value, float)):
+        raise WireError("malformed_header", f"{name} must be a number, got {type(value).__name__}")
+    try:
+        out = float(value)
+    except OverflowError:
+        raise WireError("malformed_header", f"{name} is not a finite number") from None
+    if not math.isfinite(out):
+        raise WireError("malformed_header", f"{name} is not a finite number")
+    return out
+
+
+def _str_field(raw: dict[str, Any], name: str) -> str:
+    value = raw[name]
+    if not isinstance(value, str):
+        raise WireError("malformed_header", f"{name} must be a str, got {type(value).__name__}")
+    return value
+
+
+def _check_meta(value: object, path: str, depth: int) -> None:
+    """Allow only plain msgpack data, bounded in depth, so decoders never see odd objects."""
+    if value is None or isinstance(value, (bool, int, float, str, bytes)):
+        return
+    if depth >= MAX_META_DEPTH:
+        raise WireError("malformed_header", f"{path} nested deeper than {MAX_META_DEPTH}")
+    if type(value) in (list, tuple):  # exact: msgpack.ExtType is a namedtuple
+        for i, item in enumerate(value):
+            _check_meta(item, f"{path}[{i}]", depth + 1)
+        return
+    if type(value) is dict:
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise WireError("malformed_header", f"{path} has a non-str key {key!r:.40}")
+            _check_meta(item, f"{path}.{key}", depth + 1)
+        return
+    raise WireError("malformed_header", f"{path} has unsupported type {type(value).__name__}")
+
+
+def _validate(raw: object, max_payload_bytes: int) -> FrameHeader:
+    """Turn an untrusted decoded map into a FrameHeader, or raise WireError."""
+    if not isinstance(raw, dict):
+        raise WireError("malformed_header", f"header is a {type(raw).__name__}, not a map")
+    missing = [name for name in _FIELD_NAMES if name not in raw]
+    if missing:
+        raise WireError("malformed_header", f"header lacks field(s) {', '.join(missing)}")
+    payload_len = _int_field(raw, "payload_len", 0, _I64)
+    if payload_len > max_payload_bytes:
+        raise WireError(
+            "oversized", f"payload_len={payload_len} exceeds the limit of {max_payload_bytes}"
+        )
+    shape = raw["shape"]
+    if (
+        not isinstance(shape, (list, tuple))
+        or len(shape) != 2
+        or not all(_is_int(s) and 1 <= s <= MAX_SIDE for s in shape)
+    ):
+        raise WireError(
+            "malformed_header",
+            f"shape must be [h, w] with ints in [1, {MAX_SIDE}], got {shape!r:.60}",
+        )
+    skipped = raw["skipped"]
+    if not isinstance(skipped, bool):
+        raise WireError("malformed_header", "skipped must be a bool")
+    if skipped and payload_len:
+        raise WireError("malformed_header", f"skipped frame declares payload_len={payload_len}")
+    meta = raw["meta"]
+    if not isinstance(meta, dict):
+        raise WireError("malformed_header", f"meta is a {type(meta).__name__}, not a map")
+    _check_meta(meta, "meta", 0)
+    return FrameHeader(
+        seq=_int_field(raw, "seq", 0, MAX_SEQ),
+        arm=_str_field(raw, "arm"),
+        codec=_str_field(raw, "codec"),
+        budget_bits=_int_field(raw, "budget_bits", 0, _I64),
+        capture_s=_float_field(raw, "capture_s"),
+        send_s=_float_field(raw, "send_s"),
+        shape=(int(shape[0]), int(shape[1])),
+        skipped=skipped,
+        steps=_int_field(raw, "steps", 0, _I64),
+        meta=meta,
+        payload_len=payload_len,
+        payload_crc32=_int_field(raw, "payload_crc32", 0, _U32),
+    )
+
+
+# --------------------------------------------------------------------------- pack
+
+
+def _encode_header(header: FrameHeader) -> bytes:
+    """Validate (so a sender bug fails at the sender, not the receiver) and msgpack it."""
+    raw = asdict(header)
+    raw["shape"] = list(header.shape) if isinstance(header.shape, tuple) else header.shape
+    _validate(raw, DEFAULT_MAX_PAYLOAD_BYTES)
+    try:
+        return msgpack.packb(raw, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:  # e.g. an int wider than 64 bits
+        raise WireError("malformed_header", f"header cannot be packed: {exc}") from None
+
+
+def _preamble(header_bytes: bytes) -> bytes:
+    head = PREAMBLE.pack(MAGIC, WIRE_VERSION, len(header_bytes), 0)[:8]
+    crc = zlib.crc32(header_bytes, zlib.crc32(head))
+    return head + struct.pack(">I", crc)
+
+
+def pack_frame(header: FrameHeader, payload: bytes) -> bytes:
+    """Serialise one frame; fills ``payload_len``/``payload_crc32`` (the input is not changed).
+
+    Raises WireError ("malformed_header" or "oversized") when the header is invalid or the
+    frame would exceed the default receiver bounds, so no unreadable frame is ever sent.
+    """
+    payload = bytes(payload)
+    if len(payload) > DEFAULT_MAX_PAYLOAD_BYTES:
+        raise WireError(
+            "oversized", f"payload of {len(payload)} bytes exceeds {DEFAULT_MAX_PAYLOAD_BYTES}"
+        )
+    full = replace(header, payload_len=len(payload), payload_crc32=zlib.crc32(payload))
+    header_bytes = _encode_header(full)
+    if len(header_bytes) > DEFAULT_MAX_HEADER_BYTES:
+        raise WireError(
+            "oversized",
+            f"header of {len(header_bytes)} bytes exceeds {DEFAULT_MAX_HEADER_BYTES}; "
+            "keep codec meta small",
+        )
+    return _preamble(header_bytes) + header_bytes + payload
+
+
+def header_size(header: FrameHeader) -> int:
+    """Bytes before the payload (preamble + msgpack header), counted as header bytes.
+
+    Exact for a header whose ``payload_len``/``payload_crc32`` are filled in (as
+    ``unpack_frame`` returns it). msgpack ints are variable-width, so for a header not yet
+    packed (both 0) the real size is up to 8 bytes larger.
+    """
+    return PREAMBLE_SIZE + len(_encode_header(header))
+
+
+# --------------------------------------------------------------------------- unpack
+
+
+def unpack_frame(
+    data: bytes,
+    *,
+    allow_prefix: bool = False,
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+) -> UnpackedFrame:
+    """Parse and verify one frame; every failure is a WireError.
+
+    allow_prefix: accept a payload shorter than ``payload_len`` (a progressive frame cut by
+    loss or a deadline) and return it with ``complete=False``; the header must still verify.
+    ``data`` must be bytes-like (a TypeError otherwise is a caller bug, not a bad frame).
+    """
+    view = memoryview(data).cast("B")
+    size = len(view)
+    got = bytes(view[: len(MAGIC)])
+    if got != MAGIC[: len(got)]:
+        raise WireError("bad_magic", f"frame starts with {got!r}, expected {MAGIC!r}")
+    if size > len(MAGIC) and view[len(MAGIC)] != WIRE_VERSION:
+        raise WireError(
+            "unknown_version",
+            f"wire version {view[len(MAGIC)]}, this build reads version {WIRE_VERSION}",
+        )
+    if size < PREAMBLE_SIZE:
+        raise WireError("truncated", f"{size} bytes, the preamble alone is {PREAMBLE_SIZE}")
+    _, _, header_len, header_crc = PREAMBLE.unpack(view[:PREAMBLE_SIZE])
+    if header_len > max_header_bytes:
+        raise WireError(
+            "oversized", f"header_len={header_len} exceeds the limit of {max_header_bytes}"
+        )
+    header_end = PREAMBLE_SIZE + header_len
+    if size < header_end:
+        raise WireError("truncated", f"{size} bytes, header ends at byte {header_end}")
+    header_bytes = bytes(view[PREAMBLE_SIZE:header_end])
+    if zlib.crc32(header_bytes, zlib.crc32(view[:8])) != header_crc:
+        raise WireError("header_checksum", "preamble/header CRC-32 mismatch")
+    limit = max(max_header_bytes, 0)
+    try:
+        raw = msgpack.unpackb(
+            header_bytes,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            max_str_len=limit,
+            max_bin_len=limit,
+            max_array_len=limit,
+            max_map_len=limit,
+            max_ext_len=limit,
+        )
+    except Exception as exc:  # untrusted bytes: any parser failure means a malformed header
+        raise WireError("malformed_header", f"header is not valid msgpack: {exc!r:.200}") from None
+    header = _validate(raw, max_payload_bytes)
+    available = size - header_end
+    if available > header.payload_len:
+        raise WireError(
+            "trailing_data",
+            f"{available - header.payload_len} bytes after the declared payload_len="
+            f"{header.payload_len}",
+        )
+    payload = bytes(view[header_end:])
+    if available < header.payload_len:
+        if allow_prefix:
+            return UnpackedFrame(header=header, payload=payload, complete=False)
+        raise WireError("truncated", f"payload has {available} of its {header.payload_len} bytes")
+    if zlib.crc32(payload) != header.payload_crc32:
+        raise WireError("payload_checksum", "payload CRC-32 mismatch")
+    return UnpackedFrame(header=header, payload=payload, complete=True)
