@@ -175,11 +175,10 @@ class ReceiverWorker:
 
     def on_frame(self, msg: dict[str, Any]) -> list[dict[str, Any]]:
         """Handle one frame message; returns the result records it completes."""
-        try:
-            arm, seq = str(msg["arm"]), int(msg["seq"])
-        except (KeyError, TypeError, ValueError):
+        arm, seq = msg.get("arm"), msg.get("seq")
+        if not isinstance(arm, str) or type(seq) is not int or not 0 <= seq < 2**32:
             self.malformed += 1
-            log.warning("dropped a frame message without arm/seq")
+            log.warning("dropped a frame message with a bad arm/seq: %r/%r", arm, seq)
             return []
         if arm != self.arm:
             self.malformed += 1
@@ -200,7 +199,12 @@ class ReceiverWorker:
             res["error"] = f"{type(exc).__name__}: {exc}"
             log.error("arm %s frame %d: unexpected\n%s", arm, seq, traceback.format_exc())
         res["_image"] = image
-        res["_deadline"] = msg.get("deadline_s")
+        deadline = msg.get("deadline_s")
+        res["_deadline"] = float(deadline) if isinstance(deadline, int | float) else None
+        if self.interactive and res["_deadline"] is None:
+            self.malformed += 1
+            log.warning("arm %s frame %d: interactive frame without a deadline", arm, seq)
+            return []
         return self._decide([res])
 
     def _decode(self, msg: dict[str, Any], res: dict[str, Any]) -> np.ndarray | None:
