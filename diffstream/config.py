@@ -139,6 +139,9 @@ class PlaybackMode(_Strict):
     kind: Literal["playback"]
     startup_s: float = Field(1.0, ge=0)
     max_buffer_s: float = Field(4.0, gt=0)
+    max_outstanding: int = Field(
+        3, ge=1, description="frames requested but not yet reported (1 = one request per RTT)"
+    )
 
 
 ModeSpec = Annotated[InteractiveMode | PlaybackMode, Field(discriminator="kind")]
@@ -303,9 +306,9 @@ def _hint(err: dict[str, Any], known: set[str]) -> str:
 
 
 def format_validation_error(path: Path, err: ValidationError, root: yaml.Node | None,
-                            data: Any) -> str:
+                            data: Any, model: type[BaseModel] | None = None) -> str:
     lines = _LineMap(root)
-    known = _all_field_names(Scenario)
+    known = _all_field_names(model or Scenario)
     msgs = []
     for e in err.errors():
         loc = tuple(e.get("loc", ()))
@@ -331,11 +334,12 @@ def resolve_path(raw: str, scenario_path: Path) -> Path | None:
     return None
 
 
-def load_scenario(path: str | Path) -> tuple[Scenario, Path]:
+def load_scenario(path: str | Path, model: type[Scenario] | None = None) -> tuple[Scenario, Path]:
     """Parse and validate a scenario file. Returns the model and the scenario's path.
 
     Raises ConfigError naming the file, line and field on any problem, including a trace
-    or content folder that does not exist.
+    or content folder that does not exist. ``model``: a Scenario subclass to validate with
+    (live mode's adds a ``live:`` section).
     """
     path = Path(path)
     try:
@@ -355,9 +359,9 @@ def load_scenario(path: str | Path) -> tuple[Scenario, Path]:
     if not isinstance(data, dict):
         raise ConfigError(located(path, 1, "a scenario must be a YAML mapping of keys"))
     try:
-        scenario = Scenario.model_validate(data)
+        scenario = (model or Scenario).model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(path, exc, root, data)) from None
+        raise ConfigError(format_validation_error(path, exc, root, data, model)) from None
 
     lines = _LineMap(root)
     if isinstance(scenario.trace, FileTrace):

@@ -33,6 +33,7 @@ class DeliveryReport:
     throughput_bps: float | None
     sent_at_s: float  # when the receiver sent the report
     buffer_s: float  # receiver's playout buffer level when it sent the report
+    first_packet_bytes: int = 0  # on-link size of the first packet that arrived
 
 
 def throughput_sample(
@@ -60,9 +61,21 @@ def report_time(transfer: FrameTransfer, frame_interval_s: float, base_delay_s: 
 
 
 class SenderView:
-    """Everything the sender has learnt from reports so far."""
+    """Everything the sender has learnt from reports so far, plus its own send log.
+
+    One-way delay: per report, the first packet's arrival minus its send time minus its own
+    serialisation at the frame's measured rate; the minimum over reports converges on the
+    propagation delay (plus scheduling jitter), as a minimum-RTT filter does.
+
+    Backlog: reports lag by an RTT, so the bytes still unacknowledged overstate the queue.
+    ``backlog_estimate`` replays the unacknowledged frames through a fluid FIFO drained at the
+    throughput estimate, starting no earlier than the link finished the last reported frame
+    (its last arrival minus the one-way delay): the bytes still ahead of a frame sent now.
+    """
 
     def __init__(self, history: int = 20, loss_alpha: float = 0.1) -> None:
+        self.unacked: dict[int, tuple[float, int]] = {}  # seq -> (send_s, wire bytes)
+        self.last_arrival_s = -float("inf")  # latest last-packet arrival seen in a report
         self.samples: deque[float] = deque(maxlen=history)
         self.inflight_bytes = 0.0
         self.loss_rate = 0.0
@@ -72,11 +85,21 @@ class SenderView:
         self.reports = 0
         self._alpha = loss_alpha
 
-    def on_send(self, wire_bytes: int) -> None:
+    def on_send(self, seq: int, send_s: float, wire_bytes: int) -> None:
         self.inflight_bytes += wire_bytes
+        self.unacked[seq] = (send_s, wire_bytes)
+
+    def backlog_estimate(self, now_s: float, throughput_bps: float | None) -> float | None:
+        if throughput_bps is None or throughput_bps <= 0:
+            return None
+        clear = self.last_arrival_s - (self.one_way_delay_s or 0.0)
+        for send_s, wire in sorted(self.unacked.values()):
+            clear = max(clear, send_s) + wire * 8.0 / throughput_bps
+        return max(0.0, clear - now_s) * throughput_bps / 8.0 if self.unacked else 0.0
 
     def on_report(self, report: DeliveryReport, now_s: float) -> None:
         self.reports += 1
+        self.unacked.pop(report.seq, None)
         self.inflight_bytes = max(0.0, self.inflight_bytes - report.wire_bytes)
         if report.throughput_bps is not None:
             self.samples.append(report.throughput_bps)
@@ -85,8 +108,13 @@ class SenderView:
             (1 - self._alpha) * self.loss_rate + self._alpha * frac
         )
         self.rtt_s = now_s - report.send_s
+        if report.last_arrival_s is not None:
+            self.last_arrival_s = max(self.last_arrival_s, report.last_arrival_s)
         if report.first_arrival_s is not None:
             owd = report.first_arrival_s - report.send_s
+            if report.throughput_bps:
+                owd -= report.first_packet_bytes * 8.0 / report.throughput_bps
+            owd = max(owd, 0.0)
             self.one_way_delay_s = owd if self.one_way_delay_s is None else min(
                 self.one_way_delay_s, owd
             )

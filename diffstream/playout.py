@@ -8,7 +8,10 @@ Playback (streaming with a playout buffer, Pensieve/Sabre semantics): playback s
 ``startup`` frames are ready; frame k is due one frame interval after frame k-1 played; if
 it is not ready then, playback stalls until it is (rebuffering), and everything after shifts.
 A frame that never arrives plays as a repeat of the last image, without stalling (the
-receiver detects the gap when the next frame arrives; there is no retransmission).
+receiver detects the gap when the next frame arrives; there is no retransmission). A frame
+that arrived but cannot be shown (the sender skipped it, or it failed to decode) still
+holds its slot in the timeline: it counts as buffered and stalls if late, then plays as a
+repeat of the last image.
 """
 
 from __future__ import annotations
@@ -52,30 +55,32 @@ class PlaybackBuffer:
     def started(self) -> bool:
         return self._next_due is not None
 
-    def on_frame(self, ready_s: float | None) -> list[Slot]:
+    def on_frame(self, ready_s: float | None, showable: bool = True) -> list[Slot]:
         """Feed the next frame; returns the slots decided by it (startup frames are decided
-        together when playback starts, so the list may hold several or none)."""
+        together when playback starts, so the list may hold several or none). ``ready_s`` is
+        when it arrived and decoded (None: never arrived); ``showable=False`` for a frame that
+        arrived but has no image (skipped by the sender, undecodable)."""
         if self._next_due is None:
-            self._pending.append(ready_s)
+            self._pending.append((ready_s, showable))
             if len(self._pending) < self.startup_frames:
                 return []
-            readies = [r for r in self._pending if r is not None]
+            readies = [r for r, _ in self._pending if r is not None]
             start = max(readies) if readies else 0.0
             self._next_due = start
             pending, self._pending = self._pending, []
-            return [self._play(r) for r in pending]
-        return [self._play(ready_s)]
+            return [self._play(r, ok) for r, ok in pending]
+        return [self._play(ready_s, showable)]
 
     def flush(self) -> list[Slot]:
         """End of stream before playback started: play what there is."""
         if self._next_due is not None or not self._pending:
             return []
-        readies = [r for r in self._pending if r is not None]
+        readies = [r for r, _ in self._pending if r is not None]
         self._next_due = max(readies) if readies else 0.0
         pending, self._pending = self._pending, []
-        return [self._play(r) for r in pending]
+        return [self._play(r, ok) for r, ok in pending]
 
-    def _play(self, ready_s: float | None) -> Slot:
+    def _play(self, ready_s: float | None, showable: bool = True) -> Slot:
         assert self._next_due is not None
         due = self._next_due
         if ready_s is None:
@@ -85,7 +90,7 @@ class PlaybackBuffer:
         display = due + stall
         self._next_due = display + self.interval
         self._window.append((ready_s, display))
-        return Slot(True, display, stall)
+        return Slot(showable, display if showable else None, stall)
 
     def level_s(self, t: float) -> float:
         """Seconds of ready-but-unplayed video at time t (the buffer a receiver reports).
@@ -93,7 +98,7 @@ class PlaybackBuffer:
         Recent frames are scanned newest first; the scan stops at the first frame that
         finished playing before t, so the cost is the buffer's length in frames."""
         if self._next_due is None:
-            return sum(1 for r in self._pending if r is not None and r <= t) * self.interval
+            return sum(1 for r, _ in self._pending if r is not None and r <= t) * self.interval
         level = 0.0
         for ready, display in reversed(self._window):
             if display + self.interval <= t:

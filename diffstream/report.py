@@ -50,23 +50,23 @@ def _record_line(record: FrameRecord) -> str:
     return json.dumps(data, allow_nan=False, separators=(",", ":")) + "\n"
 
 
-def write_frames_jsonl(path: str | Path, records: Iterable[FrameRecord]) -> None:
-    """Write one JSON object per frame, replacing the file (NaN/inf written as null)."""
+def _write_records(path: str | Path, records: Iterable[FrameRecord], mode: str) -> None:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    with p.open("w", encoding="utf-8") as fh:
+    with p.open(mode, encoding="utf-8") as fh:
         for r in records:
             fh.write(_record_line(r))
+        fh.flush()
+
+
+def write_frames_jsonl(path: str | Path, records: Iterable[FrameRecord]) -> None:
+    """Write one JSON object per frame, replacing the file (NaN/inf written as null)."""
+    _write_records(path, records, "w")
 
 
 def append_frames_jsonl(path: str | Path, records: Iterable[FrameRecord]) -> None:
     """Append frames and flush, so everything recorded so far survives a crash."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with p.open("a", encoding="utf-8") as fh:
-        for r in records:
-            fh.write(_record_line(r))
-        fh.flush()
+    _write_records(path, records, "a")
 
 
 def read_frames_jsonl(path: str | Path) -> list[FrameRecord]:
@@ -101,7 +101,12 @@ def write_summary_csv(path: str | Path, summaries: Sequence[ArmSummary]) -> None
         writer = csv.DictWriter(fh, fieldnames=names)
         writer.writeheader()
         for s in summaries:
-            writer.writerow(s.to_dict())
+            writer.writerow({k: _csv_value(v) for k, v in s.to_dict().items()})
+
+
+def _csv_value(value: Any) -> Any:
+    """Six significant digits: float noise such as 102.00000000000387 helps no reader."""
+    return float(f"{value:.6g}") if isinstance(value, float) and math.isfinite(value) else value
 
 
 # ----------------------------------------------------------------------------- table

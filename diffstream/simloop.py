@@ -100,15 +100,24 @@ class ArmSimulation:
                 if self.env.now < capture:
                     yield self.env.timeout(capture - self.env.now)
             else:
-                # ABR-style: one request at a time, and only while the buffer has room
-                while self._report_event is not None:
-                    yield self._report_event
-                assert self.sc.mode.kind == "playback"
-                over = self._buffer_estimate() - self.sc.mode.max_buffer_s
-                if over > 0:
-                    yield self.env.timeout(over)
+                # ABR-style fetching, pipelined: at most `max_outstanding` frames requested but
+                # not yet reported (per-frame requests would otherwise cap the frame rate at
+                # one per RTT), and only while the buffer, counting those frames, has room.
+                mode = self.sc.mode
+                assert mode.kind == "playback"
+                while True:
+                    outstanding = len(self.view.unacked)
+                    over = (self._buffer_estimate() + outstanding * self.interval
+                            - mode.max_buffer_s)
+                    if outstanding >= mode.max_outstanding:
+                        yield self._next_report()
+                    elif over > 1e-9:
+                        # at least 1 us: a float-sized wait would not advance SimPy's clock
+                        # and the loop would spin at the same instant forever
+                        yield self._next_report() | self.env.timeout(max(over, 1e-6))
+                    else:
+                        break
                 capture = self.env.now
-                self._report_event = self.env.event()
             yield from self._send_frame(k, capture)
             self._absorb(self.ep.poll_results())
 
@@ -128,7 +137,7 @@ class ArmSimulation:
         sizes = on_link_sizes(len(frame), mtu)
         queue_before = self.link.queue_bytes_at(self.env.now)
         transfer = self.link.send(self.env.now, sizes)
-        self.view.on_send(int(sum(sizes)))
+        self.view.on_send(k, self.env.now, int(sum(sizes)))
         chunks = [[off, data, float(transfer.arrive_s[i])]
                   for i, (off, data) in enumerate(packetize(frame, mtu))
                   if transfer.delivered[i]]
@@ -150,10 +159,10 @@ class ArmSimulation:
             "delivered_bytes": int(transfer.delivered_bytes), "complete": bool(transfer.complete),
         }
         if self._buffer_model is not None:
-            ready = None
-            if transfer.complete and not reply["skipped"]:
-                ready = transfer.last_arrival_s + self._decode_estimate()
-            self._buffer_model.on_frame(ready)
+            ready, showable = None, not reply["skipped"]
+            if transfer.complete:
+                ready = transfer.last_arrival_s + (self._decode_estimate() if showable else 0.0)
+            self._buffer_model.on_frame(ready, showable)
         self.env.process(self._report(k, transfer, self.env.now))
 
     def _report(self, k: int, transfer: FrameTransfer, send_s: float):  # type: ignore[no-untyped-def]
@@ -168,6 +177,8 @@ class ArmSimulation:
             packets_missing=transfer.n_dropped + transfer.n_lost,
             first_arrival_s=transfer.first_arrival_s, last_arrival_s=transfer.last_arrival_s,
             throughput_bps=sample, sent_at_s=sent_at, buffer_s=buffer_level,
+            first_packet_bytes=int(transfer.sizes[transfer.delivered][0])
+            if transfer.delivered.any() else 0,
         )
         arrive = sent_at + self.fb_delay
         if arrive > self.env.now:
@@ -177,6 +188,12 @@ class ArmSimulation:
         if self._report_event is not None and not self._report_event.triggered:
             ev, self._report_event = self._report_event, None
             ev.succeed()
+
+    def _next_report(self) -> simpy.Event:
+        """An event that fires when the next delivery report reaches the sender."""
+        if self._report_event is None or self._report_event.triggered:
+            self._report_event = self.env.event()
+        return self._report_event
 
     # ------------------------------------------------------------------ helpers
     def _decode_estimate(self) -> float:
@@ -210,6 +227,8 @@ class ArmSimulation:
             decode_s=self._decode_estimate(), min_bits=self.info.min_bits,
             max_bits=int(self.sc.max_bpp * self.pixels), wire_bytes=wire_bytes,
             rate_quality=self.rq, future=future,
+            backlog_bytes=self.view.backlog_estimate(
+                self.env.now, harmonic_mean(tuple(self.view.samples)[-5:])),
         )
 
     def _absorb(self, results: list[dict[str, Any]]) -> None:

@@ -40,7 +40,7 @@ def test_report_time_for_lost_frame() -> None:
 
 def test_sender_view_updates() -> None:
     v = SenderView()
-    v.on_send(3000)
+    v.on_send(0, 0.0, 3000)
     rep = DeliveryReport(seq=0, send_s=0.0, wire_bytes=3000, delivered_bytes=1500, packets=2,
                          packets_missing=1, first_arrival_s=0.021, last_arrival_s=0.021,
                          throughput_bps=1e6, sent_at_s=0.021, buffer_s=0.0)
@@ -48,4 +48,40 @@ def test_sender_view_updates() -> None:
     assert v.inflight_bytes == 0
     assert list(v.samples) == [1e6]
     assert v.loss_rate == 0.5 and v.rtt_s == pytest.approx(0.041)
-    assert v.one_way_delay_s == pytest.approx(0.021)
+    assert v.one_way_delay_s == pytest.approx(0.021)  # no first-packet size: not corrected
+    assert v.backlog_estimate(0.05, 1e6) == 0.0  # nothing unacknowledged
+
+
+def test_owd_estimate_removes_first_packet_serialisation() -> None:
+    v = SenderView()
+    v.on_send(0, 0.0, 1500)
+    rep = DeliveryReport(seq=0, send_s=0.0, wire_bytes=1500, delivered_bytes=1500, packets=1,
+                         packets_missing=0, first_arrival_s=0.13, last_arrival_s=0.13,
+                         throughput_bps=120e3, sent_at_s=0.13, buffer_s=0.0,
+                         first_packet_bytes=1500)
+    v.on_report(rep, 0.16)
+    assert v.one_way_delay_s == pytest.approx(0.03)  # 0.13 - 1500*8/120e3
+
+
+def test_backlog_estimate_drains_since_send() -> None:
+    v = SenderView()
+    v.on_send(0, 0.0, 2000)  # at 8 kB/s: clears at 0.25 s
+    v.on_send(1, 0.1, 1000)  # queued behind it: clears at 0.375 s
+    assert v.inflight_bytes == 3000
+    assert v.backlog_estimate(0.2, 64e3) == pytest.approx(0.175 * 8000)
+    assert v.backlog_estimate(0.5, 64e3) == 0.0
+    assert v.backlog_estimate(0.2, None) is None
+
+
+def test_backlog_estimate_starts_after_the_last_reported_departure() -> None:
+    v = SenderView()
+    v.on_send(0, 0.0, 2000)
+    v.on_send(1, 0.1, 1000)
+    # frame 0's report: its last packet arrived at 0.33 (delay 0.03 -> departed 0.30), so the
+    # link was busy until 0.30 and frame 1 (1000 B at 8 kB/s) clears at 0.425, not 0.375
+    rep = DeliveryReport(seq=0, send_s=0.0, wire_bytes=2000, delivered_bytes=2000, packets=2,
+                         packets_missing=0, first_arrival_s=0.03, last_arrival_s=0.33,
+                         throughput_bps=None, sent_at_s=0.33, buffer_s=0.0)
+    v.on_report(rep, 0.36)
+    assert v.one_way_delay_s == pytest.approx(0.03)
+    assert v.backlog_estimate(0.36, 64e3) == pytest.approx(0.065 * 8000)

@@ -50,3 +50,14 @@ def test_playback_flush_before_start() -> None:
     b.on_frame(None)
     slots = b.flush()
     assert len(slots) == 2 and slots[0].shown and not slots[1].shown
+
+
+def test_playback_skipped_frame_holds_its_slot() -> None:
+    b = PlaybackBuffer(fps=10, startup_s=0.1)
+    b.on_frame(0.0)  # plays at 0.0
+    skipped = b.on_frame(0.02, showable=False)[0]  # due 0.1: a repeat, but timed
+    assert not skipped.shown and skipped.stall_s == 0
+    late_skip = b.on_frame(0.35, showable=False)[0]  # due 0.2, arrives 0.35: stalls
+    assert late_skip.stall_s == pytest.approx(0.15)
+    assert b.on_frame(0.36)[0].display_s == pytest.approx(0.45)
+    assert b.level_s(0.03) > 0.1  # the skipped frame counts as buffered

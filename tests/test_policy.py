@@ -240,7 +240,10 @@ def test_mpc_robust_discount_lowers_the_choice() -> None:
     # worst recent error: 2e5 predicted as 5e4 -> 0.75, so the plan uses 90909 / 1.75
     assert policy.predicted_throughput_bps(jumpy) == pytest.approx(90909.09 / 1.75)
     assert policy.budget_bits(jumpy) < policy.budget_bits(steady)
-    assert policy.budget_bits(jumpy) == 4096  # 1.0 bpp (592 wire bytes, 91 ms at 52 kb/s)
+    # at 52 kb/s with 40 ms of fixed latency and a 0.1 s deadline: 1.0 bpp (592 wire bytes,
+    # 91 ms) arrives at 0.131 s and 0.75 bpp (464 B, 71 ms) at 0.111 s - both late, so lost;
+    # 0.5 bpp (336 B, 51.7 ms) arrives at 0.092 s, on time
+    assert policy.budget_bits(jumpy) == 2048
 
 
 def test_mpc_skips_when_even_the_floor_cannot_make_it() -> None:
@@ -274,8 +277,10 @@ def brute_force_mpc(policy: MPCPolicy, obs: Observation) -> tuple[float, dict[in
                    for lv, b in zip(levels, bits, strict=True)]
     wire_bits = [8 * wire(b) for b in bits]
     best: dict[int, float] = {}
+    queued = obs.backlog_bytes if obs.backlog_bytes is not None else obs.inflight_bytes
     for seq in itertools.product(range(len(levels)), repeat=policy.horizon):
         stall = 0.0
+        q_eff = [0.0] * policy.horizon
         if obs.mode == "playback":
             buf = obs.buffer_s
             for j in seq:
@@ -284,13 +289,16 @@ def brute_force_mpc(policy: MPCPolicy, obs: Observation) -> tuple[float, dict[in
                 buf = max(buf - d, 0.0) + obs.frame_interval_s
         else:
             owd = obs.one_way_delay_s or 0.0
-            clear = obs.now_s + obs.inflight_bytes * 8 / thr
+            skip_q = floor_q - policy.skip_penalty_db
+            clear = obs.now_s + queued * 8 / thr
             for i, j in enumerate(seq):
                 start = obs.now_s + i * obs.frame_interval_s + obs.encode_s
                 clear = max(clear, start) + wire_bits[j] / thr
                 due = obs.deadline_s + i * obs.frame_interval_s
-                stall += max(0.0, clear + owd + obs.decode_s - due)
-        q = [quality[j] for j in seq]
+                late = clear + owd + obs.decode_s > due + 1e-12
+                q_eff[i] = skip_q if late else quality[j]
+                stall += obs.frame_interval_s if late else 0.0
+        q = q_eff if obs.mode != "playback" else [quality[j] for j in seq]
         switches = sum(abs(a - b) for a, b in zip(q[1:], q[:-1], strict=True))
         value = sum(q) - policy.switch_weight * switches - policy.stall_weight * stall
         best[seq[0]] = max(best.get(seq[0], -math.inf), value)
@@ -499,3 +507,13 @@ def test_deadline_budget_always_meets_its_own_inequality(obs: Observation) -> No
         thr = len(positive) / sum(1 / s for s in positive) * 0.9
         window = obs.buffer_s if obs.mode == "playback" else obs.deadline_s - obs.now_s
         assert deadline_lhs(obs, b, thr) <= window * (1 + 1e-9) + 1e-12
+
+
+def test_backlog_estimate_replaces_inflight() -> None:
+    # 999.5 bytes unacknowledged, but the sender estimates only 0.5 still queued: the deadline
+    # budget grows by exactly the 999 bytes the link has already drained.
+    stale = make_obs(throughput_bps=(1e6, 2e6), inflight_bytes=999.5)
+    fresh = make_obs(throughput_bps=(1e6, 2e6), inflight_bytes=999.5, backlog_bytes=0.5)
+    assert DeadlinePolicy().budget_bits(stale) == 7720 * 8
+    assert DeadlinePolicy().budget_bits(fresh) > DeadlinePolicy().budget_bits(stale)
+    assert MPCPolicy().budget_bits(fresh) >= MPCPolicy().budget_bits(stale)

@@ -117,3 +117,40 @@ def test_lte_trace_twice_same_network_columns(tmp_path: Path) -> None:
     # the scenario is tuned so chosen budgets cross the codecs' working range
     adaptive = [r.budget_bits / (128 * 128) for r in recs if r.policy in ("rate", "mpc")]
     assert min(adaptive) < 0.3 and max(adaptive) > 1.5
+
+
+def _text(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+@pytest.mark.slow
+def test_workers_exit_when_the_coordinator_is_killed(tmp_path: Path) -> None:
+    """A SIGKILLed coordinator cannot say bye: its workers must notice and exit."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    path = tiny_scenario(tmp_path, duration_s=600.0)
+    coord = subprocess.Popen([sys.executable, "run_sim.py", str(path), "--no-dashboard"],
+                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        kids: list[psutil.Process] = []
+        while time.monotonic() < deadline and len(kids) < 2:
+            time.sleep(0.5)
+            kids = psutil.Process(coord.pid).children()
+        assert len(kids) == 2, "the coordinator did not start its two workers"
+        log = tmp_path / "out" / "workers.log"
+        while time.monotonic() < deadline and "ready" not in _text(log):
+            time.sleep(0.5)  # both workers up and serving (imports done)
+    finally:
+        os.kill(coord.pid, signal.SIGKILL)
+        coord.wait()
+    gone, alive = psutil.wait_procs(kids, timeout=30)
+    for p in alive:
+        p.kill()
+    assert not alive, "workers outlived their killed coordinator"

@@ -89,6 +89,11 @@ class Observation:
     wire_bytes: Callable[[int], float]
     rate_quality: RateQualityModel | None = None
     future: OracleView | None = None
+    # The sender's estimate of on-link bytes still queued ahead of a frame sent now: its
+    # unacknowledged frames drained at the throughput estimate since each was sent. Reports
+    # lag by an RTT, so ``inflight_bytes`` still counts bytes the link has long delivered;
+    # None (no estimate yet) makes policies fall back to ``inflight_bytes``.
+    backlog_bytes: float | None = None
 
     @property
     def compute_s(self) -> float:
@@ -110,6 +115,11 @@ def clamp_bits(bits: float, obs: Observation) -> int:
     """Clamp to [0, max_bits]. Values below ``min_bits`` are kept: the codec then skips the
     frame and logs why, which is the honest outcome when the link cannot carry a frame."""
     return int(max(0, min(obs.max_bits, math.floor(bits))))
+
+
+def queued_bytes(obs: Observation) -> float:
+    """Bytes a new frame waits behind: the backlog estimate, else everything in flight."""
+    return obs.backlog_bytes if obs.backlog_bytes is not None else obs.inflight_bytes
 
 
 def harmonic_mean(samples: tuple[float, ...] | list[float]) -> float | None:

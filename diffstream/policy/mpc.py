@@ -23,6 +23,7 @@ from diffstream.policy.base import (
     fmt,
     harmonic_mean,
     is_playback,
+    queued_bytes,
     startup_bits,
 )
 
@@ -76,9 +77,12 @@ class MPCPolicy(PolicyModel):
 
     Predicted stall seconds:
     * interactive: frame i is sent at ``now + i*interval + encode_s`` into a FIFO that starts
-      with ``inflight_bytes`` queued and drains at the predicted throughput; it is delivered
-      when its last byte clears, plus one-way delay and decode; its lateness is
-      ``max(0, delivery_i - (deadline_s + i*interval))``.
+      with ``queued_bytes(obs)`` queued and drains at the predicted throughput; it is delivered
+      when its last byte clears, plus one-way delay and decode. A frame delivered after
+      ``deadline_s + i*interval`` is never shown, so it scores as a skipped slot (quality
+      ``skip_quality_db``) and adds one frame interval of stall: lateness is all or nothing,
+      as it is for the viewer (a linear lateness cost would trade a lost frame for a fraction
+      of a dB).
     * playback (Pensieve): download ``d_i = wire_bits_i / thr``; rebuffer
       ``max(0, d_i - buffer)``; then ``buffer = max(buffer - d_i, 0) + interval``.
 
@@ -144,17 +148,22 @@ class MPCPolicy(PolicyModel):
         """Quality (dB) the planner expects at each ladder level; skip levels (0 bits) get the
         floor's quality minus ``skip_penalty_db``."""
         bits = self.level_bits(obs)
+        skip_q = self.skip_quality_db(obs)
         if obs.rate_quality is not None:
             rq = obs.rate_quality
-            floor_q = rq.quality_at(max(obs.min_bits, 1) / obs.pixels)
-            q = [rq.quality_at(b / obs.pixels) if b > 0 else floor_q - self.skip_penalty_db
-                 for b in bits]
-            return np.array(q)
+            return np.array([rq.quality_at(b / obs.pixels) if b > 0 else skip_q for b in bits])
         levels = np.asarray(self.levels_bpp)
         q = 10.0 * np.log10(levels / levels[0]) + FALLBACK_QUALITY_FLOOR_DB
-        floor_q = 10.0 * np.log10(max(obs.min_bits, 1) / obs.pixels / levels[0])
-        floor_q += FALLBACK_QUALITY_FLOOR_DB
-        return np.where(np.asarray(bits) > 0, q, floor_q - self.skip_penalty_db)
+        return np.where(np.asarray(bits) > 0, q, skip_q)
+
+    def skip_quality_db(self, obs: Observation) -> float:
+        """Quality of a slot that repeats the last image: the floor's minus the penalty."""
+        floor_bpp = max(obs.min_bits, 1) / obs.pixels
+        if obs.rate_quality is not None:
+            floor_q = obs.rate_quality.quality_at(floor_bpp)
+        else:
+            floor_q = 10.0 * math.log10(floor_bpp / self.levels_bpp[0]) + FALLBACK_QUALITY_FLOOR_DB
+        return floor_q - self.skip_penalty_db
 
     def level_bits(self, obs: Observation) -> list[int]:
         """Budget each level sends: 0 (an explicit skip) below the codec's floor, else its
@@ -182,12 +191,16 @@ class MPCPolicy(PolicyModel):
         else:
             assert obs.deadline_s is not None  # is_playback() is False
             owd = obs.one_way_delay_s or 0.0
-            clear = np.full(len(seqs), obs.now_s + obs.inflight_bytes * 8.0 / thr_bps)
+            clear = np.full(len(seqs), obs.now_s + queued_bytes(obs) * 8.0 / thr_bps)
+            skip_q = self.skip_quality_db(obs)
+            quality = quality.copy()
             for i in range(self.horizon):
                 start = obs.now_s + i * interval + obs.encode_s
                 clear = np.maximum(clear, start) + send_s[:, i]
-                late = clear + owd + obs.decode_s - (obs.deadline_s + i * interval)
-                stall += np.maximum(0.0, late)
+                late = clear + owd + obs.decode_s > obs.deadline_s + i * interval + 1e-12
+                # a late frame is never shown: its slot repeats the last image and freezes
+                quality[:, i] = np.where(late, skip_q, quality[:, i])
+                stall += np.where(late, interval, 0.0)
         switches = np.abs(np.diff(quality, axis=1)).sum(axis=1)
         with np.errstate(invalid="ignore"):  # 0 weight x infinite stall: no usable score
             value = quality.sum(axis=1) - self.switch_weight * switches - self.stall_weight * stall

@@ -16,6 +16,7 @@ from diffstream.policy.base import (
     clamp_bits,
     fmt,
     payload_bits_for_wire_budget,
+    queued_bytes,
     recent_throughput_bps,
     startup_bits,
     time_to_deadline_s,
@@ -73,7 +74,8 @@ class DeadlinePolicy(PolicyModel):
 
     Expected delivery = drain the bytes already in flight plus this frame at the (discounted)
     harmonic-mean throughput, plus encode, one-way delay and decode:
-    ``(inflight + wire(b)) * 8 / thr + encode + owd + decode <= deadline - now``.
+    ``(queued + wire(b)) * 8 / thr + encode + owd + decode <= deadline - now``, where
+    ``queued`` is the sender's backlog estimate (``queued_bytes``).
     In playback mode the window is ``buffer_s`` plus one frame interval (see
     ``time_to_deadline_s``). Returns 0 (skip) when even an empty payload would be late.
 
@@ -107,7 +109,7 @@ class DeadlinePolicy(PolicyModel):
         window_s = time_to_deadline_s(obs)
         owd = obs.one_way_delay_s or 0.0
         slack_s = window_s - obs.encode_s - owd - obs.decode_s
-        wire_budget = slack_s * thr / 8.0 - obs.inflight_bytes
+        wire_budget = slack_s * thr / 8.0 - queued_bytes(obs)
         if self.burst_frames is not None:
             wire_budget = min(wire_budget, self.burst_frames * obs.frame_interval_s * thr / 8.0)
         return clamp_bits(payload_bits_for_wire_budget(obs, wire_budget), obs)

@@ -34,6 +34,7 @@ from diffstream.transport.wire import FrameHeader, WireError, header_size, pack_
 
 log = logging.getLogger("diffstream.worker")
 
+PARENT = os.getppid()  # the coordinator; checked while waiting for messages
 CALIBRATION_BPP = (0.1, 0.15, 0.25, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
 GREY = 128  # what the viewer sees before the first frame arrives
 
@@ -229,6 +230,7 @@ class ReceiverWorker:
             raise ValueError(f"header says arm {h.arm!r} seq {h.seq}, envelope disagrees")
         if tuple(h.shape) != self.shape:
             raise ValueError(f"frame shape {tuple(h.shape)} != scenario shape {self.shape}")
+        res["arrived_s"] = arrived  # the frame holds its playback slot even without an image
         if h.skipped:
             return None
         t0 = time.perf_counter()
@@ -255,7 +257,8 @@ class ReceiverWorker:
         assert isinstance(self.playout, PlaybackBuffer)
         for r in results:
             self.pending.append(r)
-            for slot in self.playout.on_frame(r["decode_done_s"]):
+            ready = r["decode_done_s"] if r["decoded"] else r.get("arrived_s")
+            for slot in self.playout.on_frame(ready, showable=bool(r["decoded"])):
                 out.append(self._finish(self.pending.pop(0), slot))
         return out
 
@@ -267,6 +270,7 @@ class ReceiverWorker:
     def _finish(self, r: dict[str, Any], slot: Slot) -> dict[str, Any]:
         image = r.pop("_image")
         deadline = r.pop("_deadline")
+        r.pop("arrived_s", None)
         if slot.shown and image is not None:
             self.last_image = image
         r["shown"] = slot.shown
@@ -279,8 +283,21 @@ class ReceiverWorker:
 
 
 # --------------------------------------------------------------------------- main loops
+class Orphaned(RuntimeError):
+    """The coordinator that started this worker is gone (e.g. killed with SIGKILL)."""
+
+
+def _recv(sock: zmq.Socket, parent: int) -> bytes:
+    """Receive, waking every second to exit if the parent died: a worker must never outlive
+    its coordinator (a SIGKILL gives the coordinator no chance to say bye)."""
+    while not sock.poll(1000):
+        if os.getppid() != parent:
+            raise Orphaned(f"parent {parent} exited")
+    return sock.recv()
+
+
 def _hello(sock: zmq.Socket, *, reply: bool) -> tuple[Scenario, str]:
-    msg = loads(sock.recv())
+    msg = loads(_recv(sock, PARENT))
     if msg["op"] != "hello":
         raise RuntimeError(f"expected hello, got {msg['op']!r}")
     scenario = Scenario.model_validate(msg["scenario"])
@@ -296,7 +313,7 @@ def run_sender(endpoint: str) -> int:
     worker = SenderWorker(scenario, sdir)
     sock.send(dumps({"op": "ok", "pid": os.getpid()}))
     while True:
-        msg = loads(sock.recv())
+        msg = loads(_recv(sock, PARENT))
         if msg["op"] == "bye":
             sock.send(dumps({"op": "ok"}))
             return 0
@@ -320,8 +337,9 @@ def run_receiver(inbound: str, outbound: str) -> int:
     scenario, sdir = _hello(pull, reply=False)
     worker = ReceiverWorker(scenario, sdir)
     push.send(dumps({"op": "ready", "pid": os.getpid()}))
+    log.info("receiver ready")
     while True:
-        raw = pull.recv()
+        raw = _recv(pull, PARENT)
         try:
             msg = loads(raw)
         except ValueError as exc:
@@ -365,9 +383,13 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)  # two workers share the machine's cores
-    if args.role == "sender":
-        return run_sender(args.endpoint)
-    return run_receiver(args.inbound, args.outbound)
+    try:
+        if args.role == "sender":
+            return run_sender(args.endpoint)
+        return run_receiver(args.inbound, args.outbound)
+    except Orphaned as exc:
+        log.warning("exiting: %s", exc)
+        return 3
 
 
 if __name__ == "__main__":
