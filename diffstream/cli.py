@@ -20,7 +20,8 @@ from diffstream.errors import DiffstreamError
 def build_parser(prog: str = "run_sim.py") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog, description="Simulate streaming a frame sequence over a trace-driven link.")
-    p.add_argument("scenario", help="scenario YAML, e.g. scenarios/lte_trace.yaml")
+    p.add_argument("scenario", help="scenario YAML, e.g. scenarios/lte_trace.yaml, or a sweep "
+                                    "YAML, e.g. scenarios/sweep_lte.yaml")
     p.add_argument("--out", type=Path, help="output folder (default: the scenario's output.dir)")
     p.add_argument("--no-dashboard", action="store_true",
                    help="plain progress lines instead of the live dashboard "
@@ -33,6 +34,9 @@ def build_parser(prog: str = "run_sim.py") -> argparse.ArgumentParser:
                    help="replace codecs by fixed-size payloads of BYTES (0: exactly the "
                         "budget); network results only")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    from diffstream.sweep.cli import add_sweep_arguments
+
+    add_sweep_arguments(p)
     return p
 
 
@@ -45,6 +49,13 @@ def run(argv: list[str] | None = None, prog: str = "run_sim.py") -> int:
         console = Console(width=int(os.environ.get("COLUMNS", "160")))
     err = Console(stderr=True)
     try:
+        from diffstream.sweep.cli import reject_sweep_options, run_sweep_command
+        from diffstream.sweep.schema import is_sweep_file
+
+        if is_sweep_file(args.scenario):  # a top-level 'sweep:' key: many runs
+            return run_sweep_command(args, console, err)
+        reject_sweep_options(args)
+
         from diffstream.config import load_scenario
         from diffstream.session import RunOptions, run_loaded
 
