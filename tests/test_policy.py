@@ -505,7 +505,8 @@ def test_deadline_budget_always_meets_its_own_inequality(obs: Observation) -> No
     positive = [s for s in obs.throughput_bps[-5:] if s > 0]
     if positive and b > 0:
         thr = len(positive) / sum(1 / s for s in positive) * 0.9
-        window = obs.buffer_s if obs.mode == "playback" else obs.deadline_s - obs.now_s
+        window = (obs.buffer_s + obs.frame_interval_s if obs.mode == "playback"
+                  else obs.deadline_s - obs.now_s)
         assert deadline_lhs(obs, b, thr) <= window * (1 + 1e-9) + 1e-12
 
 
