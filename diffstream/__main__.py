@@ -1,4 +1,5 @@
-"""``python -m diffstream run SCENARIO [options]`` (same options as run_sim.py)."""
+"""``python -m diffstream run SCENARIO [options]`` (same options as run_sim.py), and live mode:
+``send``, ``recv`` and ``keys`` (see docs/live.md)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,26 @@ import sys
 
 from diffstream import cli
 
+USAGE = """usage: python -m diffstream COMMAND ...
+  run SCENARIO [options]              simulate a scenario (see run --help)
+  send --scenario S [--bind EP]       live: stream to a receiver (see send --help)
+  recv --connect tcp://HOST:PORT      live: receive a stream (see recv --help)
+  keys [--out keys]                   live: create CURVE certificates"""
+
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help"}:
-        print("usage: python -m diffstream run SCENARIO [options]   (see run --help)")
+        print(USAGE)
         return 0 if argv else 2
     cmd, rest = argv[0], argv[1:]
     if cmd == "run":
         return cli.run(rest, prog="python -m diffstream run")
-    print(f"unknown command {cmd!r}; available: run", file=sys.stderr)
+    if cmd in {"send", "recv", "keys"}:
+        from diffstream.live import cli as live_cli
+
+        return getattr(live_cli, cmd)(rest)
+    print(f"unknown command {cmd!r}; available: run, send, recv, keys", file=sys.stderr)
     return 2
 
 

@@ -246,6 +246,8 @@ class Dashboard:
     ``clock`` (wall seconds) is injectable so tests and the README sample are reproducible.
     """
 
+    time_label = "virtual time"  # what the chart's time axis is (live mode: stream time)
+
     def __init__(
         self,
         scenario: str,
@@ -468,7 +470,7 @@ class Dashboard:
             else _fmt(last_lat, "{:.0f}", " ms"),
         )
         title = (
-            f"last {t1 - t0:.0f} s of virtual time · rates on one scale "
+            f"last {t1 - t0:.0f} s of {self.time_label} · rates on one scale "
             f"0–{format_bps(vmax)} · × = nothing shown"
         )
         return Panel(grid, title=title, title_align="left", expand=False)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import struct
 import zlib
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import msgpack
@@ -217,7 +217,8 @@ def _validate(raw: object, max_payload_bytes: int) -> FrameHeader:
 
 def _encode_header(header: FrameHeader) -> bytes:
     """Validate (so a sender bug fails at the sender, not the receiver) and msgpack it."""
-    raw = asdict(header)
+    # a shallow map: asdict's deep copy of ``meta`` was 3/4 of the cost of packing a frame
+    raw = {name: getattr(header, name) for name in _FIELD_NAMES}
     raw["shape"] = list(header.shape) if isinstance(header.shape, tuple) else header.shape
     _validate(raw, DEFAULT_MAX_PAYLOAD_BYTES)
     try:

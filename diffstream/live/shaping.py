@@ -1,0 +1,92 @@
+"""Trace shaping at the sender: make a LAN behave like the scenario's (e.g. LTE) link.
+
+Each frame is pushed, as MTU packets, through the simulator's own link model
+(``netsim.Link``: the trace x ``link.share`` drained with mahimahi byte accounting, the
+drop-tail ``link.queue``, ``link.loss`` and ``link.delay_ms``) at the moment it is sent. The
+sender then holds it and releases it to the real network when that link would have delivered
+its last packet, so the receiver sees the trace's rate, queueing delay and loss, plus the
+real network's own delay (small on a LAN). A frame whose packets the model dropped or lost is
+released with only the contiguous prefix that survived, exactly what the simulated receiver
+would reassemble (a progressive codec may still decode it; others record it lost).
+
+Frames leave in order: a frame is never released before the one sent ahead of it (the model
+is a FIFO, and a frame that lost everything is released when its packets would have left).
+Off by default; ``live.shaping: true`` or ``send --shape`` turns it on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from diffstream.config import Scenario
+from diffstream.netsim.factory import build_link, build_trace
+from diffstream.netsim.trace import Trace
+from diffstream.transport.packets import chunk_size, on_link_sizes
+
+
+@dataclass(frozen=True)
+class ShapedFrame:
+    release_s: float  # stream time when the frame goes to the real network
+    prefix_len: int  # bytes of the frame that survived, contiguous from byte 0
+    packets: int
+    dropped: int  # drop-tail at the emulated queue
+    lost: int  # random loss on the emulated link
+    queue_bytes: float  # emulated queue just before the frame entered
+    capacity_bps: float  # the trace's (share-scaled) rate over this frame's interval
+
+
+class TraceShaper:
+    def __init__(self, scenario: Scenario, scenario_path: Path, max_held: int = 4096) -> None:
+        self.base_trace: Trace = build_trace(scenario, scenario_path)
+        self.trace: Trace = self.base_trace.scaled(scenario.link.share)
+        self.link = build_link(scenario, self.trace)
+        self.mtu = scenario.link.mtu
+        self.interval = 1.0 / scenario.frame.fps
+        self.max_held = max_held
+        self.held: deque[tuple[float, Any]] = deque()
+        self._last_release = -math.inf
+
+    def admit(self, now_s: float, frame_len: int) -> ShapedFrame:
+        """Run one frame through the link model at stream time ``now_s``."""
+        sizes = on_link_sizes(frame_len, self.mtu)
+        queue_before = self.link.queue_bytes_at(now_s)
+        t = self.link.send(now_s, sizes)
+        ok = t.delivered
+        n_ok = len(ok) if bool(ok.all()) else int(np.argmin(ok))
+        prefix = min(frame_len, n_ok * chunk_size(self.mtu))
+        departed = t.depart_s[~t.dropped]
+        release = (float(np.max(departed)) if departed.size else now_s) + self.link.delay_s
+        release = max(release, self._last_release)
+        self._last_release = release
+        return ShapedFrame(
+            release_s=release, prefix_len=prefix, packets=len(sizes), dropped=t.n_dropped,
+            lost=t.n_lost, queue_bytes=float(queue_before),
+            capacity_bps=self.capacity_bps(now_s),
+        )
+
+    def capacity_bps(self, t_s: float) -> float:
+        return float(self.trace.capacity_bps(t_s, t_s + self.interval))
+
+    # -- the hold queue --------------------------------------------------------------
+    def hold(self, release_s: float, item: Any) -> bool:
+        """Queue ``item`` until ``release_s``; False when the hold queue is full."""
+        if len(self.held) >= self.max_held:
+            return False
+        self.held.append((release_s, item))
+        return True
+
+    def due(self, now_s: float) -> list[Any]:
+        """Items whose release time has come, in order."""
+        out = []
+        while self.held and self.held[0][0] <= now_s:
+            out.append(self.held.popleft()[1])
+        return out
+
+    def next_release(self) -> float | None:
+        return self.held[0][0] if self.held else None
