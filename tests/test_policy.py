@@ -33,7 +33,7 @@ from diffstream.policy import (
     payload_bits_for_wire_budget,
     policy_kinds,
 )
-from diffstream.policy.mpc import robust_throughput_bps
+from diffstream.policy.base import robust_throughput_bps
 
 
 def wire(bits: int) -> float:
@@ -140,7 +140,7 @@ def test_deadline_meets_the_inequality_and_one_more_bit_breaks_it() -> None:
     # thr = 4e6/3 x 0.9 = 1.2e6 b/s; slack = 0.1 - 0.01 - 0.02 - 0.01 = 0.06 s -> 9000 bytes,
     # minus 999.5 in flight = 8000.5 wire bytes. 6 packets: p + 280 <= 8000.5 -> p = 7720.
     obs = make_obs(throughput_bps=(1e6, 2e6), inflight_bytes=999.5)
-    b = DeadlinePolicy().budget_bits(obs)
+    b = DeadlinePolicy(robust=False).budget_bits(obs)
     assert b == 7720 * 8
     thr = 4e6 / 3 * 0.9
     assert deadline_lhs(obs, b, thr) <= obs.deadline_s - obs.now_s
@@ -150,15 +150,16 @@ def test_deadline_meets_the_inequality_and_one_more_bit_breaks_it() -> None:
 def test_deadline_unknown_delay_counts_as_zero() -> None:
     # slack 0.08 s -> 12000 - 999.5 = 11000.5 bytes; 8 packets: p + 360 <= 11000.5 -> 10640
     obs = make_obs(throughput_bps=(1e6, 2e6), inflight_bytes=999.5, one_way_delay_s=None)
-    assert DeadlinePolicy().budget_bits(obs) == 10640 * 8
+    assert DeadlinePolicy(robust=False).budget_bits(obs) == 10640 * 8
 
 
 def test_deadline_infeasible_returns_zero() -> None:
     # 20 kB in flight take 0.133 s at 1.2 Mb/s: late whatever this frame's size
     backlogged = make_obs(throughput_bps=(1e6, 2e6), inflight_bytes=2e4)
-    assert DeadlinePolicy().budget_bits(backlogged) == 0
+    assert DeadlinePolicy(robust=False).budget_bits(backlogged) == 0
     # encode alone overshoots the deadline
-    assert DeadlinePolicy().budget_bits(make_obs(throughput_bps=(1e6,), encode_s=0.2)) == 0
+    plain = DeadlinePolicy(robust=False)
+    assert plain.budget_bits(make_obs(throughput_bps=(1e6,), encode_s=0.2)) == 0
 
 
 def test_deadline_playback_uses_the_buffer() -> None:
@@ -169,11 +170,11 @@ def test_deadline_playback_uses_the_buffer() -> None:
         mode="playback", deadline_s=None, buffer_s=0.4, frame_interval_s=0.1,
         inflight_bytes=0.5, throughput_bps=(1e6, 2e6),
     )  # fmt: skip
-    assert DeadlinePolicy(burst_frames=None).budget_bits(obs) == 67119 * 8
+    assert DeadlinePolicy(burst_frames=None, robust=False).budget_bits(obs) == 67119 * 8
     # an empty buffer still leaves one frame interval, so the buffer can refill
     empty = make_obs(mode="playback", deadline_s=None, buffer_s=0.0, frame_interval_s=0.1,
                      throughput_bps=(1e6, 2e6))
-    assert 0 < DeadlinePolicy(burst_frames=None).budget_bits(empty) < 67119 * 8
+    assert 0 < DeadlinePolicy(burst_frames=None, robust=False).budget_bits(empty) < 67119 * 8
 
 
 def test_deadline_burst_cap() -> None:
@@ -181,12 +182,12 @@ def test_deadline_burst_cap() -> None:
     # 20 packets: p + 40 + 800 <= 30000 -> p = 29160
     obs = make_obs(mode="playback", deadline_s=None, buffer_s=0.4, frame_interval_s=0.1,
                    inflight_bytes=0.5, throughput_bps=(1e6, 2e6))
-    assert DeadlinePolicy().budget_bits(obs) == 29160 * 8
-    assert DeadlinePolicy(burst_frames=1.0).budget_bits(obs) < 29160 * 8
+    assert DeadlinePolicy(robust=False).budget_bits(obs) == 29160 * 8
+    assert DeadlinePolicy(burst_frames=1.0, robust=False).budget_bits(obs) < 29160 * 8
 
 
 def test_deadline_startup_fallback() -> None:
-    assert DeadlinePolicy(startup_bpp=0.1).budget_bits(make_obs()) == 409
+    assert DeadlinePolicy(startup_bpp=0.1, robust=False).budget_bits(make_obs()) == 409
 
 
 # --- buffer (BBA-0) -------------------------------------------------------------------------
@@ -452,7 +453,7 @@ def test_kinds_labels_and_names() -> None:
 ALL_POLICIES = [
     FixedPolicy(bpp=0.7),
     RatePolicy(),
-    DeadlinePolicy(),
+    DeadlinePolicy(robust=False),
     BufferPolicy(),
     MPCPolicy(),
     MPCPolicy(horizon=2, levels_bpp=(0.05, 5.0), stall_weight=1000.0),
@@ -501,7 +502,7 @@ def test_every_policy_is_pure_and_in_range(obs: Observation) -> None:
 @settings(max_examples=60, deadline=None)
 @given(obs=observations())
 def test_deadline_budget_always_meets_its_own_inequality(obs: Observation) -> None:
-    b = DeadlinePolicy().budget_bits(obs)
+    b = DeadlinePolicy(robust=False).budget_bits(obs)
     positive = [s for s in obs.throughput_bps[-5:] if s > 0]
     if positive and b > 0:
         thr = len(positive) / sum(1 / s for s in positive) * 0.9
@@ -515,6 +516,16 @@ def test_backlog_estimate_replaces_inflight() -> None:
     # budget grows by exactly the 999 bytes the link has already drained.
     stale = make_obs(throughput_bps=(1e6, 2e6), inflight_bytes=999.5)
     fresh = make_obs(throughput_bps=(1e6, 2e6), inflight_bytes=999.5, backlog_bytes=0.5)
-    assert DeadlinePolicy().budget_bits(stale) == 7720 * 8
-    assert DeadlinePolicy().budget_bits(fresh) > DeadlinePolicy().budget_bits(stale)
+    assert DeadlinePolicy(robust=False).budget_bits(stale) == 7720 * 8
+    plain = DeadlinePolicy(robust=False)
+    assert plain.budget_bits(fresh) > plain.budget_bits(stale)
     assert MPCPolicy().budget_bits(fresh) >= MPCPolicy().budget_bits(stale)
+
+
+def test_deadline_robust_discount() -> None:
+    # a steady link is left alone; a jumpy one (50 % prediction error) gets 1/1.5 of the rate
+    steady = make_obs(throughput_bps=(1.2e6,) * 5)
+    assert DeadlinePolicy().budget_bits(steady) == DeadlinePolicy(robust=False).budget_bits(steady)
+    jumpy = make_obs(throughput_bps=(1e6, 2e6))
+    assert robust_throughput_bps(jumpy.throughput_bps, 5) == pytest.approx(4e6 / 3 / 1.5)
+    assert DeadlinePolicy().budget_bits(jumpy) < DeadlinePolicy(robust=False).budget_bits(jumpy)

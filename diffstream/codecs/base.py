@@ -67,9 +67,12 @@ class Codec(Protocol):
         ...
 
     def min_bits(self, shape: tuple[int, int]) -> int:
-        """A lower bound on the payload bits of any non-skipped frame of this shape.
+        """The codec's typical floor for this shape: the smallest payload natural content
+        usually needs (content dependent, so approximate).
 
-        Policies clamp budgets to it; it may be approximate (content dependent), the
-        encoder's own decision below it is authoritative and logged.
+        Policies plan with it (MPC treats lower budgets as skips); the encoder's own decision
+        near it is authoritative and logged. It is deliberately not a strict lower bound: a
+        flat frame encodes far smaller than any photograph, and planning on that bound would
+        choose budgets the codec then has to skip.
         """
         ...

@@ -117,6 +117,25 @@ def clamp_bits(bits: float, obs: Observation) -> int:
     return int(max(0, min(obs.max_bits, math.floor(bits))))
 
 
+def robust_throughput_bps(samples: tuple[float, ...], window: int) -> float | None:
+    """Harmonic mean of the last ``window`` samples / (1 + max recent relative error).
+
+    The errors are recomputed from the samples themselves (sample i predicted by the harmonic
+    mean of the ``window`` samples before it; error = |prediction - actual| / actual) for the
+    last ``window`` samples, so the policy stays a pure function of the observation.
+    """
+    estimate = harmonic_mean(samples[-window:])
+    if estimate is None:
+        return None
+    errors = [0.0]
+    for i in range(max(1, len(samples) - window), len(samples)):
+        actual = samples[i]
+        predicted = harmonic_mean(samples[max(0, i - window) : i])
+        if predicted is not None and actual > 0:
+            errors.append(abs(predicted - actual) / actual)
+    return estimate / (1.0 + max(errors))
+
+
 def queued_bytes(obs: Observation) -> float:
     """Bytes a new frame waits behind: the backlog estimate, else everything in flight."""
     return obs.backlog_bytes if obs.backlog_bytes is not None else obs.inflight_bytes

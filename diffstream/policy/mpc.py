@@ -21,9 +21,9 @@ from diffstream.policy.base import (
     PolicyModel,
     clamp_bits,
     fmt,
-    harmonic_mean,
     is_playback,
     queued_bytes,
+    robust_throughput_bps,
     startup_bits,
 )
 
@@ -44,25 +44,6 @@ def level_sequences(n_levels: int, horizon: int) -> np.ndarray:
     seqs = np.indices((n_levels,) * horizon).reshape(horizon, -1).T.copy()
     seqs.setflags(write=False)
     return seqs
-
-
-def robust_throughput_bps(samples: tuple[float, ...], window: int) -> float | None:
-    """Harmonic mean of the last ``window`` samples / (1 + max recent relative error).
-
-    The errors are recomputed from the samples themselves (sample i predicted by the harmonic
-    mean of the ``window`` samples before it; error = |prediction - actual| / actual) for the
-    last ``window`` samples, so the policy stays a pure function of the observation.
-    """
-    estimate = harmonic_mean(samples[-window:])
-    if estimate is None:
-        return None
-    errors = [0.0]
-    for i in range(max(1, len(samples) - window), len(samples)):
-        actual = samples[i]
-        predicted = harmonic_mean(samples[max(0, i - window) : i])
-        if predicted is not None and actual > 0:
-            errors.append(abs(predicted - actual) / actual)
-    return estimate / (1.0 + max(errors))
 
 
 class MPCPolicy(PolicyModel):

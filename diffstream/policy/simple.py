@@ -18,6 +18,7 @@ from diffstream.policy.base import (
     payload_bits_for_wire_budget,
     queued_bytes,
     recent_throughput_bps,
+    robust_throughput_bps,
     startup_bits,
     time_to_deadline_s,
 )
@@ -96,13 +97,20 @@ class DeadlinePolicy(PolicyModel):
     burst_frames: float | None = Field(
         2.0, gt=0, description="Cap: this many frame intervals of throughput (null: no cap)."
     )
+    robust: bool = Field(
+        True, description="Discount throughput by the recent prediction error (robust MPC's "
+        "estimator), so the margin grows with the link's variability."
+    )
 
     @property
     def label(self) -> str:
         return f"deadline(k={self.window},s={fmt(self.safety)})"
 
     def budget_bits(self, obs: Observation) -> int:
-        hm = recent_throughput_bps(obs, self.window)
+        if self.robust:
+            hm = robust_throughput_bps(obs.throughput_bps, self.window)
+        else:
+            hm = recent_throughput_bps(obs, self.window)
         if hm is None:
             return startup_bits(obs, self.startup_bpp)
         thr = hm * self.safety
