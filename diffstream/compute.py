@@ -25,6 +25,15 @@ PROFILES: dict[str, dict[str, ProfileCost]] = {
         "jpeg": ProfileCost(encode_ms=0.4, decode_ms=0.15),
         "webp": ProfileCost(encode_ms=2.0, decode_ms=0.2),
         "fixed": ProfileCost(encode_ms=0.0, decode_ms=0.0),
+        # gic / lic (paper 003): 64x64 frames, one torch thread, Kodak crops with budgets
+        # cycling 0.15-1.5 bpp, rate control included: `python benchmarks/bench_gic.py`
+        # printed gic 8.42 / 20.37 ms and lic 8.34 / 7.07 ms (encode / decode). The gic
+        # decode is the default 2-step sampler (D_theta 5.9 ms per step); per_step_ms stays
+        # 0 because steps are also charged on encode, where no D_theta runs. These costs
+        # grow with frame size (about 4x at 128x128); use compute: measured or an inline
+        # profile for other sizes or step counts.
+        "gic": ProfileCost(encode_ms=8.4, decode_ms=20.4),
+        "lic": ProfileCost(encode_ms=8.3, decode_ms=7.1),
     },
 }
 # Codecs missing from a named profile are charged their measured time and the run says so.

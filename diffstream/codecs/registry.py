@@ -20,6 +20,8 @@ _REGISTRY: dict[str, type] = {}
 _BUILTIN_MODULES: dict[str, str] = {
     "jpeg": "diffstream.codecs.pillow_codecs",
     "webp": "diffstream.codecs.pillow_codecs",
+    "gic": "diffstream.codecs.gic",
+    "lic": "diffstream.codecs.gic",
 }
 
 
