@@ -334,20 +334,16 @@ def resolve_path(raw: str, scenario_path: Path) -> Path | None:
     return None
 
 
-def load_scenario(path: str | Path, model: type[Scenario] | None = None) -> tuple[Scenario, Path]:
-    """Parse and validate a scenario file. Returns the model and the scenario's path.
+def read_yaml(path: Path, what: str) -> tuple[dict[str, Any], yaml.Node | None]:
+    """Parse ``path`` into (mapping, node tree for line numbers); ConfigError otherwise.
 
-    Raises ConfigError naming the file, line and field on any problem, including a trace
-    or content folder that does not exist. ``model``: a Scenario subclass to validate with
-    (live mode's adds a ``live:`` section).
-    """
-    path = Path(path)
+    ``what`` names the kind of file in messages ("scenario", "sweep")."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: scenario file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read scenario: {exc.strerror}") from None
+        raise ConfigError(f"{path}: {what} file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read {what}: {exc}") from None
     try:
         root = yaml.compose(text)
         data = yaml.safe_load(text)
@@ -357,7 +353,19 @@ def load_scenario(path: str | Path, model: type[Scenario] | None = None) -> tupl
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(located(path, line, f"not valid YAML: {problem}")) from None
     if not isinstance(data, dict):
-        raise ConfigError(located(path, 1, "a scenario must be a YAML mapping of keys"))
+        raise ConfigError(located(path, 1, f"a {what} must be a YAML mapping of keys"))
+    return data, root
+
+
+def load_scenario(path: str | Path, model: type[Scenario] | None = None) -> tuple[Scenario, Path]:
+    """Parse and validate a scenario file. Returns the model and the scenario's path.
+
+    Raises ConfigError naming the file, line and field on any problem, including a trace
+    or content folder that does not exist. ``model``: a Scenario subclass to validate with
+    (live mode's adds a ``live:`` section).
+    """
+    path = Path(path)
+    data, root = read_yaml(path, "scenario")
     try:
         scenario = (model or Scenario).model_validate(data)
     except ValidationError as exc:

@@ -27,9 +27,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from diffstream.config import FileTrace, Scenario, _LineMap, resolve_path
+from diffstream.config import FileTrace, Scenario, _LineMap, read_yaml, resolve_path
 from diffstream.errors import ConfigError, InputError, located
-from diffstream.sweep.schema import Sweep, TraceFiles, format_errors, read_yaml
+from diffstream.sweep.schema import Sweep, TraceFiles, format_errors
 
 #: Bump when the meaning of a run's identity changes (invalidates --resume of old folders).
 RUN_ID_VERSION = "diffstream-sweep-run/1"

@@ -38,6 +38,7 @@ from diffstream.config import (
     _hint,
     _LineMap,
     _models_in,
+    read_yaml,
 )
 from diffstream.errors import ConfigError, located
 from diffstream.policy import PolicySpec
@@ -156,26 +157,6 @@ def is_sweep_file(path: str | Path) -> bool:
         return False
     return isinstance(data, dict) and "sweep" in data
 
-
-def read_yaml(path: Path, what: str) -> tuple[dict[str, Any], yaml.Node | None]:
-    """Parse ``path`` into (mapping, node tree for line numbers); ConfigError otherwise."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: {what} file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read {what}: {exc}") from None
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(located(path, line, f"not valid YAML: {problem}")) from None
-    if not isinstance(data, dict):
-        raise ConfigError(located(path, 1, f"a {what} must be a YAML mapping of keys"))
-    return data, root
 
 
 def _names_at(model: type[BaseModel], loc: tuple[Any, ...]) -> set[str]:
