@@ -1,4 +1,11 @@
-"""Training CLI: ``python -m diffstream.models.train gic [--stage ae|entropy|reverse|all]``.
+"""Training CLI: ``python -m diffstream.models.train gic|ddpm ...``.
+
+``ddpm``: the pixel-space noise-prediction model shared by DiffC and the BADiff baselines
+(``diffstream/models/ddpm.py``): the simple loss ||eps - eps_theta(x_t, t)||^2 of Ho et al.
+2020 with t uniform on 1..T, Adam, and an exponential moving average of the weights (what is
+exported, as in DDPM), on random crops of the scikit-image photographs at the model's size.
+
+``gic [--stage ae|entropy|reverse|all]``:
 
 Stages (paper 003, §3.3 and §4.1, scaled down to a 2-core CPU):
 
@@ -45,9 +52,11 @@ from rich.progress import (
 )
 
 from diffstream.models.data import CropSampler
+from diffstream.models.ddpm import DDPM, DDPMConfig
 from diffstream.models.gic import STAGES, WEIGHTS_DIR, GicConfig, GicModel, _persist
 
 DEFAULT_STEPS = {"ae": 6000, "entropy": 4000, "reverse": 3500}
+DEFAULT_DDPM_STEPS = 8000
 BANK_SIZE = 6000
 AE_NOISE_Q = (0.03, 1.0)  # latent noise scales seen by the AE decoder (units of latent std)
 
@@ -276,6 +285,42 @@ def train_reverse(model: GicModel, args: argparse.Namespace, bank: torch.Tensor
     return logs
 
 
+def train_ddpm(args: argparse.Namespace, sampler: CropSampler) -> Path:
+    """Ho et al. 2020 Algorithm 1 with an EMA of the weights; exports the EMA model."""
+    cfg = DDPMConfig(sample_size=args.size)
+    model = DDPM(cfg).train()
+    ema = DDPM(cfg).eval()
+    ema.load_state_dict(model.state_dict())
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    sched = _cosine(opt, args.steps, warmup=200)
+    T = cfg.T
+
+    def step_fn(step: int, rng: np.random.Generator) -> dict[str, float]:
+        n = args.batch or 16
+        x0 = sampler.batch(n, cfg.sample_size, rng)
+        t = torch.from_numpy(rng.integers(1, T + 1, n))
+        noise = torch.from_numpy(rng.standard_normal(x0.shape, dtype=np.float32))
+        loss = F.mse_loss(model.eps(model.q_sample(x0, t, noise), t), noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        decay = min(args.ema, (1 + step) / (10 + step))  # EMA warm-up (as in DDPM/ADM)
+        with torch.no_grad():
+            for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
+                pe.lerp_(pm, 1.0 - decay)
+        return {"loss": loss.item()}
+
+    logs = Trainer(args.out, "ddpm", args.steps, args.resume, args.seed).run(
+        {"model": model, "ema": ema}, opt, sched, step_fn, args.ckpt_every)
+    ema.cfg.training = {"steps": args.steps, "batch": args.batch or 16, "lr": args.lr,
+                        "ema": args.ema, "data": "scikit-image photograph crops",
+                        **{k: round(v, 5) for k, v in logs.items()}}
+    return ema.save(args.export)
+
+
 # --------------------------------------------------------------------------- CLI
 def _load_for(stage: str, args: argparse.Namespace) -> GicModel:
     """A fresh model; for the entropy and reverse stages, with the trained autoencoder."""
@@ -310,7 +355,7 @@ def export_stage(model: GicModel, stage: str, export: Path, logs: dict[str, floa
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m diffstream.models.train")
-    p.add_argument("model", choices=["gic"])
+    p.add_argument("model", choices=["gic", "ddpm"])
     p.add_argument("--stage", choices=[*STAGES, "all"], default="all")
     p.add_argument("--steps", type=int, default=None, help="steps per stage (default per stage)")
     p.add_argument("--batch", type=int, default=None)
@@ -327,9 +372,20 @@ def main(argv: list[str] | None = None) -> int:
                    help="64x64 crops in the latent bank of the entropy/reverse stages")
     p.add_argument("--stat-batches", type=int, default=16,
                    help="batches of 64 crops for the latent normalisation statistics")
+    p.add_argument("--size", type=int, default=32, help="ddpm: crop / model size")
+    p.add_argument("--lr", type=float, default=2e-4, help="ddpm: Adam learning rate")
+    p.add_argument("--ema", type=float, default=0.999, help="ddpm: weight EMA decay")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    if args.model == "ddpm":
+        if args.out == Path("runs/gic_train"):
+            args.out = Path("runs/ddpm_train")
+        args.out.mkdir(parents=True, exist_ok=True)
+        args.steps = args.steps or DEFAULT_DDPM_STEPS
+        path = train_ddpm(args, CropSampler())
+        print(f"[ddpm] done ({args.steps} steps) -> {path}", flush=True)
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
     stages = STAGES if args.stage == "all" else (args.stage,)
     per_stage_steps = args.steps
