@@ -118,10 +118,16 @@ class FrameSpec(_Strict):
 
 
 class ContentSpec(_Strict):
-    source: Literal["skimage", "folder"] = "skimage"
+    """What the sender streams: pans over photos (``skimage``), a folder of frames, or
+    generation requests (``generated``: BADiff and its baselines generate each frame)."""
+
+    source: Literal["skimage", "folder", "generated"] = "skimage"
     shot_frames: int = Field(50, ge=1)
     photos: list[str] | None = None
     path: str | None = None
+    requests: int = Field(20, ge=1, description="generated: distinct requests before looping")
+    seed: int | None = Field(None, description="generated: request seeds (default: the "
+                             "scenario's seed)")
 
     @model_validator(mode="after")
     def _folder_needs_path(self) -> ContentSpec:
@@ -391,6 +397,16 @@ def load_scenario(path: str | Path, model: type[Scenario] | None = None) -> tupl
                 located(path, lines.line_of(("content", "path")),
                         f"content.path: folder {scenario.content.path!r} not found")
             )
+    if scenario.content.source != "generated":
+        from diffstream.codecs import codec_class
+
+        for i, arm in enumerate(scenario.arms):
+            if hasattr(codec_class(arm.codec), "generate"):
+                raise ConfigError(
+                    located(path, lines.line_of(("arms", i, "codec")),
+                            f"arms[{i}].codec: {arm.codec!r} generates its frames from "
+                            f"generation requests; set content: {{source: generated}} (or use "
+                            f"a codec that compresses captured images)"))
     if isinstance(scenario.compute.profile, str) and scenario.compute.kind == "profile":
         from diffstream.compute import PROFILES
 

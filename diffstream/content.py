@@ -7,6 +7,9 @@ two runs of a scenario (and two processes of one live run) see bit-identical fra
   scikit-image wheel (no download, no ``../shared``). Each photo gives one shot.
 - ``folder_sequence``: the image files of a folder, in name order, one per frame (use
   zero-padded names for extracted video frames).
+- ``GeneratedSequence``: frames that are generation requests (BADiff, paper 000): frame k
+  asks the sender's model for an image of seed ``request(k).seed``; ``frame(k)`` is the
+  quality reference, the same request's unconstrained full-step sample.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
+from diffstream.codecs.base import GenerationRequest
 from diffstream.errors import InputError, located
 
 # Colour photographs in the scikit-image wheel that load offline. ``cat`` is the same
@@ -225,6 +229,45 @@ class FolderSequence:
         return self._cache[i].copy()
 
 
+class GeneratedSequence:
+    """``requests`` distinct generation requests, looping; seeds derive from ``seed``.
+
+    The reference image of a request is computed on first use by the generative model
+    (``diffstream.models.generate.reference_image``, seconds per frame on a CPU) and kept in
+    memory, so a run pays for each request once per process.
+    """
+
+    def __init__(self, width: int, height: int, *, seed: int, requests: int = 20) -> None:
+        self.width, self.height = _check_size(width, height)
+        if isinstance(requests, bool) or not isinstance(requests, int) or requests < 1:
+            raise InputError(f"requests must be an integer >= 1, got {requests!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise InputError(f"seed must be an integer, got {seed!r}")
+        self.seed, self.requests = seed, requests
+        self._cache: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return self.requests
+
+    def request(self, k: int) -> GenerationRequest:
+        i = _check_index(k) % self.requests
+        # SeedSequence spreads (scenario seed, request index) over 63 bits, stably across
+        # NumPy versions and platforms.
+        state = np.random.SeedSequence([self.seed & (2**63 - 1), i]).generate_state(2, np.uint32)
+        return GenerationRequest(seed=int(state[0]) << 31 ^ int(state[1]) >> 1)
+
+    def frame(self, k: int) -> np.ndarray:
+        i = _check_index(k) % self.requests
+        if i not in self._cache:
+            from diffstream.models.generate import reference_image
+
+            arr = np.asarray(reference_image(self.request(i), (self.height, self.width)),
+                             dtype=np.uint8)
+            arr.flags.writeable = False
+            self._cache[i] = arr
+        return self._cache[i].copy()
+
+
 def pan_sequence(width: int, height: int, *, shot_frames: int = 50,
                  photos: Sequence[str] | None = None) -> FrameSource:
     """Video-like pans across scikit-image's photos (see ``PanSequence``)."""
@@ -236,27 +279,32 @@ def folder_sequence(path: str | Path, width: int, height: int) -> FrameSource:
     return FolderSequence(path, width, height)
 
 
-_SPEC_KEYS = {"skimage": {"source", "shot_frames", "photos"}, "folder": {"source", "path"}}
+SPEC_KEYS = {"skimage": {"source", "shot_frames", "photos"}, "folder": {"source", "path"},
+              "generated": {"source", "requests", "seed"}}
 
 
 def make_source(spec: Mapping[str, Any], width: int, height: int,
                 base_dir: str | Path) -> FrameSource:
     """Build a source from a scenario's content spec; relative paths start at ``base_dir``.
 
-    ``{"source": "skimage", "shot_frames": 50, "photos": [...]}`` (both optional) or
-    ``{"source": "folder", "path": "frames/"}``.
+    ``{"source": "skimage", "shot_frames": 50, "photos": [...]}`` (both optional),
+    ``{"source": "folder", "path": "frames/"}`` or
+    ``{"source": "generated", "seed": 7, "requests": 20}``.
     """
     if not isinstance(spec, Mapping):
         raise InputError(f"content spec must be a mapping with a 'source' key, got {spec!r}")
     source = spec.get("source")
-    if source not in _SPEC_KEYS:
-        raise InputError(f"content source must be one of {', '.join(sorted(_SPEC_KEYS))}, "
+    if source not in SPEC_KEYS:
+        raise InputError(f"content source must be one of {', '.join(sorted(SPEC_KEYS))}, "
                          f"got {source!r}")
-    unknown = set(spec) - _SPEC_KEYS[source]
+    unknown = set(spec) - SPEC_KEYS[source]
     if unknown:
         raise InputError(f"unknown key(s) {', '.join(sorted(map(str, unknown)))} in content "
                          f"spec for source {source!r}; allowed: "
-                         f"{', '.join(sorted(_SPEC_KEYS[source]))}")
+                         f"{', '.join(sorted(SPEC_KEYS[source]))}")
+    if source == "generated":
+        return GeneratedSequence(width, height, seed=spec.get("seed", 0),
+                                 requests=spec.get("requests", 20))
     if source == "skimage":
         return pan_sequence(width, height, shot_frames=spec.get("shot_frames", 50),
                             photos=spec.get("photos"))

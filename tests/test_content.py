@@ -214,7 +214,7 @@ def test_make_source_from_specs(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("spec,match", [
-    ({"source": "youtube"}, "one of folder, skimage"),
+    ({"source": "youtube"}, "one of folder, generated, skimage"),
     ({}, "one of"),
     ({"source": "skimage", "shotframes": 3}, "unknown key.*shotframes"),
     ({"source": "skimage", "shot_frames": "50"}, "shot_frames"),

@@ -49,8 +49,9 @@ class Codec(Protocol):
     """What the simulator needs from a codec.
 
     name: registry name used in scenarios (``codec: jpeg``).
-    progressive: True when a prefix of the payload (ending on a boundary the codec lists in
-                 ``meta['prefix_offsets']``) decodes to a coarser image.
+    progressive: True when a prefix of the payload decodes to a coarser image (DiffC: any
+                 prefix ending on a step boundary). Such codecs also implement
+                 ``ProgressiveCodec.prefix_steps``; ``decode`` then accepts a prefix.
     """
 
     name: ClassVar[str]
@@ -76,3 +77,38 @@ class Codec(Protocol):
         choose budgets the codec then has to skip.
         """
         ...
+
+
+@runtime_checkable
+class ProgressiveCodec(Codec, Protocol):
+    """A codec whose payload prefixes decode (``progressive = True``)."""
+
+    def prefix_steps(self, payload: bytes, meta: dict[str, Any]) -> int:
+        """How many whole codec steps ``payload`` (the full payload or a prefix of it) holds:
+        what ``decode`` of this prefix will use. Raises CodecError on a corrupt payload."""
+        ...
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """A frame that is generated, not captured (BADiff, paper 000 §4): the sender's model
+    samples an image for ``seed`` (and an optional class label or prompt) under the bit
+    budget; the receiver scores it against the same request's unconstrained sample."""
+
+    seed: int
+    label: int | None = None
+    prompt: str | None = None
+
+
+@runtime_checkable
+class GenerativeCodec(Codec, Protocol):
+    """A codec that serves generation requests (BADiff and its baselines).
+
+    ``encode(image, budget)`` is not used for these frames; the sender calls ``generate``.
+    ``reference`` is the quality reference of paper 000: the same request's full-step,
+    unconstrained sample, identical in every process (sender and receiver compute it).
+    """
+
+    def generate(self, request: GenerationRequest, budget_bits: int) -> Encoded: ...
+
+    def reference(self, request: GenerationRequest, shape: tuple[int, int]) -> Image: ...

@@ -44,7 +44,8 @@ class DDPMWeightsError(FileNotFoundError):
 @dataclass
 class DDPMConfig:
     sample_size: int = 32
-    channels: tuple[int, ...] = (32, 64, 64)  # 1.1 M parameters: ~190 ms per batch-16 step on 1 core
+    # 1.1 M parameters: ~190 ms per batch-16 training step, ~9 ms per sample step (1 core)
+    channels: tuple[int, ...] = (32, 64, 64)
     layers_per_block: int = 1
     attention: tuple[bool, ...] = (False, False, True)
     norm_groups: int = 16

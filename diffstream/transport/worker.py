@@ -23,9 +23,10 @@ import numpy as np
 import zmq
 
 from diffstream.codecs import CodecError, create_codec
+from diffstream.codecs.base import Encoded, GenerativeCodec, ProgressiveCodec
 from diffstream.compute import ComputeModel
 from diffstream.config import Scenario
-from diffstream.content import FrameSource, make_source
+from diffstream.content import SPEC_KEYS, FrameSource, GeneratedSequence, make_source
 from diffstream.playout import InteractivePlayout, PlaybackBuffer, Slot
 from diffstream.policy.base import RateQualityModel
 from diffstream.transport.messages import dumps, loads
@@ -40,7 +41,11 @@ GREY = 128  # what the viewer sees before the first frame arrives
 
 
 def _content(scenario: Scenario, scenario_dir: str) -> FrameSource:
-    spec = scenario.content.model_dump(exclude_none=True)
+    c = scenario.content
+    # The schema fills defaults for every source's keys; pass on only this source's.
+    spec = {k: v for k, v in c.model_dump(exclude_none=True).items() if k in SPEC_KEYS[c.source]}
+    if c.source == "generated":
+        spec.setdefault("seed", scenario.seed)
     return make_source(spec, scenario.frame.width, scenario.frame.height, scenario_dir)
 
 
@@ -89,14 +94,15 @@ class SenderWorker:
         scorer = QualityScorer()
         metric = "psnr_db" if self.scenario.qoe.metric == "psnr" else "ssim_db"
         n = len(self.content)
-        frames = [self.content.frame(i) for i in sorted({0, n // 3, (2 * n) // 3})]
+        ks = sorted({0, n // 3, (2 * n) // 3})
+        frames = [self.content.frame(i) for i in ks]
         pixels = self.shape[0] * self.shape[1]
         points: dict[float, list[tuple[float, float]]] = {}
         for bpp in CALIBRATION_BPP:
             if bpp > self.scenario.max_bpp:
                 break
-            for img in frames:
-                enc = codec.encode(img, int(bpp * pixels))
+            for k, img in zip(ks, frames, strict=True):
+                enc = self._code(codec, k, int(bpp * pixels))
                 if enc.skipped:
                     continue
                 out = codec.decode(enc.payload, enc.meta, self.shape)
@@ -116,12 +122,19 @@ class SenderWorker:
             return None
         return RateQualityModel(tuple(xs), tuple(ys))
 
+    def _code(self, codec: Any, k: int, budget_bits: int) -> Encoded:
+        """Frame k under the budget: generated from its request by a generative codec,
+        otherwise the content's image encoded (a classic codec on generated content codes
+        the reference sample: the Cascade baseline)."""
+        if isinstance(self.content, GeneratedSequence) and isinstance(codec, GenerativeCodec):
+            return codec.generate(self.content.request(k), budget_bits)
+        return codec.encode(self.content.frame(k), budget_bits)
+
     def _encode(self, msg: dict[str, Any]) -> dict[str, Any]:
         arm, seq = msg["arm"], int(msg["seq"])
         codec, name = self.codecs[arm], self.codec_names[arm]
-        image = self.content.frame(seq)
         t0 = time.perf_counter()
-        enc = codec.encode(image, int(msg["budget_bits"]))
+        enc = self._code(codec, seq, int(msg["budget_bits"]))
         measured = time.perf_counter() - t0
         charged = self.compute.encode_s(name, measured, enc.steps)
         send_s = float(msg["start_s"]) + charged
@@ -240,9 +253,11 @@ class ReceiverWorker:
             raise CodecError(f"decoder returned shape {image.shape}")
         res["decoded"] = True
         res["partial"] = not frame.complete
-        res["prefix_step"] = h.meta.get("prefix_step") if isinstance(h.meta, dict) else None
+        if isinstance(self.codec, ProgressiveCodec):
+            res["prefix_step"] = int(self.codec.prefix_steps(frame.payload, h.meta))
         res["decode_ms"] = measured * 1000.0
-        res["decode_charged_s"] = self.compute.decode_s(self.codec_name, measured, h.steps)
+        steps = res["prefix_step"] if res["prefix_step"] is not None else h.steps
+        res["decode_charged_s"] = self.compute.decode_s(self.codec_name, measured, steps)
         res["decode_done_s"] = arrived + res["decode_charged_s"]
         return image
 
