@@ -91,7 +91,7 @@ def build_unet(cfg: DDPMConfig) -> nn.Module:
         sample_size=cfg.sample_size, in_channels=3, out_channels=3,
         block_out_channels=tuple(cfg.channels), layers_per_block=cfg.layers_per_block,
         down_block_types=down, up_block_types=up, norm_num_groups=cfg.norm_groups,
-        attention_head_dim=32, **extra,
+        attention_head_dim=min(32, min(cfg.channels)), **extra,
     )
 
 
