@@ -118,7 +118,7 @@ def _bin(
 
 
 def frame_status(r: FrameRecord) -> str:
-    """One word for a frame's fate: skipped / lost / late / stall / shown."""
+    """One word for a frame's fate: skipped / lost / late / stall / partial / shown."""
     if r.skipped:
         return "skipped"
     if not r.decoded:
@@ -127,11 +127,12 @@ def frame_status(r: FrameRecord) -> str:
         return "late"
     if r.stall_s and r.stall_s > 0:
         return "stall"
-    return "shown"
+    return "partial" if r.partial else "shown"
 
 
 _STATUS_STYLE = {
     "shown": "green",
+    "partial": "cyan",
     "stall": "yellow",
     "late": "red",
     "lost": "bold red",
@@ -160,6 +161,7 @@ class _ArmState:
     latencies_ms: list[float] = field(default_factory=list)
     shown: int = 0
     skipped: int = 0
+    partial: int = 0
     packets_lost: int = 0
     packets_dropped: int = 0
     psnr_sum: float = 0.0
@@ -192,6 +194,7 @@ class _ArmState:
             if r.latency_s is not None and math.isfinite(r.latency_s):
                 self.latencies_ms.append(r.latency_s * 1000.0)
         self.skipped += int(r.skipped)
+        self.partial += int(r.shown and r.partial)
         self.packets_lost += r.packets_lost
         self.packets_dropped += r.packets_dropped
         if r.psnr_db is not None and math.isfinite(r.psnr_db):
@@ -352,7 +355,8 @@ class Dashboard:
                 f"PSNR {_fmt(summary.mean_psnr_db, '{:.2f}', ' dB')}  "
                 f"p95 {_fmt(summary.latency_p95_ms, '{:.0f}', ' ms')}  "
                 f"freezes {summary.freezes} ({summary.freeze_s:.2f} s)  "
-                f"skipped {summary.skipped}  QoE {_fmt(summary.qoe, '{:.2f}')}"
+                f"skipped {summary.skipped}  partial {summary.partial}  "
+                f"QoE {_fmt(summary.qoe, '{:.2f}')}"
             )
 
     def show_final(self, summaries: Sequence[ArmSummary]) -> None:
@@ -485,6 +489,7 @@ class Dashboard:
         t.add_row("shown", f"{s.shown} ({pct:.0f}%)")
         t.add_row("stalls" if s.playback else "freezes", f"{count} / {secs:.2f} s")
         t.add_row("skipped", str(s.skipped))
+        t.add_row("partial", str(s.partial))
         t.add_row("pkts lost", str(s.packets_lost))
         t.add_row("pkts dropped", str(s.packets_dropped))
         t.add_row("p95 latency", _fmt(s.p95_ms(), "{:.0f}", " ms"))

@@ -98,6 +98,7 @@ class ArmSummary:
     freezes: int  # WebRTC freeze count (interactive) / rebuffer events (playback)
     freeze_s: float  # total freeze / rebuffer time
     skipped: int
+    partial: int  # shown from a prefix that beat the deadline (progressive codecs: DiffC)
     mean_bpp: float
     delivered_kbps: float
     utilisation: float  # delivered bits / capacity offered while the sender had data queued

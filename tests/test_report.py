@@ -57,6 +57,7 @@ def _summary(arm: str, **kw: float) -> ArmSummary:
         freezes=1,
         freeze_s=0.5,
         skipped=0,
+        partial=0,
         mean_bpp=0.5,
         delivered_kbps=40.0,
         utilisation=0.8,

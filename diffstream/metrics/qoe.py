@@ -208,6 +208,7 @@ def summarise_arm(
         freezes=freezes,
         freeze_s=freeze_s,
         skipped=sum(1 for r in recs if r.skipped),
+        partial=sum(1 for r in shown if r.partial),
         mean_bpp=_mean(not_skipped),
         delivered_kbps=delivered * 8.0 / duration_s / 1000.0 if duration_s > 0 else 0.0,
         utilisation=delivered / offered_bytes if offered_bytes > 0 else 0.0,
