@@ -177,6 +177,12 @@ class ArmSpec(_Strict):
     def label(self) -> str:
         return self.name or f"{self.codec}-{self.policy.kind}"
 
+    @property
+    def needs_rate_quality(self) -> bool:
+        """MPC plans with the codec's measured rate-quality curve; the sender measures it
+        only for such arms (a diffusion codec pays seconds per calibration frame)."""
+        return self.policy.kind == "mpc"
+
     @field_validator("codec")
     @classmethod
     def _known_codec(cls, name: str) -> str:

@@ -97,7 +97,8 @@ def run_loaded(scenario: Scenario, spath: Path, opts: RunOptions) -> RunResult:
             for arm in arms:
                 dash.start_arm(arm.label)
                 sim = ArmSimulation(scenario, arm, stream_trace, endpoints,
-                                    calibrate=opts.network_only_bytes is None,
+                                    calibrate=opts.network_only_bytes is None
+                                    and arm.needs_rate_quality,
                                     on_record=dash.on_frame)
                 result = sim.run()
                 append_frames_jsonl(frames_path, result.records)

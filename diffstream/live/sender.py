@@ -190,7 +190,7 @@ class LiveSender:
         self.worker = SenderWorker(self.sc, str(self.spath.parent.resolve()))
         info = self.worker.handle({"op": "arm", "arm": self.arm.label, "codec": self.arm.codec,
                                    "options": self.arm.codec_options,
-                                   "calibrate": self.arm.policy.kind == "mpc"})
+                                   "calibrate": self.arm.needs_rate_quality})
         self.min_bits = int(info["min_bits"])
         self.header_bytes = int(info["header_bytes"])
         self.rq = RateQualityModel(*info["rq"]) if info["rq"] else None

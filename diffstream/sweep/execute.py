@@ -196,7 +196,8 @@ def _run(spec: RunSpec, trace_bytes: bytes | None, out: dict[str, Any]) -> dict[
         endpoints, reused = CACHE.get(spec, scenario)
         out["endpoint"] = "reused" if reused else "started"
     arm = scenario.arms[0]
-    result = ArmSimulation(scenario, arm, stream, endpoints, calibrate=not network_only).run()
+    result = ArmSimulation(scenario, arm, stream, endpoints,
+                           calibrate=not network_only and arm.needs_rate_quality).run()
     summary = summarise_arm(
         result.records, mode=scenario.mode.kind, fps=scenario.frame.fps,
         pixels=scenario.frame.pixels, duration_s=max(scenario.duration_s, 1e-9),
