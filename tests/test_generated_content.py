@@ -168,3 +168,15 @@ def test_complete_progressive_frame_reports_all_steps(tmp_path: Path) -> None:
     rx = _progressive_receiver(tmp_path)
     (res,) = rx.on_frame(_msg(_frame(rx), on_time=10**6))
     assert res["decoded"] and not res["partial"] and res["prefix_step"] == 5
+
+
+def test_prefix_without_a_whole_step_is_late_not_malformed(tmp_path: Path) -> None:
+    rx = _progressive_receiver(tmp_path)
+    before = rx.malformed
+    header_packets = -(-(len(_frame(rx)) - 5 * STEP_BYTES) // 60)  # 60 B of frame a packet
+    # the header and less than one step's bytes of payload; then part of the header only
+    (res,) = rx.on_frame(_msg(_frame(rx), on_time=header_packets))
+    assert not res["decoded"] and res["prefix_step"] == 0 and not res["error"]
+    (res,) = rx.on_frame(_msg(_frame(rx), on_time=1))
+    assert not res["decoded"] and res["prefix_step"] is None and not res["error"]
+    assert rx.malformed == before

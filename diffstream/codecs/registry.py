@@ -22,6 +22,7 @@ _BUILTIN_MODULES: dict[str, str] = {
     "webp": "diffstream.codecs.pillow_codecs",
     "gic": "diffstream.codecs.gic",
     "lic": "diffstream.codecs.gic",
+    "diffc": "diffstream.codecs.diffc",
 }
 
 

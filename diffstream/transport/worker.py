@@ -237,7 +237,12 @@ class ReceiverWorker:
         if not data or (not complete and not self.codec.progressive):
             return None  # packet loss, not a malformed frame: nothing to decode
         arrived = max(float(c[2]) for c in usable if int(c[0]) < len(data))
-        frame = unpack_frame(data, allow_prefix=self.codec.progressive)
+        try:
+            frame = unpack_frame(data, allow_prefix=self.codec.progressive)
+        except WireError as exc:
+            if complete or exc.kind != "truncated":
+                raise
+            return None  # a prefix that ends inside the header: nothing arrived to decode
         h = frame.header
         if h.seq != res["seq"] or h.arm != self.arm:
             raise ValueError(f"header says arm {h.arm!r} seq {h.seq}, envelope disagrees")
@@ -246,6 +251,10 @@ class ReceiverWorker:
         res["arrived_s"] = arrived  # the frame holds its playback slot even without an image
         if h.skipped:
             return None
+        if isinstance(self.codec, ProgressiveCodec):
+            res["prefix_step"] = int(self.codec.prefix_steps(frame.payload, h.meta))
+            if res["prefix_step"] == 0 and not frame.complete:
+                return None  # the prefix holds no whole step yet: late, not malformed
         t0 = time.perf_counter()
         image = self.codec.decode(frame.payload, h.meta, self.shape)
         measured = time.perf_counter() - t0
@@ -253,8 +262,6 @@ class ReceiverWorker:
             raise CodecError(f"decoder returned shape {image.shape}")
         res["decoded"] = True
         res["partial"] = not frame.complete
-        if isinstance(self.codec, ProgressiveCodec):
-            res["prefix_step"] = int(self.codec.prefix_steps(frame.payload, h.meta))
         res["decode_ms"] = measured * 1000.0
         steps = res["prefix_step"] if res["prefix_step"] is not None else h.steps
         res["decode_charged_s"] = self.compute.decode_s(self.codec_name, measured, steps)

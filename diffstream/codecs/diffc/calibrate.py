@@ -1,0 +1,202 @@
+"""Regenerate DiffC's calibration: Algorithm 3's schedule, the App. A.5 KL table and the
+chunk models, from crops of scikit-image photographs (never Kodak: that is evaluation data).
+
+    python -m diffstream.codecs.diffc.calibrate [--images 24] [--size 32] [--t-final 10]
+        [--weights DIR | --diffusers FOLDER] [--run-images 12]
+        [--out diffstream/models/weights/diffc_calibration.json]
+
+For every calibration crop x_0 and every t in 1..T it draws x_t ~ q(x_t | x_0) (the paper's
+"each x_i we send is statistically indistinguishable from a sample of q(x_i | x_0)", so
+independent draws per t give the same statistics as a chain) and runs the model once:
+e_t = |x_0 - x0_hat(x_t)|^2. Then KL(i -> j) = coef(i, j) e_i for every j < i in closed form
+(``diffusion.kl_coef_matrix``), the cost C(i, j) = mean over crops of I + log2 I + 5 bits,
+and the schedule is the shortest path T -> t_final (``schedule.shortest_path``). The KL
+table is the mean per-step KL along that path, per dimension. The index code's statistics
+(bucket histograms per chunk size and chunking mode, chunk-count symbols) come from real
+encodes of calibration crops by the codec itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diffstream.codecs.diffc.diffusion import kl_coef_matrix
+from diffstream.codecs.diffc.schedule import (
+    CALIBRATION_FILE,
+    RATIO_SYMBOLS,
+    Calibration,
+    ChunkModel,
+    bucket_histogram,
+    pfr_cost_bits,
+    shortest_path,
+)
+from diffstream.models.ddpm import DDPM, WEIGHTS_DIR
+
+CHUNK_BITS = (8, 10, 12, 14, 16)
+DEFAULT_BITS = 12  # the chunk-count symbol histogram is taken at the codec's default
+CHUNK_SLACK_BITS = 3.0  # planned chunk KL = chunk_bits - 3 (see docs/diffc.md, "chunks")
+SCHEDULE_ID = 1
+
+
+def load(args: argparse.Namespace) -> tuple[DDPM, dict[str, str]]:
+    if args.diffusers:
+        return DDPM.from_diffusers(args.diffusers), {"source": f"diffusers:{args.diffusers}"}
+    d = Path(args.weights) if args.weights else WEIGHTS_DIR
+    model = DDPM.load(d)
+    digest = hashlib.sha256((d / "ddpm.safetensors").read_bytes()).hexdigest()[:16]
+    return model, {"source": str(d / "ddpm.safetensors"), "sha256_16": digest}
+
+
+@torch.no_grad()
+def prediction_errors(model: DDPM, x0: torch.Tensor, batch: int, gen: torch.Generator
+                      ) -> torch.Tensor:
+    """e[t] = |x_0 - clip(x0_hat(x_t))|^2 for t = 1..T (index 0 unused), float64."""
+    T = model.T
+    ab = model.alpha_bar
+    e = torch.zeros(T + 1, dtype=torch.float64)
+    for start in range(1, T + 1, batch):
+        ts = torch.arange(start, min(start + batch, T + 1))
+        a = ab[ts].float().view(-1, 1, 1, 1)
+        noise = torch.randn((len(ts), *x0.shape[1:]), generator=gen)
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        eps = model.unet(xt, ts - 1).sample
+        x0_hat = ((xt - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-1, 1)
+        e[ts] = ((x0_hat - x0) ** 2).flatten(1).sum(1).double()
+    return e
+
+
+def real_runs(cal: Calibration, args: argparse.Namespace, crops: torch.Tensor) -> None:
+    """Replace the provisional index statistics by those of real encodes (in place)."""
+    import tempfile
+
+    from diffstream.codecs.diffc.codec import DiffcCodec
+    from diffstream.models.data import to_uint8
+
+    images = to_uint8(crops)
+    src = {"diffusers": args.diffusers} if args.diffusers else {"weights": args.weights}
+    with tempfile.TemporaryDirectory() as tmp:
+        provisional = Path(tmp) / "provisional.json"
+        cal.save(provisional)
+        ratios = [0] * RATIO_SYMBOLS
+        for bits in args.chunk_bits:
+            hist = {}
+            for mode in ("table", "adaptive"):
+                codec = DiffcCodec(chunk_bits=bits, chunking=mode, device="cpu",
+                                   calibration=str(provisional), **src)
+                counts = [1] * (bits + 1)  # add-one: every bucket stays codable
+                for img in images:
+                    codec.encode(img, 1 << 40)
+                    for step in codec.last_stats.indices:
+                        for n in step:
+                            counts[n.bit_length()] += 1
+                    if mode == "adaptive" and bits == DEFAULT_BITS:
+                        for rec in codec.last_stats.steps:
+                            ratios[int(rec.ratio)] += 1
+                hist[mode] = counts
+            cal.chunk_models[bits] = ChunkModel(bits, cal.chunk_models[bits].kl_bits,
+                                                hist["table"], hist["adaptive"])
+            print(f"[calibrate] chunk_bits {bits}: buckets table {hist['table']}, "
+                  f"adaptive {hist['adaptive']}", flush=True)
+    # every symbol keeps >= ~1 % of the mass: other content can need other chunk counts
+    total = sum(ratios)
+    cal.ratio_counts = [c + max(1, total // 100) for c in ratios]
+    print(f"[calibrate] chunk-count symbols {cal.ratio_counts}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    src = ap.add_mutually_exclusive_group()
+    src.add_argument("--weights", help="folder with ddpm.safetensors (default: shipped)")
+    src.add_argument("--diffusers", help="a local diffusers DDPM folder")
+    ap.add_argument("--images", type=int, default=24)
+    ap.add_argument("--size", type=int, default=32)
+    ap.add_argument("--t-final", type=int, default=10)
+    ap.add_argument("--batch", type=int, default=50)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--chunk-bits", type=int, nargs="*", default=list(CHUNK_BITS))
+    ap.add_argument("--chunk-samples", type=int, default=1000,
+                    help="simulated PFR chunks per provisional chunk model")
+    ap.add_argument("--run-images", type=int, default=12,
+                    help="crops encoded by the codec itself for the index statistics")
+    ap.add_argument("--out", default=str(CALIBRATION_FILE))
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    from diffstream.models.data import CropSampler
+
+    t_start = time.perf_counter()
+    model, source = load(args)
+    T = model.T
+    crops = CropSampler().batch(args.images, args.size, np.random.default_rng(args.seed))
+    gen = torch.Generator().manual_seed(args.seed)
+    errs = []
+    for i in range(args.images):
+        errs.append(prediction_errors(model, crops[i:i + 1], args.batch, gen))
+        print(f"[calibrate] image {i + 1}/{args.images}  {time.perf_counter() - t_start:.0f}s",
+              flush=True)
+    coef = kl_coef_matrix(model.alpha_bar, t_min=args.t_final)  # nats per squared error
+    valid = coef > 0
+    cost = torch.zeros_like(coef)
+    kl_all = []
+    for e in errs:
+        kl_bits = coef * e.view(-1, 1) / math.log(2.0)
+        cost += torch.where(valid, pfr_cost_bits(kl_bits), torch.zeros_like(kl_bits))
+        kl_all.append(kl_bits)
+    cost = torch.where(valid, cost / len(errs), torch.full_like(cost, math.inf))
+    path = shortest_path(cost.numpy(), T, args.t_final)
+    dims = 3 * args.size * args.size
+    per_image = [[float(kl[a, b]) / dims for a, b in zip(path[:-1], path[1:], strict=True)]
+                 for kl in kl_all]
+    mean = np.mean(np.array(per_image), axis=0).tolist()
+    print(f"[calibrate] schedule ({len(path) - 1} steps): {path}")
+    edges = list(zip(path[:-1], path[1:], strict=True))
+    expected = float(sum(cost[a, b] for a, b in edges))
+    print(f"[calibrate] mean total KL {sum(mean) * dims:.0f} bits "
+          f"({sum(mean) * 3:.3f} bpp), expected cost {expected:.0f} bits")
+    cal = Calibration(id=SCHEDULE_ID, T=T, schedule=path, kl_bits_per_dim=mean,
+                      chunk_models={}, kl_bits_per_dim_images=[[round(v, 7) for v in r]
+                                                                for r in per_image])
+    # provisional chunk models (simulated 1-D PFR on the crops' q-sample chunk KLs), then
+    # the real ones: the codec itself encodes the first --run-images crops in both chunking
+    # modes and the bucket / chunk-count histograms of the indices it chose are shipped
+    # (App. A.5 also runs DiffC on the calibration images).
+    models = {}
+    for bits in args.chunk_bits:
+        kl_target = bits - CHUNK_SLACK_BITS
+        models[bits] = ChunkModel(bits, kl_target, [1] * (bits + 1), [1] * (bits + 1))
+        cal.chunk_models = models
+        chunk_kls = []
+        for r in per_image:
+            for k, v in enumerate(r):
+                n = cal.chunks(k, dims, bits, cal.choose_ratio(k, dims, bits, v * dims))
+                chunk_kls += [v * dims / n] * n
+        rng = np.random.default_rng(args.seed + bits)
+        pick = rng.choice(len(chunk_kls), size=min(args.chunk_samples, len(chunk_kls)),
+                          replace=False)
+        counts = bucket_histogram([chunk_kls[i] for i in pick], bits, seed=args.seed)
+        models[bits] = ChunkModel(bits, kl_target, counts, counts)
+    cal.chunk_models = models
+    cal.ratio_counts = [1] * RATIO_SYMBOLS
+    if args.run_images > 0:
+        real_runs(cal, args, crops[:args.run_images])
+    cal.info = {**source, "images": args.images, "size": args.size, "t_final": args.t_final,
+                "seed": args.seed, "data": "scikit-image photographs (CropSampler), not Kodak",
+                "cost": "C = I + log2(max(I, 1)) + 5 bits per step (Algorithm 3)",
+                "chunk_kl": f"chunk_bits - {CHUNK_SLACK_BITS:g}",
+                "seconds": round(time.perf_counter() - t_start, 1),
+                "command": "python -m diffstream.codecs.diffc.calibrate "
+                           + " ".join(argv if argv is not None else sys.argv[1:])}
+    cal.save(args.out)
+    print(f"[calibrate] wrote {args.out} in {time.perf_counter() - t_start:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
