@@ -34,6 +34,13 @@ PROFILES: dict[str, dict[str, ProfileCost]] = {
         # profile for other sizes or step counts.
         "gic": ProfileCost(encode_ms=8.4, decode_ms=20.4),
         "lic": ProfileCost(encode_ms=8.3, decode_ms=7.1),
+        # diffc (paper 002): 32x32 frames, one torch thread, `python benchmarks/bench_diffc.py`:
+        # encode 15.6 ms per step (U-Net 9.2 + fused PFR 5.6) plus the step it computes and
+        # discards when the next one no longer fits; decode 10.4 ms per step plus the DDIM
+        # flow denoiser (9 ms per DDIM step, ceil(50 t / 1000) of them). One per-step cost
+        # serves both ends, so per_step_ms is their mean and the per-call costs absorb the
+        # rest: 170 / 160 ms (encode / decode) at 10 steps, 365 / 355 ms at all 25.
+        "diffc": ProfileCost(encode_ms=40.0, decode_ms=30.0, per_step_ms=13.0),
     },
 }
 # Codecs missing from a named profile are charged their measured time and the run says so.
