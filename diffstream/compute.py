@@ -41,6 +41,26 @@ PROFILES: dict[str, dict[str, ProfileCost]] = {
         # serves both ends, so per_step_ms is their mean and the per-call costs absorb the
         # rest: 170 / 160 ms (encode / decode) at 10 steps, 365 / 355 ms at all 25.
         "diffc": ProfileCost(encode_ms=40.0, decode_ms=30.0, per_step_ms=13.0),
+        # BADiff (paper 000) and its baselines: 32x32, one torch thread,
+        # `python benchmarks/bench_badiff.py --seeds 6`: U-Net 8.1 ms per step (+0.4 ms for
+        # BADiff's stop policy), all at the sender; the receiver only decodes the payload
+        # (BADiff's logistic coder 16 ms, LIC 4.5 ms, JPEG/WebP 0.2 ms). Steps are U-Net
+        # calls: ~50 for BADiff's adaptive stop, 100 for the full sampler, 20 DPM-Solver,
+        # 51 PNDM; per-call costs hold the coding (and Early-Stop's LIC probes).
+        "badiff": ProfileCost(encode_ms=125.0, decode_ms=16.0, per_step_ms=8.5,
+                              decode_per_step_ms=0.0),
+        "cascade-lic": ProfileCost(encode_ms=10.0, decode_ms=4.5, per_step_ms=8.1,
+                                   decode_per_step_ms=0.0),
+        "cascade-jpeg": ProfileCost(encode_ms=1.0, decode_ms=0.2, per_step_ms=8.1,
+                                    decode_per_step_ms=0.0),
+        "cascade-webp": ProfileCost(encode_ms=2.5, decode_ms=0.2, per_step_ms=8.1,
+                                    decode_per_step_ms=0.0),
+        "earlystop-lic": ProfileCost(encode_ms=60.0, decode_ms=4.5, per_step_ms=8.1,
+                                     decode_per_step_ms=0.0),
+        "dpmsolver-lic": ProfileCost(encode_ms=10.0, decode_ms=4.5, per_step_ms=8.1,
+                                     decode_per_step_ms=0.0),
+        "pndm-lic": ProfileCost(encode_ms=10.0, decode_ms=4.5, per_step_ms=8.1,
+                                decode_per_step_ms=0.0),
     },
 }
 # Codecs missing from a named profile are charged their measured time and the run says so.
@@ -73,7 +93,8 @@ class ComputeModel:
         cost = self._cost(codec)
         if cost is None:
             return measured_s
-        return (cost.decode_ms + cost.per_step_ms * max(0, steps)) / 1000.0
+        per_step = cost.per_step_ms if cost.decode_per_step_ms is None else cost.decode_per_step_ms
+        return (cost.decode_ms + per_step * max(0, steps)) / 1000.0
 
     @property
     def description(self) -> str:

@@ -157,6 +157,9 @@ class ProfileCost(_Strict):
     encode_ms: float = Field(ge=0)
     decode_ms: float = Field(ge=0)
     per_step_ms: float = Field(0.0, ge=0, description="added per codec step (diffusion)")
+    decode_per_step_ms: float | None = Field(
+        None, ge=0, description="per step on decode, when it differs (default: per_step_ms); "
+        "0 for codecs whose steps all run at the sender (BADiff generates, then codes)")
 
 
 class ComputeSpec(_Strict):

@@ -51,7 +51,8 @@ class FakeGenerative:
     def reference(self, request: GenerationRequest, shape: tuple[int, int]) -> np.ndarray:
         return fake_reference(request, shape)
 
-    def generate(self, request: GenerationRequest, budget_bits: int) -> Encoded:
+    def generate(self, request: GenerationRequest, budget_bits: int,
+                 shape: tuple[int, int]) -> Encoded:
         type(self).calls.append(request.seed)
         return Encoded(payload=request.seed.to_bytes(8, "big"), meta={})
 

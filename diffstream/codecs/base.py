@@ -104,11 +104,15 @@ class GenerationRequest:
 class GenerativeCodec(Codec, Protocol):
     """A codec that serves generation requests (BADiff and its baselines).
 
-    ``encode(image, budget)`` is not used for these frames; the sender calls ``generate``.
+    ``encode(image, budget)`` is not used for these frames; the sender calls ``generate``
+    with the scenario's frame shape.
     ``reference`` is the quality reference of paper 000: the same request's full-step,
     unconstrained sample, identical in every process (sender and receiver compute it).
     """
 
-    def generate(self, request: GenerationRequest, budget_bits: int) -> Encoded: ...
+    def generate(self, request: GenerationRequest, budget_bits: int,
+                 shape: tuple[int, int]) -> Encoded:
+        """An image of ``shape`` (H, W) for ``request``, coded within ``budget_bits``."""
+        ...
 
     def reference(self, request: GenerationRequest, shape: tuple[int, int]) -> Image: ...

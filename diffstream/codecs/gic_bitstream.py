@@ -60,7 +60,7 @@ Q_LEVELS = 1 << Q_BITS
 HEADER_BYTES = 2
 Z_SYMBOL_LIMIT = 1 << 15  # |z - median| beyond this never comes from the encoder
 MAX_BYTES_PER_SYMBOL = 8  # far above any real encoding (bypass-coded tails included)
-_THREAD_LOCK = threading.Lock()
+_THREAD_LOCK = threading.RLock()  # re-entrant: a sampler callback may code a frame
 
 
 @contextmanager

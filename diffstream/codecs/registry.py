@@ -23,6 +23,13 @@ _BUILTIN_MODULES: dict[str, str] = {
     "gic": "diffstream.codecs.gic",
     "lic": "diffstream.codecs.gic",
     "diffc": "diffstream.codecs.diffc",
+    "badiff": "diffstream.codecs.badiff",
+    "cascade-jpeg": "diffstream.codecs.badiff_baselines",
+    "cascade-webp": "diffstream.codecs.badiff_baselines",
+    "cascade-lic": "diffstream.codecs.badiff_baselines",
+    "earlystop-lic": "diffstream.codecs.badiff_baselines",
+    "dpmsolver-lic": "diffstream.codecs.badiff_baselines",
+    "pndm-lic": "diffstream.codecs.badiff_baselines",
 }
 
 

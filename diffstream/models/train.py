@@ -355,8 +355,9 @@ def export_stage(model: GicModel, stage: str, export: Path, logs: dict[str, floa
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m diffstream.models.train")
-    p.add_argument("model", choices=["gic", "ddpm"])
-    p.add_argument("--stage", choices=[*STAGES, "all"], default="all")
+    p.add_argument("model", choices=["gic", "ddpm", "badiff"])
+    p.add_argument("--stage", choices=[*STAGES, "phi", "lic", "labels", "finetune", "all"],
+                   default="all", help="gic: ae|entropy|reverse; badiff: phi|lic|labels|finetune")
     p.add_argument("--steps", type=int, default=None, help="steps per stage (default per stage)")
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--out", type=Path, default=Path("runs/gic_train"),
@@ -375,6 +376,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=32, help="ddpm: crop / model size")
     p.add_argument("--lr", type=float, default=2e-4, help="ddpm: Adam learning rate")
     p.add_argument("--ema", type=float, default=0.999, help="ddpm: weight EMA decay")
+    p.add_argument("--variant", choices=["full", "nocond", "nohinge", "nocal"], default="full",
+                   help="badiff: the full model or a Table-3 ablation")
+    p.add_argument("--phi-steps", type=int, default=2000, help="badiff: H_phi warm-up steps")
+    p.add_argument("--lambda-ent", type=float, default=1e-3,
+                   help="badiff: hinge weight (paper 0.1 collapsed this small model: see "
+                        "docs/badiff.md)")
+    p.add_argument("--lic-bank", type=int, default=384, help="badiff: LIC calibration crops")
+    p.add_argument("--teacher-runs", type=int, default=64, help="badiff: teacher sampler runs")
+    p.add_argument("--ddpm-weights", type=Path, default=None,
+                   help="badiff: folder with ddpm.safetensors (default: shipped weights)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -386,6 +397,19 @@ def main(argv: list[str] | None = None) -> int:
         path = train_ddpm(args, CropSampler())
         print(f"[ddpm] done ({args.steps} steps) -> {path}", flush=True)
         return 0
+    if args.model == "badiff":
+        from diffstream.models.badiff_train import main_badiff
+
+        if args.out == Path("runs/gic_train"):
+            args.out = Path("runs/badiff_train")
+        args.steps = args.steps or 3000
+        if args.lr == 2e-4:
+            args.lr = 1e-4  # App. E
+        path = main_badiff(args, Trainer)
+        print(f"[badiff] done -> {path}", flush=True)
+        return 0
+    if args.stage not in (*STAGES, "all"):
+        p.error(f"--stage {args.stage} is a badiff stage")
     args.out.mkdir(parents=True, exist_ok=True)
     stages = STAGES if args.stage == "all" else (args.stage,)
     per_stage_steps = args.steps

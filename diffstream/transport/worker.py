@@ -127,7 +127,7 @@ class SenderWorker:
         otherwise the content's image encoded (a classic codec on generated content codes
         the reference sample: the Cascade baseline)."""
         if isinstance(self.content, GeneratedSequence) and isinstance(codec, GenerativeCodec):
-            return codec.generate(self.content.request(k), budget_bits)
+            return codec.generate(self.content.request(k), budget_bits, self.shape)
         return codec.encode(self.content.frame(k), budget_bits)
 
     def _encode(self, msg: dict[str, Any]) -> dict[str, Any]:
