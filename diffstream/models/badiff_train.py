@@ -130,8 +130,8 @@ def train_phi(args: argparse.Namespace, sampler: CropSampler, trainer_cls: type
 
 def load_phi(args: argparse.Namespace) -> EntropyPredictor:
     phi = EntropyPredictor()
-    load_predictor_state(phi, torch.load(args.out / "phi.pt", map_location="cpu",
-                                         weights_only=True))
+    state = torch.load(args.out / "phi.pt", map_location="cpu", weights_only=True)
+    load_predictor_state(phi, state)
     return phi.eval()
 
 
