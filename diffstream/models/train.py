@@ -383,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="badiff: hinge weight (paper 0.1 collapsed this small model: see "
                         "docs/badiff.md)")
     p.add_argument("--lic-bank", type=int, default=384, help="badiff: LIC calibration crops")
-    p.add_argument("--teacher-runs", type=int, default=64, help="badiff: teacher sampler runs")
+    p.add_argument("--teacher-runs", type=int, default=48, help="badiff: teacher sampler runs")
     p.add_argument("--ddpm-weights", type=Path, default=None,
                    help="badiff: folder with ddpm.safetensors (default: shipped weights)")
     args = p.parse_args(argv)
@@ -402,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.out == Path("runs/gic_train"):
             args.out = Path("runs/badiff_train")
-        args.steps = args.steps or 3000
+        args.steps = args.steps or 600  # the shipped fine-tune (docs/badiff.md)
         if args.lr == 2e-4:
             args.lr = 1e-4  # App. E
         path = main_badiff(args, Trainer)
