@@ -260,7 +260,8 @@ def _running(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_interrupting_a_codec_sweep_leaves_no_worker_processes(tmp_path: Path) -> None:
     base = base_scenario(duration_s=3.0)
-    path = write_sweep(tmp_path, base=base, grid={"seeds": list(range(1, 9))},
+    # enough runs that the sweep is still busy when the first result lands
+    path = write_sweep(tmp_path, base=base, grid={"seeds": list(range(1, 25))},
                        network_only_bytes=None)
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "run_sim.py", str(path), "--out", str(out),
@@ -277,4 +278,4 @@ def test_interrupting_a_codec_sweep_leaves_no_worker_processes(tmp_path: Path) -
     alive = {p for p in tree if _running(p)}
     assert not alive, f"left behind: {alive}"
     res = run_sweep_file(path, opts(out_dir=out, resume=True))
-    assert not res.failed and res.run.ok + res.run.skipped == 8
+    assert not res.failed and res.run.ok + res.run.skipped == 24
