@@ -264,9 +264,12 @@ def test_interrupting_a_codec_sweep_leaves_no_worker_processes(tmp_path: Path) -
     path = write_sweep(tmp_path, base=base, grid={"seeds": list(range(1, 25))},
                        network_only_bytes=None)
     out = tmp_path / "out"
+    # A job started in the background (nohup, `&`) inherits SIGINT ignored, and Python
+    # keeps it ignored; restore the default so the driver sees the Ctrl-C under test.
     proc = subprocess.Popen([sys.executable, "run_sim.py", str(path), "--out", str(out),
                              "--workers", "2"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (out / "results.jsonl").exists():
         time.sleep(0.05)
