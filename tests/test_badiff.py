@@ -253,9 +253,9 @@ def test_training_step_smoke(tmp_path: Path) -> None:
                "labels": torch.randint(0, 2, (2, 3, 4)).float(),
                "times": torch.tensor([1000, 600, 300, 1]), "h": torch.tensor([0.3, 1.0, 2.0])}
     phi = _predictor()
-    from diffstream.models import generate
+    from diffstream.models import ddpm
 
-    generate._MODELS.pop(str(tmp_path / "w"), None)
+    ddpm._CACHE.pop((str((tmp_path / "w").resolve()), "cpu"), None)
     before = DDPM.load(tmp_path / "w").unet.state_dict()
     model, logs = bt.finetune(args, CropSampler(), phi, bank, teacher, Trainer)
     for k in ("simple", "ent", "rate", "cal", "stop", "total"):

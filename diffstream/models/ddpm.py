@@ -25,6 +25,7 @@ its second convolution (diffusers' ``time_emb_proj``): the additive FiLM of Eq. 
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,3 +199,25 @@ class DDPM(nn.Module):
                          norm_groups=int(unet.config.norm_num_groups), T=T,
                          beta_start=b0, beta_end=b1, training={"source": str(root)})
         return cls(cfg, unet=unet, alpha_bar=ab).to(device).eval()
+
+
+_CACHE: dict[tuple[str, str], DDPM] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def load_cached(weights: str | Path | None = None, diffusers: str | Path | None = None,
+                device: str | torch.device = "cpu") -> DDPM:
+    """The DDPM loaded once per process and device (eval, no gradients): the shipped
+    weights, a folder holding ddpm.safetensors (``weights``), or a local diffusers DDPM
+    folder (``diffusers``). DiffC and the BADiff baselines share it."""
+    if diffusers is not None:
+        key = ("diffusers:" + str(Path(diffusers).resolve()), str(device))
+    else:
+        key = (str(Path(weights).resolve()) if weights is not None else str(WEIGHTS_DIR),
+               str(device))
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            model = (DDPM.from_diffusers(diffusers, device=device) if diffusers is not None
+                     else DDPM.load(weights, device=device))
+            _CACHE[key] = model.eval().requires_grad_(False)
+        return _CACHE[key]

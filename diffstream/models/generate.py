@@ -21,7 +21,6 @@ The fast solvers of the baselines are diffusers' ``DPMSolverMultistepScheduler``
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,7 +30,7 @@ import torch
 from diffstream.codecs.base import GenerationRequest
 from diffstream.codecs.gic_bitstream import one_thread
 from diffstream.models.data import to_uint8
-from diffstream.models.ddpm import DDPM
+from diffstream.models.ddpm import DDPM, load_cached
 
 N_FULL = 100
 DPM_STEPS = 20
@@ -40,17 +39,11 @@ PNDM_STEPS = 50
 # callback(step index i, paper time t, x_t, predicted x_0) -> True to stop after this step
 StepCallback = Callable[[int, int, torch.Tensor, torch.Tensor], bool]
 
-_MODELS: dict[str, DDPM] = {}
-_LOCK = threading.Lock()
 
 
 def load_plain_ddpm(weights: str | Path | None = None) -> DDPM:
-    """The unconditional DDPM (cached per process, CPU, eval)."""
-    key = str(weights or "")
-    with _LOCK:
-        if key not in _MODELS:
-            _MODELS[key] = DDPM.load(weights, name="ddpm")
-        return _MODELS[key]
+    """The unconditional DDPM on the CPU, shared per process."""
+    return load_cached(weights, device="cpu")
 
 
 def respaced_times(T: int, n: int) -> list[int]:

@@ -55,7 +55,7 @@ from diffstream.codecs.gic_bitstream import one_thread
 from diffstream.codecs.pillow_codecs import _check_image, _pink_noise
 from diffstream.codecs.registry import register_codec
 from diffstream.models.data import to_tensor, to_uint8
-from diffstream.models.ddpm import DDPM, WEIGHTS_DIR
+from diffstream.models.ddpm import DDPM, load_cached
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,6 @@ MAX_STEPS = 255  # one header byte
 EMPTY_STREAM_BYTES = 8  # compressai's rANS flush: the smallest stream
 PURPOSE_XT, PURPOSE_PERM, PURPOSE_CAND, PURPOSE_NOISE = 0x5854, 0x5045, 0x4341, 0x4E4F
 
-_MODELS: dict[tuple[str, str], DDPM] = {}
 _CALS: dict[str, Calibration] = {}
 _LOCK = threading.Lock()
 
@@ -76,22 +75,8 @@ def default_device() -> str:
 
 def load_model(weights: str | Path | None = None, diffusers: str | Path | None = None,
                device: str | None = None) -> DDPM:
-    """The DDPM, loaded once per process and device: our shipped weights (``weights``: the
-    folder holding ddpm.safetensors) or a local diffusers DDPM folder (``diffusers``)."""
-    dev = device or default_device()
-    if diffusers is not None:
-        key = ("diffusers:" + str(Path(diffusers).resolve()), dev)
-    else:
-        key = (str(Path(weights).resolve()) if weights is not None else str(WEIGHTS_DIR), dev)
-    with _LOCK:
-        if key not in _MODELS:
-            if diffusers is not None:
-                model = DDPM.from_diffusers(diffusers, device=dev)
-            else:
-                model = DDPM.load(weights, device=dev)
-            model.eval().requires_grad_(False)
-            _MODELS[key] = model
-        return _MODELS[key]
+    """The DDPM on ``device`` (default: CUDA when present), shared per process."""
+    return load_cached(weights, diffusers, device or default_device())
 
 
 def load_calibration(path: str | Path | None = None) -> Calibration:
