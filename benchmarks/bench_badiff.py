@@ -30,9 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from diffstream.codecs import create_codec  # noqa: E402
+from diffstream.codecs.badiff.samplers import load_plain_ddpm, reference_image  # noqa: E402
 from diffstream.codecs.base import GenerationRequest  # noqa: E402
 from diffstream.metrics.quality import QualityScorer  # noqa: E402
-from diffstream.models.generate import load_plain_ddpm, reference_image  # noqa: E402
 
 SHAPE = (32, 32)
 REGIMES = {"Low": (0.25, 0.35, 0.45), "Med": (0.6, 0.75, 0.9), "High": (1.2, 1.5, 1.8)}

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from diffstream.codecs import create_codec
-from diffstream.content import pan_sequence
+from diffstream.content.sources import pan_sequence
 
 BPPS = (0.25, 0.5, 1.0, 1.5, 2.0)
 

@@ -39,7 +39,7 @@ from diffstream.codecs import create_codec
 from diffstream.codecs.diffc import fused, pfr, prng
 from diffstream.codecs.diffc.diffusion import denoise, predict_x0, step_coefs
 from diffstream.metrics.quality import QualityScorer, psnr
-from diffstream.models.data import to_tensor, to_uint8
+from diffstream.training.crops import to_tensor, to_uint8
 
 ROOT = Path(__file__).resolve().parents[1]
 KODAK = ROOT.parent / "shared" / "datasets" / "kodak"

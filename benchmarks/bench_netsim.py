@@ -14,10 +14,10 @@ import argparse
 import time
 from pathlib import Path
 
-from diffstream.config import Scenario
 from diffstream.netsim.factory import build_trace
-from diffstream.simloop import ArmSimulation
-from diffstream.transport.endpoints import NetworkOnlyEndpoints
+from diffstream.scenario.schema import Scenario
+from diffstream.sim.arm import ArmSimulation
+from diffstream.sim.endpoints import NetworkOnlyEndpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 

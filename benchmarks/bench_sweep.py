@@ -31,8 +31,8 @@ from rich.console import Console
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from diffstream.sweep.driver import SweepOptions, SweepResult, run_sweep_file  # noqa: E402
 from diffstream.sweep.executors import ray_available  # noqa: E402
-from diffstream.sweep.session import SweepOptions, SweepResult, run_sweep_file  # noqa: E402
 
 
 def write_sweep(folder: Path, duration_s: float, payload: int) -> Path:

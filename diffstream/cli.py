@@ -56,8 +56,8 @@ def run(argv: list[str] | None = None, prog: str = "run_sim.py") -> int:
             return run_sweep_command(args, console, err)
         reject_sweep_options(args)
 
-        from diffstream.config import load_scenario
-        from diffstream.session import RunOptions, run_loaded
+        from diffstream.scenario.schema import load_scenario
+        from diffstream.sim.session import RunOptions, run_loaded
 
         scenario, spath = load_scenario(args.scenario)
         if args.seed is not None:

@@ -12,6 +12,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
+from diffstream.content.requests import GenerationRequest  # re-exported: part of the codec contract
+
 Image = np.ndarray  # H x W x 3, uint8, RGB
 
 
@@ -88,16 +90,6 @@ class ProgressiveCodec(Codec, Protocol):
         what ``decode`` of this prefix will use. Raises CodecError on a corrupt payload."""
         ...
 
-
-@dataclass(frozen=True)
-class GenerationRequest:
-    """A frame that is generated, not captured (BADiff, paper 000 §4): the sender's model
-    samples an image for ``seed`` (and an optional class label or prompt) under the bit
-    budget; the receiver scores it against the same request's unconstrained sample."""
-
-    seed: int
-    label: int | None = None
-    prompt: str | None = None
 
 
 @runtime_checkable

@@ -18,18 +18,18 @@ _REGISTRY: dict[str, type] = {}
 # name -> module that registers it. New codecs add one line here (or register themselves
 # from a plugin module imported by the user's code).
 _BUILTIN_MODULES: dict[str, str] = {
-    "jpeg": "diffstream.codecs.pillow_codecs",
-    "webp": "diffstream.codecs.pillow_codecs",
-    "gic": "diffstream.codecs.gic",
-    "lic": "diffstream.codecs.gic",
+    "jpeg": "diffstream.codecs.classic.pillow",
+    "webp": "diffstream.codecs.classic.pillow",
+    "gic": "diffstream.codecs.gic.codec",
+    "lic": "diffstream.codecs.gic.codec",
     "diffc": "diffstream.codecs.diffc",
-    "badiff": "diffstream.codecs.badiff",
-    "cascade-jpeg": "diffstream.codecs.badiff_baselines",
-    "cascade-webp": "diffstream.codecs.badiff_baselines",
-    "cascade-lic": "diffstream.codecs.badiff_baselines",
-    "earlystop-lic": "diffstream.codecs.badiff_baselines",
-    "dpmsolver-lic": "diffstream.codecs.badiff_baselines",
-    "pndm-lic": "diffstream.codecs.badiff_baselines",
+    "badiff": "diffstream.codecs.badiff.codec",
+    "cascade-jpeg": "diffstream.codecs.badiff.baselines",
+    "cascade-webp": "diffstream.codecs.badiff.baselines",
+    "cascade-lic": "diffstream.codecs.badiff.baselines",
+    "earlystop-lic": "diffstream.codecs.badiff.baselines",
+    "dpmsolver-lic": "diffstream.codecs.badiff.baselines",
+    "pndm-lic": "diffstream.codecs.badiff.baselines",
 }
 
 

@@ -3,7 +3,8 @@
 ``python -m diffstream send`` (machine A) encodes frames in real time and streams them to
 ``python -m diffstream recv`` (machine B), which decodes, plays out and scores them and sends
 delivery reports back; the reports drive the same budget policies as the simulator. Both
-sides write the simulator's per-frame log (``frames.jsonl``), so ``diffstream.report`` applies.
+sides write the simulator's per-frame log (``frames.jsonl``), so ``diffstream.output.report``
+applies.
 
 Modules, one job each:
 
@@ -15,12 +16,13 @@ Modules, one job each:
 - ``shaping``: optional pacing of the sender to a trace through the simulator's link model.
 - ``logs``: frame log, sender journal and stream state files (restart and resume).
 - ``accounting``: one ``FrameRecord`` from the sender's and the receiver's halves; fates.
-- ``sender``, ``receiver``: the two event loops; ``dashboard``: their terminal views;
-  ``report``: summary and plots at the end of a stream.
-- ``config``: the ``live:`` section of a scenario; ``cli``: the ``send``/``recv``/``keys``
+- ``sender``, ``receiver``: the two event loops (their terminal views are
+  ``diffstream.output.dashboard.live``, the end-of-stream report
+  ``diffstream.output.live_report``).
+- ``schema``: the ``live:`` section of a scenario; ``cli``: the ``send``/``recv``/``keys``
   commands.
-- ``check``: do the two sides' logs agree? ``harness``: processes and network namespaces
-  for tests and demos.
+- ``check``: do the two sides' logs agree? (Processes and network namespaces for tests live
+  in ``tests/support/live_harness.py``.)
 
 See docs/live.md for the user's guide.
 """

@@ -18,7 +18,7 @@ import math
 from typing import Any
 
 from diffstream.live.protocol import FRAME_INFO, REPORT_INFO
-from diffstream.records import FrameRecord
+from diffstream.pipeline.records import FrameRecord
 
 SENDER_KEYS = tuple(k for k in FRAME_INFO if k != "frame_len")
 RECEIVER_KEYS = ("first_arrival_s", "last_arrival_s", "delivered_bytes", "complete", "decoded",

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from diffstream.live.accounting import RECEIVER_KEYS, fate
-from diffstream.records import FrameRecord
-from diffstream.report import FRAMES_NAME, read_frames_jsonl
+from diffstream.output.report import FRAMES_NAME, read_frames_jsonl
+from diffstream.pipeline.records import FrameRecord
 
 
 @dataclass

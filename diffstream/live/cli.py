@@ -121,7 +121,7 @@ def send(argv: list[str]) -> int:
     _logging(args, "send", live)
 
     def go() -> int:
-        from diffstream.live.config import LiveSpec, load_live_scenario
+        from diffstream.live.schema import LiveSpec, load_live_scenario
         from diffstream.live.security import check_endpoint
         from diffstream.live.sender import LiveSender, SendOptions
 

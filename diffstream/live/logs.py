@@ -1,7 +1,7 @@
 """Files of one live stream, on each side: ``OUT/<stream id>/``.
 
 - ``frames.jsonl``: the simulator's per-frame log (``FrameRecord``, one line per frame, in
-  seq order, flushed per line), so ``diffstream.report`` reads it unchanged.
+  seq order, flushed per line), so ``diffstream.output.report`` reads it unchanged.
 - ``stream.json``: stream id, name, time base and whether the stream finished; it lets a
   restarted process continue the same stream and log.
 - ``journal.jsonl`` (sender only): a write-ahead line per frame *before* it is sent, so after
@@ -23,8 +23,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from diffstream.records import FrameRecord
-from diffstream.report import FRAMES_NAME, append_frames_jsonl
+from diffstream.output.report import FRAMES_NAME, append_frames_jsonl
+from diffstream.pipeline.records import FrameRecord
 
 STREAM_NAME = "stream.json"
 JOURNAL_NAME = "journal.jsonl"

@@ -46,8 +46,6 @@ from diffstream.live.accounting import (
     unseen_info,
 )
 from diffstream.live.clock import OffsetEstimator
-from diffstream.live.config import LiveScenario
-from diffstream.live.dashboard import Goodput, LiveDashboard
 from diffstream.live.logs import (
     STATUS_NAME,
     FrameLog,
@@ -57,11 +55,13 @@ from diffstream.live.logs import (
     write_json_atomic,
 )
 from diffstream.live.replay import SeqWindow
+from diffstream.live.schema import LiveScenario
 from diffstream.live.security import load_receiver_keys, want_curve
 from diffstream.live.sockets import ConnMonitor, SocketSettings, receiver_socket
-from diffstream.records import FrameRecord
+from diffstream.output.dashboard.live import Goodput, LiveDashboard
+from diffstream.pipeline.records import FrameRecord
+from diffstream.sim.workers import ReceiverWorker
 from diffstream.transport.packets import chunk_size
-from diffstream.transport.worker import ReceiverWorker
 
 log = logging.getLogger("diffstream.live.receiver")
 
@@ -545,7 +545,7 @@ class LiveReceiver:
         self._write_status()
         if self.dash is not None:
             self.dash.tick(force=True)
-        from diffstream.live.report import write_live_report
+        from diffstream.output.live_report import write_live_report
 
         rep = write_live_report(st.sc, st.folder, None, self.console)
         tally = Counter(fate(r) for r in rep.records)
@@ -626,6 +626,6 @@ class LiveReceiver:
 
 
 def _rate(bps: float) -> str:
-    from diffstream.dashboard import format_bps
+    from diffstream.output.dashboard.sim import format_bps
 
     return format_bps(bps)

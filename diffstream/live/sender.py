@@ -34,12 +34,16 @@ from typing import Any
 import zmq
 from rich.console import Console
 
+from diffstream.control.feedback import DeliveryReport, SenderView
+from diffstream.control.policies.base import (
+    Observation,
+    OracleView,
+    RateQualityModel,
+    harmonic_mean,
+)
 from diffstream.errors import InputError
-from diffstream.feedback import DeliveryReport, SenderView
 from diffstream.live import protocol as P
 from diffstream.live.accounting import fate, lost_rx, make_record
-from diffstream.live.config import LiveScenario
-from diffstream.live.dashboard import Goodput, LiveDashboard
 from diffstream.live.logs import (
     STATUS_NAME,
     FrameLog,
@@ -51,6 +55,7 @@ from diffstream.live.logs import (
     read_tail,
     write_json_atomic,
 )
+from diffstream.live.schema import LiveScenario
 from diffstream.live.security import (
     load_sender_keys,
     start_authenticator,
@@ -58,10 +63,10 @@ from diffstream.live.security import (
 )
 from diffstream.live.shaping import TraceShaper
 from diffstream.live.sockets import ConnMonitor, SocketSettings, sender_socket
-from diffstream.policy.base import Observation, OracleView, RateQualityModel, harmonic_mean
-from diffstream.records import FrameRecord
+from diffstream.output.dashboard.live import Goodput, LiveDashboard
+from diffstream.pipeline.records import FrameRecord
+from diffstream.sim.workers import SenderWorker
 from diffstream.transport.packets import on_link_sizes, wire_bytes_for_payload
-from diffstream.transport.worker import SenderWorker
 
 log = logging.getLogger("diffstream.live.sender")
 
@@ -330,7 +335,7 @@ class LiveSender:
         self._flush_ready(final=True)
         self.state.finished = not self._stopping
         self.state.save(self.folder)
-        from diffstream.live.report import write_live_report
+        from diffstream.output.live_report import write_live_report
 
         files = write_live_report(
             self.sc, self.folder, self.shaper.trace if self.shaper else None, self.console,
@@ -674,6 +679,6 @@ class LiveSender:
 
 
 def format_rate(bps: float) -> str:
-    from diffstream.dashboard import format_bps
+    from diffstream.output.dashboard.sim import format_bps
 
     return format_bps(bps)

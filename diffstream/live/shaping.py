@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from diffstream.config import Scenario
 from diffstream.netsim.factory import build_link, build_trace
 from diffstream.netsim.trace import Trace
+from diffstream.scenario.schema import Scenario
 from diffstream.transport.packets import chunk_size, on_link_sizes
 
 

@@ -49,7 +49,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from diffstream.records import ArmSummary, FrameRecord
+from diffstream.pipeline.records import ArmSummary, FrameRecord
 
 #: libwebrtc's minimum increase over the average interval for a freeze (kMinIncreaseForFreezeMs).
 FREEZE_MIN_INCREASE_S = 0.150

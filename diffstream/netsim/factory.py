@@ -6,7 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
-from diffstream.config import (
+from diffstream.netsim.link import Link
+from diffstream.netsim.loaders import load_trace
+from diffstream.netsim.loss import Bernoulli, GilbertElliott, LossModel, NoLoss
+from diffstream.netsim.synthetic import constant, markov_cellular, steps
+from diffstream.netsim.trace import Trace
+from diffstream.scenario.schema import (
     BernoulliSpec,
     ConstantTrace,
     FileTrace,
@@ -17,11 +22,6 @@ from diffstream.config import (
     StepsTrace,
     resolve_path,
 )
-from diffstream.netsim.link import Link
-from diffstream.netsim.loaders import load_trace
-from diffstream.netsim.loss import Bernoulli, GilbertElliott, LossModel, NoLoss
-from diffstream.netsim.synthetic import constant, markov_cellular, steps
-from diffstream.netsim.trace import Trace
 
 
 def derived_seed(seed: int, stream: str) -> int:

@@ -1,6 +1,6 @@
 """Sweeps: many traces × arms × link shares × seeds, on a local process pool or a Ray
 cluster, with an aggregate report. ``python run_sim.py scenarios/sweep_lte.yaml``; the
-guide is docs/sweeps.md, the library entry point ``diffstream.sweep.session.run_sweep_file``.
+guide is docs/sweeps.md, the library entry point ``diffstream.sweep.driver.run_sweep_file``.
 
 Modules, in the order data moves: ``schema`` (the YAML), ``plan`` (expansion and run ids),
 ``execute`` (one run in a worker), ``executors`` (pool / Ray), ``runner`` (scheduling,

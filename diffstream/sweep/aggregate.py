@@ -219,7 +219,7 @@ def write_runs_csv(path: Path, agg: Aggregate) -> None:
     """Every finished run, one row: the flat table for one's own analysis."""
     from dataclasses import fields
 
-    from diffstream.records import ArmSummary
+    from diffstream.pipeline.records import ArmSummary
 
     summary_keys = [f.name for f in fields(ArmSummary) if f.name not in ("arm", "codec", "policy")]
     cols = ["id", "arm", "codec", "policy", "trace", "share", "seed", "trace_mean_mbps",

@@ -46,7 +46,7 @@ def reject_sweep_options(args: argparse.Namespace) -> None:
 
 
 def run_sweep_command(args: argparse.Namespace, console: Console, err: Console) -> int:
-    from diffstream.sweep.session import SweepOptions, run_sweep_file
+    from diffstream.sweep.driver import SweepOptions, run_sweep_file
 
     if args.seed is not None:
         raise InputError(f"{args.scenario}: --seed does not apply to a sweep; list the seeds "

@@ -56,7 +56,7 @@ class EndpointCache:
 
     def get(self, spec: RunSpec, scenario: Any) -> tuple[Any, bool]:
         """(endpoints, reused) for this run's worker key."""
-        from diffstream.transport.endpoints import WorkerEndpoints
+        from diffstream.sim.endpoints import WorkerEndpoints
 
         key = worker_key(spec)
         if self.endpoints is not None and key == self.key:
@@ -174,11 +174,11 @@ def execute(spec: RunSpec, trace_bytes: bytes | None = None) -> dict[str, Any]:
 
 
 def _run(spec: RunSpec, trace_bytes: bytes | None, out: dict[str, Any]) -> dict[str, Any]:
-    from diffstream.config import Scenario
     from diffstream.metrics.qoe import summarise_arm
     from diffstream.netsim.factory import build_trace
-    from diffstream.simloop import ArmSimulation
-    from diffstream.transport.endpoints import NetworkOnlyEndpoints
+    from diffstream.scenario.schema import Scenario
+    from diffstream.sim.arm import ArmSimulation
+    from diffstream.sim.endpoints import NetworkOnlyEndpoints
 
     data = spec.scenario
     if trace_bytes is not None and spec.trace_sha256:

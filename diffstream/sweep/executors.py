@@ -70,7 +70,7 @@ def _mp_context() -> multiprocessing.context.BaseContext:
     """forkserver where available: no fork of a threaded driver (rich, zmq), cheap starts."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["diffstream.sweep.execute", "diffstream.simloop"])
+        ctx.set_forkserver_preload(["diffstream.sweep.execute", "diffstream.sim.arm"])
         return ctx
     return multiprocessing.get_context("spawn")
 

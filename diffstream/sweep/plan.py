@@ -27,8 +27,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from diffstream.config import FileTrace, Scenario, _LineMap, read_yaml, resolve_path
 from diffstream.errors import ConfigError, InputError, located
+from diffstream.scenario.schema import FileTrace, Scenario, _LineMap, read_yaml, resolve_path
 from diffstream.sweep.schema import Sweep, TraceFiles, format_errors
 
 #: Bump when the meaning of a run's identity changes (invalidates --resume of old folders).
@@ -387,7 +387,7 @@ def _check_base_files(scenario: Scenario, base: _Base) -> None:
                                       f"content.path: folder {scenario.content.path!r} not "
                                       "found"))
     if scenario.compute.kind == "profile" and isinstance(scenario.compute.profile, str):
-        from diffstream.compute import PROFILES
+        from diffstream.pipeline.compute import PROFILES
 
         if scenario.compute.profile not in PROFILES:
             raise ConfigError(located(

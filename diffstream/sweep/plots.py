@@ -1,4 +1,4 @@
-"""Sweep plots (matplotlib Agg, no pyplot, as ``diffstream/report.py``): per-arm box plots
+"""Sweep plots (matplotlib Agg, no pyplot, as ``diffstream/output/report.py``): per-arm box plots
 of the aggregate's metrics, and QoE against the bandwidth each run was offered."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from diffstream.report import _colors, _save
+from diffstream.output.report import _colors, _save
 from diffstream.sweep.aggregate import METRICS, Aggregate
 
 BOX_NAME = "boxplots.png"

@@ -28,7 +28,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from diffstream.config import (
+from diffstream.control.policies import PolicySpec
+from diffstream.errors import ConfigError, located
+from diffstream.scenario.schema import (
     ArmSpec,
     ConstantTrace,
     MarkovTrace,
@@ -40,8 +42,6 @@ from diffstream.config import (
     _models_in,
     read_yaml,
 )
-from diffstream.errors import ConfigError, located
-from diffstream.policy import PolicySpec
 
 
 class _Strict(BaseModel):

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from diffstream.errors import InputError
-from diffstream.report import write_frames_jsonl
+from diffstream.output.report import write_frames_jsonl
 from diffstream.sweep.plan import Plan, RunSpec, canonical_json
 from diffstream.sweep.schema import sweep_to_yaml
 

@@ -3,7 +3,7 @@ chunk models, from crops of scikit-image photographs (never Kodak: that is evalu
 
     python -m diffstream.codecs.diffc.calibrate [--images 24] [--size 32] [--t-final 10]
         [--weights DIR | --diffusers FOLDER] [--run-images 12]
-        [--out diffstream/models/weights/diffc_calibration.json]
+        [--out diffstream/codecs/diffc/weights/diffc_calibration.json]
 
 For every calibration crop x_0 and every t in 1..T it draws x_t ~ q(x_t | x_0) (the paper's
 "each x_i we send is statistically indistinguishable from a sample of q(x_i | x_0)", so
@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from diffstream.backbones.ddpm import DDPM, WEIGHTS_DIR
 from diffstream.codecs.diffc.diffusion import kl_coef_matrix
 from diffstream.codecs.diffc.schedule import (
     CALIBRATION_FILE,
@@ -38,7 +39,6 @@ from diffstream.codecs.diffc.schedule import (
     pfr_cost_bits,
     shortest_path,
 )
-from diffstream.models.ddpm import DDPM, WEIGHTS_DIR
 
 CHUNK_BITS = (8, 10, 12, 14, 16)
 DEFAULT_BITS = 12  # the chunk-count symbol histogram is taken at the codec's default
@@ -78,7 +78,7 @@ def real_runs(cal: Calibration, args: argparse.Namespace, crops: torch.Tensor) -
     import tempfile
 
     from diffstream.codecs.diffc.codec import DiffcCodec
-    from diffstream.models.data import to_uint8
+    from diffstream.training.crops import to_uint8
 
     images = to_uint8(crops)
     src = {"diffusers": args.diffusers} if args.diffusers else {"weights": args.weights}
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(CALIBRATION_FILE))
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    from diffstream.models.data import CropSampler
+    from diffstream.training.crops import CropSampler
 
     t_start = time.perf_counter()
     model, source = load(args)

@@ -46,16 +46,16 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from diffstream.backbones.ddpm import DDPM, load_cached
 from diffstream.codecs.base import CodecError, Encoded, Image
+from diffstream.codecs.classic.pillow import _check_image, _pink_noise
 from diffstream.codecs.diffc import pfr, prng
 from diffstream.codecs.diffc.bitstream import HEADER_BYTES, Header, Step, StepCoder
 from diffstream.codecs.diffc.diffusion import DENOISERS, denoise, predict_x0, step_coefs
 from diffstream.codecs.diffc.schedule import RATIO_SYMBOLS, Calibration
-from diffstream.codecs.gic_bitstream import one_thread
-from diffstream.codecs.pillow_codecs import _check_image, _pink_noise
+from diffstream.codecs.gic.bitstream import one_thread
 from diffstream.codecs.registry import register_codec
-from diffstream.models.data import to_tensor, to_uint8
-from diffstream.models.ddpm import DDPM, load_cached
+from diffstream.training.crops import to_tensor, to_uint8
 
 log = logging.getLogger(__name__)
 

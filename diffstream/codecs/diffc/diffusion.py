@@ -1,6 +1,6 @@
 """The Gaussian pieces of DiffC on the DDPM's schedule: the step posterior and denoisers.
 
-Paper time convention (``diffstream.models.ddpm``): abar_0 = 1, t in 1..T. For s < t the
+Paper time convention (``diffstream.backbones.ddpm``): abar_0 = 1, t in 1..T. For s < t the
 forward-process posterior (Ho et al. 2020, Eq. 6-7, generalised to a skip t -> s) is
 
     q(x_s | x_t, x_0) = N(c0 x_0 + ct x_t, v I),
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import torch
 
+from diffstream.backbones.ddpm import DDPM
 from diffstream.codecs.diffc import prng
-from diffstream.models.ddpm import DDPM
 
 DENOISERS = ("flow", "ancestral", "mse")
 ANCESTRAL_PURPOSE = 0x414E43

@@ -9,7 +9,7 @@ Hash: the SplitMix64 output function (Steele, Lea & Flood 2014; the finaliser of
 "Mix13") applied to a Weyl sequence, ``h = mix64(key + k * GOLDEN)``, which is SplitMix64
 itself and passes BigCrush. Integer ops only (xor, logical shift, wrapping multiply), so
 torch int64 on CPU or CUDA, numpy uint64 and the fused C kernel (``fused.py``) produce the
-same bits; ``tests/test_diffc_prng.py`` checks that.
+same bits; ``tests/unit/codecs/test_diffc_prng.py`` checks that.
 
 Normals: each 64-bit hash gives four 16-bit lanes; lane ``u`` maps to ``NORMAL_TABLE[u]``,
 the conditional mean of N(0, 1) over its u-th equiprobable bin,

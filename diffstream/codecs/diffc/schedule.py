@@ -20,9 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from diffstream.models.ddpm import WEIGHTS_DIR
-
-CALIBRATION_FILE = WEIGHTS_DIR / "diffc_calibration.json"
+CALIBRATION_FILE = Path(__file__).resolve().parent / "weights" / "diffc_calibration.json"
 CALIBRATE_COMMAND = "python -m diffstream.codecs.diffc.calibrate"
 FORMAT = 1
 RATIO_SYMBOLS = 13  # adaptive chunking: the table's plan times 2^((r - RATIO_ZERO) / 2)

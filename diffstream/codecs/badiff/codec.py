@@ -1,0 +1,154 @@
+"""``badiff``: bandwidth-adaptive diffusion (paper 000) as a generative codec.
+
+generate(request, budget):
+1. H = budget / (H W) bpp, clipped to the trained range [0.2, 2].
+2. The conditioned U-Net samples with THE full-step sampler (100 respaced ancestral steps,
+   the request's noise, diffusers mid-block features hooked); after each step the stop
+   policy's p_stop is evaluated and the run ends at the first p_stop >= 0.5 (§3.4); the
+   step's predicted x_0 is the image.
+3. The image is entropy-coded with H_phi's discretised-logistic probabilities (real rANS
+   bytes, ``logistic_coder.py``) at the finest quantiser step whose payload fits the budget.
+   The model was trained so that the image fits at delta_op(H) (the LIC-matched step of
+   the hinge); needing a *coarser* step than delta_op(H) means the conditioning overshot,
+   and the codec falls back to requantising coarser -- recorded in ``Encoded.reason`` and
+   ``meta['fallback']``. If even the coarsest step does not fit, the frame is skipped with
+   the reason (budget below the codec's floor).
+
+decode(payload): the logistic decoder (two parallel checkerboard passes); bit-exact.
+encode(image, budget): the same coder on a captured image (no generation).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from diffstream.codecs.badiff.entropy_predictor import DELTAS
+from diffstream.codecs.badiff.logistic_coder import LogisticCoder
+from diffstream.codecs.badiff.model import BADiff, target_bpp
+from diffstream.codecs.badiff.samplers import (
+    N_FULL,
+    _check_request,
+    ddpm_sample,
+    one_thread,
+    reference_image,
+)
+from diffstream.codecs.badiff.stop_policy import mid_features, should_stop, time_embedding
+from diffstream.codecs.base import CodecError, Encoded, GenerationRequest, Image
+from diffstream.codecs.classic.pillow import _check_image, _pink_noise
+from diffstream.codecs.registry import register_codec
+from diffstream.training.crops import to_uint8
+
+log = logging.getLogger(__name__)
+
+_CACHE: dict[tuple[str, str], tuple[BADiff, LogisticCoder]] = {}
+_LOCK = threading.Lock()
+
+
+def load_badiff(weights: str | Path | None = None, name: str = "badiff"
+                ) -> tuple[BADiff, LogisticCoder]:
+    """The BADiff model and its coder, loaded once per process (CPU)."""
+    key = (str(weights or ""), name)
+    with _LOCK:
+        if key not in _CACHE:
+            model = BADiff.load(weights, name)
+            _CACHE[key] = (model, LogisticCoder(model.predictor))
+        return _CACHE[key]
+
+
+@register_codec("badiff")
+class BADiffCodec:
+    name: ClassVar[str]
+    progressive: ClassVar[bool] = False
+
+    def __init__(self, weights: str | None = None, model: str = "badiff",
+                 adaptive_stop: bool = True, threshold: float = 0.5,
+                 steps: int = N_FULL) -> None:
+        self.model, self.coder = load_badiff(weights, model)
+        self.adaptive_stop = bool(adaptive_stop)
+        self.threshold = float(threshold)
+        self.steps = int(steps)
+        self._floors: dict[tuple[int, int], int] = {}
+
+    # --- generation ---------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, request: GenerationRequest, shape: tuple[int, int], h: float
+               ) -> tuple[np.ndarray, int, float]:
+        """(image, U-Net calls, last p_stop) for entropy budget h (bpp)."""
+        m = self.model
+        cond = m.cond(h)
+        last_p = 0.0
+        with one_thread(), mid_features(m.unet) as feats:
+            def stop(i: int, t: int, x: torch.Tensor, x0: torch.Tensor) -> bool:
+                nonlocal last_p
+                if not self.adaptive_stop or feats.value is None:
+                    return False
+                temb = time_embedding(m.unet, torch.tensor([t - 1]))
+                last_p = float(m.policy.p_stop(feats.value, temb, cond)[0])
+                return should_stop(last_p, self.threshold)
+
+            x0, calls = ddpm_sample(m.ddpm, request.seed, shape, self.steps, cond, stop)
+        return to_uint8(x0)[0], calls, last_p
+
+    def generate(self, request: GenerationRequest, budget_bits: int,
+                 shape: tuple[int, int]) -> Encoded:
+        h, w = _check_request(request, shape)
+        budget = int(budget_bits)
+        target = target_bpp(budget, (h, w))
+        image, calls, p = self.sample(request, (h, w), target)
+        d_op = float(self.model.delta_op(target))
+        enc = self._code(image, budget)
+        enc.steps = calls
+        enc.meta.update({"H": round(target, 4), "stop_step": calls, "p_stop": round(p, 3),
+                         "delta_op": round(d_op, 2)})
+        if not enc.skipped and DELTAS[enc.meta["delta_index"]] > d_op * 1.0001:
+            enc.meta["fallback"] = "requantise"
+            enc.reason = (f"fallback: generated image at H={target:.3f} bpp did not fit "
+                          f"{budget} bits at the trained step delta_op={d_op:.1f}; "
+                          f"requantised at delta={DELTAS[enc.meta['delta_index']]:.1f} "
+                          f"({len(enc.payload) * 8} bits)")
+            log.info(enc.reason)
+        return enc
+
+    def _code(self, image: np.ndarray, budget: int) -> Encoded:
+        a = self.coder.analyse(image)
+        payload, _, di, passes = self.coder.fit(a, budget)
+        if payload is None:
+            reason = (f"budget {budget} bits below the coarsest step's payload "
+                      f"(delta={DELTAS[-1]:.0f}) for this {image.shape[1]}x{image.shape[0]} "
+                      f"image: skipped")
+            log.info(reason)
+            return Encoded(payload=b"", meta={"passes": passes, "delta_index": di},
+                           skipped=True, reason=reason)
+        return Encoded(payload=payload, meta={"delta_index": di, "passes": passes})
+
+    def reference(self, request: GenerationRequest, shape: tuple[int, int]) -> Image:
+        return reference_image(request, shape)
+
+    # --- plain codec ----------------------------------------------------------------------
+    def encode(self, image: Image, budget_bits: int) -> Encoded:
+        return self._code(_check_image(image), int(budget_bits))
+
+    def decode(self, payload: bytes, meta: dict[str, Any], shape: tuple[int, int]) -> Image:
+        if not payload:
+            raise CodecError("empty badiff payload (a skipped frame has nothing to decode)")
+        try:
+            return self.coder.decode(payload, shape)
+        except CodecError:
+            raise
+        except Exception as exc:  # compressai / torch on hostile input: always "corrupt"
+            raise CodecError(f"corrupt badiff payload ({len(payload)} bytes): "
+                             f"{type(exc).__name__}: {exc}") from exc
+
+    def min_bits(self, shape: tuple[int, int]) -> int:
+        """Payload bits of a pink-noise frame at the coarsest step (the typical floor)."""
+        key = (int(shape[0]), int(shape[1]))
+        if key not in self._floors:
+            a = self.coder.analyse(_pink_noise(*key))
+            self._floors[key] = 8 * len(self.coder.encode(a, len(DELTAS) - 1)[0])
+        return self._floors[key]

@@ -1,0 +1,382 @@
+"""BADiff training (``python -m diffstream.training badiff [--stage ...]``).
+
+Stages (each resumable, outputs cached under ``--out``, default runs/badiff_train):
+
+1. ``phi``: H_phi pre-training on scikit-image crops: its rate (NLL in bpp) at a random
+   quantiser step from the coder's grid, plus compressai's auxiliary quantile loss. Without
+   this warm start the hinge of stage 4 would chase an untrained estimator.
+2. ``lic``: the calibration bank (Eq. 11): random crops, each coded for real by the ``lic``
+   codec at a random budget in [0.2, 2] bpp -> (real bpp, MSE); and delta_op(H), the table
+   of LIC-matched pixel steps sqrt(12 MSE) by bpp (binned medians).
+3. ``labels``: teacher stop labels (Eq. 12, 14): long-step runs (the 100-step full sampler)
+   of the plain DDPM on random seeds; every step's latent x_t is cached with the labels for
+   a grid of budgets (see stop_policy.py).
+4. ``finetune``: Eq. 16 from the plain DDPM's weights. Per step (batch 16, t ~ U{1..T},
+   H ~ U[0.2, 2]): L_simple + 0.1 L_ent (hinge on H_phi(x0_hat) at delta_op(H), gradient to
+   the U-Net and embedding only, for t <= 600: at larger t, x0_hat = (x_t - sqrt(1 - abar)
+   eps) / sqrt(abar) is amplified noise whose code length (~40 bpp) swamped the step in
+   a first try, while the adaptive stop sends the x0_hat of t ~ 400-550) ; H_phi's own
+   NLL on 8 crops and 8 x0_hat (detached) + 1e-3 L_cal on 4 bank crops + aux ; 1e-2 BCE
+   of the stop policy on a batch of cached teacher states
+   (features from a no-grad U-Net call). Adam 1e-4 constant, clip 1.0 (App. E); an EMA
+   (0.999) of the U-Net + embedding is what is exported, as for the plain DDPM.
+
+Deviations (docs/badiff.md): fine-tuning for a few thousand steps instead of 800 k from
+scratch; batch 16 instead of 64/128; the hinge does not update H_phi (it would teach the
+estimator to under-report); ablation variants (``--variant nocond|nohinge|nocal``) are
+short fine-tunes with the same recipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from diffstream.backbones.ddpm import DDPM
+from diffstream.codecs.badiff.entropy_predictor import (
+    DELTAS,
+    EntropyPredictor,
+    load_predictor_state,
+    to_levels,
+)
+from diffstream.codecs.badiff.model import (
+    H_MAX,
+    H_MIN,
+    LAMBDA_CAL,
+    LAMBDA_STOP,
+    BADiff,
+    BADiffConfig,
+    calibration_loss,
+    hinge_loss,
+)
+from diffstream.codecs.badiff.samplers import N_FULL, load_plain_ddpm, respaced_times
+from diffstream.codecs.badiff.stop_policy import (
+    mid_features,
+    stop_costs,
+    teacher_labels,
+    time_embedding,
+)
+from diffstream.training.crops import CropSampler, to_uint8
+
+STAGES = ("phi", "lic", "labels", "finetune")
+LABEL_H = (0.2, 0.3, 0.45, 0.6, 0.8, 1.0, 1.3, 1.6, 2.0)
+LABEL_DELTA_STRIDE = 4  # teacher labels search every 4th step of the coder's grid
+LABEL_STEP_STRIDE = 2  # ... and cost every 2nd sampler step (tau* on that subset)
+VARIANTS = ("full", "nocond", "nohinge", "nocal")
+T_HINGE = 600  # the hinge acts on x0_hat for t <= 600 only
+
+
+class MultiOpt:
+    """Several optimizers behind the one-optimizer interface Trainer checkpoints."""
+
+    def __init__(self, **opts: torch.optim.Optimizer) -> None:
+        self.opts = opts
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: o.state_dict() for k, o in self.opts.items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k, o in self.opts.items():
+            o.load_state_dict(state[k])
+
+
+class NoSched:
+    """Constant learning rate (App. E: no decay, no warm-up)."""
+
+    def step(self) -> None:
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
+
+def random_deltas(rng: np.random.Generator, n: int) -> torch.Tensor:
+    """Quantiser steps for H_phi's rate loss: the coder's grid, uniform over its indexes."""
+    return torch.tensor([DELTAS[i] for i in rng.integers(0, len(DELTAS), n)], dtype=torch.float32)
+
+
+# --------------------------------------------------------------------------- stage 1
+def train_phi(args: argparse.Namespace, sampler: CropSampler, trainer_cls: type
+              ) -> tuple[EntropyPredictor, dict[str, float]]:
+    phi = EntropyPredictor().train()
+    opt = torch.optim.Adam(phi.parameters(), lr=1e-3)
+
+    def step_fn(step: int, rng: np.random.Generator) -> dict[str, float]:
+        torch.manual_seed(args.seed * 100003 + step)
+        x = to_levels(sampler.batch(args.batch or 16, 32, rng))
+        out = phi(x, random_deltas(rng, x.shape[0]), noise=True)
+        loss = out["bpp"].mean()
+        aux = phi.aux_loss()
+        opt.zero_grad(set_to_none=True)
+        (loss + aux).backward()
+        torch.nn.utils.clip_grad_norm_(phi.parameters(), 1.0)
+        opt.step()
+        return {"bpp": loss.item(), "aux": aux.item()}
+
+    logs = trainer_cls(args.out, "badiff_phi", args.phi_steps, args.resume, args.seed).run(
+        {"phi": phi}, opt, NoSched(), step_fn, args.ckpt_every)
+    phi.eval()
+    phi.entropy_bottleneck.update(force=True)
+    torch.save(phi.state_dict(), args.out / "phi.pt")
+    return phi, logs
+
+
+def load_phi(args: argparse.Namespace) -> EntropyPredictor:
+    phi = EntropyPredictor()
+    state = torch.load(args.out / "phi.pt", map_location="cpu", weights_only=True)
+    load_predictor_state(phi, state)
+    return phi.eval()
+
+
+# --------------------------------------------------------------------------- stage 2
+def build_lic_bank(args: argparse.Namespace, sampler: CropSampler) -> dict[str, Any]:
+    """Real LIC codes of random crops -> calibration targets and the delta_op table."""
+    path = args.out / "lic_bank.pt"
+    if path.is_file():
+        return torch.load(path, map_location="cpu", weights_only=True)
+    from diffstream.codecs.registry import create_codec
+
+    lic = create_codec("lic")
+    rng = np.random.default_rng([args.seed, 77])
+    crops = to_uint8(sampler.batch(args.lic_bank, 32, rng))
+    budgets = np.exp(rng.uniform(math.log(H_MIN), math.log(H_MAX), len(crops)))
+    keep, bpp, mse = [], [], []
+    for i, (im, b) in enumerate(zip(crops, budgets, strict=True)):
+        enc = lic.encode(im, int(b * 32 * 32))
+        if enc.skipped:
+            continue
+        dec = lic.decode(enc.payload, enc.meta, (32, 32))
+        keep.append(i)
+        bpp.append(enc.bits / 1024)
+        mse.append(float(np.mean((dec.astype(np.float64) - im.astype(np.float64)) ** 2)))
+    bpp_a, mse_a = np.array(bpp), np.array(mse)
+    d_match = np.sqrt(12 * np.maximum(mse_a, 1e-3))
+    # delta_op table: median matched step in log-spaced bpp bins (monotone by construction)
+    edges = np.exp(np.linspace(math.log(H_MIN), math.log(H_MAX), 8))
+    table: list[tuple[float, float]] = []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        sel = (bpp_a >= lo) & (bpp_a < hi)
+        if sel.sum() >= 5:
+            table.append((float(np.sqrt(lo * hi)), float(np.median(d_match[sel]))))
+    ds = np.minimum.accumulate([d for _, d in table])
+    table = [(h, float(d)) for (h, _), d in zip(table, ds, strict=True)]
+    bank = {"images": torch.from_numpy(crops[keep]), "bpp": torch.tensor(bpp_a).float(),
+            "delta": torch.tensor(d_match).float(), "table": torch.tensor(table).float()}
+    torch.save(bank, path)
+    return bank
+
+
+# --------------------------------------------------------------------------- stage 3
+@torch.no_grad()
+def teacher_data(args: argparse.Namespace, phi: EntropyPredictor) -> dict[str, torch.Tensor]:
+    """Long-step runs of the plain DDPM: states x_t (float16) and labels per budget."""
+    path = args.out / "teacher.pt"
+    if path.is_file():
+        return torch.load(path, map_location="cpu", weights_only=True)
+    model = load_plain_ddpm(args.ddpm_weights)
+    times = respaced_times(model.T, N_FULL)
+    ab = model.alpha_bar
+    gen = torch.Generator().manual_seed(args.seed + 4242)
+    n_runs, bs = args.teacher_runs, 16
+    deltas = DELTAS[::LABEL_DELTA_STRIDE]
+    states = torch.zeros(n_runs, len(times), 3, 32, 32, dtype=torch.float16)
+    labels = torch.zeros(n_runs, len(LABEL_H), len(times))
+    t0 = time.time()
+    for b0 in range(0, n_runs, bs):
+        n = min(bs, n_runs - b0)
+        x = torch.randn(n, 3, 32, 32, generator=gen)
+        x0s = []
+        for i, t in enumerate(times):
+            states[b0:b0 + n, i] = x.half()
+            eps = model.eps(x, t)
+            x0 = model.x0_from_eps(x, t, eps).clamp(-1, 1)
+            x0s.append(x0)
+            if i < len(times) - 1:
+                tp = times[i + 1]
+                a_t, a_p = float(ab[t]), float(ab[tp])
+                beta = 1 - a_t / a_p
+                mean = (a_p ** 0.5 * beta / (1 - a_t)) * x0 + (
+                    (1 - beta) ** 0.5 * (1 - a_p) / (1 - a_t)) * x
+                x = mean + (beta * (1 - a_p) / (1 - a_t)) ** 0.5 * torch.randn(
+                    x.shape, generator=gen)
+        traj = torch.stack(x0s, 1)  # n x steps x 3 x 32 x 32
+        ref = to_levels(traj[:, -1]).round()
+        lv = to_levels(traj).round()  # the uint8 image at each step
+        sub = np.unique(np.r_[np.arange(0, len(times), LABEL_STEP_STRIDE), len(times) - 1])
+        for j in range(n):
+            bpp = np.zeros((len(sub), len(deltas)))
+            mse = np.zeros((len(sub), len(deltas)))
+            for di, d in enumerate(deltas):
+                out = phi(lv[j, sub], d, noise=False)
+                bpp[:, di] = out["bpp"].numpy()
+                mse[:, di] = ((out["rec"] - ref[j]) ** 2).mean(dim=(1, 2, 3)).numpy()
+            for hi, h in enumerate(LABEL_H):
+                fits = bpp <= h
+                pick = np.where(fits.any(1), fits.argmax(1), len(deltas) - 1)
+                r = np.arange(len(sub))
+                psnr = 10 * np.log10(255.0 ** 2 / np.maximum(mse[r, pick], 1e-3))
+                # J on the evenly spaced subset: its compute term (i + 1) / len(sub) is
+                # the fraction of the run, as on the full grid
+                costs = stop_costs(np.minimum(bpp[r, pick], h), psnr, h)
+                tau = int(sub[int(np.argmax(teacher_labels(costs)))])
+                labels[b0 + j, hi, tau:] = 1.0
+        print(f"[badiff_labels] {b0 + n}/{n_runs} runs, {time.time() - t0:.0f}s", flush=True)
+    data = {"states": states, "labels": labels, "times": torch.tensor(times),
+            "h": torch.tensor(LABEL_H)}
+    torch.save(data, path)
+    return data
+
+
+# --------------------------------------------------------------------------- stage 4
+def finetune(args: argparse.Namespace, sampler: CropSampler, phi: EntropyPredictor,
+             bank: dict[str, Any], teacher: dict[str, torch.Tensor], trainer_cls: type
+             ) -> tuple[BADiff, dict[str, float]]:
+    plain: DDPM = load_plain_ddpm(args.ddpm_weights)
+    table = tuple((float(h), float(d)) for h, d in bank["table"].tolist())
+    cfg = BADiffConfig(conditioned=args.variant != "nocond", delta_op=table)
+    model = BADiff.from_plain(plain, cfg)
+    load_predictor_state(model.predictor, phi.state_dict())
+    model.train()
+    ema = copy.deepcopy(model).eval()
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    theta = [*model.unet.parameters(), *model.embed.parameters()]
+    opt_t = torch.optim.Adam(theta, lr=args.lr)
+    opt_p = torch.optim.Adam(model.predictor.parameters(), lr=2e-4)
+    opt_s = torch.optim.Adam(model.policy.parameters(), lr=1e-3)
+    lam_ent = 0.0 if args.variant == "nohinge" else args.lambda_ent
+    lam_cal = 0.0 if args.variant == "nocal" else LAMBDA_CAL
+    T = model.ddpm.T
+    states, labels = teacher["states"], teacher["labels"]
+    times, hs = teacher["times"], teacher["h"]
+    n_bank = bank["images"].shape[0]
+
+    def step_fn(step: int, rng: np.random.Generator) -> dict[str, float]:
+        torch.manual_seed(args.seed * 100003 + step)
+        n = args.batch or 16
+        x0 = sampler.batch(n, 32, rng)
+        h = torch.from_numpy(rng.uniform(H_MIN, H_MAX, n)).float()
+        t = torch.from_numpy(rng.integers(1, T + 1, n))
+        noise = torch.from_numpy(rng.standard_normal(x0.shape, dtype=np.float32))
+        x_t = model.ddpm.q_sample(x0, t, noise)
+        eps = model.eps(x_t, t, h)
+        l_simple = F.mse_loss(eps, noise)
+        ab = model.ddpm.alpha_bar[t].float().view(-1, 1, 1, 1)
+        x0_hat = ((x_t - (1 - ab).sqrt() * eps) / ab.sqrt()).clamp(-1, 1)
+        # hinge only where x0_hat is an image estimate (t <= T_HINGE), see module docstring
+        near = t <= T_HINGE
+        if near.any():
+            # unclamped: clamping gave saturated pixels a zero-gradient, zero-cost escape
+            raw = (x_t[near] - (1 - ab[near]).sqrt() * eps[near]) / ab[near].sqrt()
+            h_pred = model.predictor((raw + 1.0) * 127.5, model.delta_op(h[near]),
+                                     noise=True)["bpp"]
+            l_ent = hinge_loss(h_pred, h[near]) * near.float().mean()
+        else:
+            l_ent = torch.zeros(())
+        opt_t.zero_grad(set_to_none=True)
+        (l_simple + lam_ent * l_ent).backward()
+        torch.nn.utils.clip_grad_norm_(theta, 1.0)
+        # H_phi: own rate on crops and on the generator's x0_hat, + Eq. 11 calibration
+        opt_p.zero_grad(set_to_none=True)
+        half = n // 2  # H_phi batches halved: its six-pass head dominates the step time
+        xs = torch.cat([to_levels(x0[:half]), to_levels(x0_hat[:half].detach())])
+        l_rate = model.predictor(xs, random_deltas(rng, 2 * half), noise=True)["bpp"].mean()
+        bi = torch.from_numpy(rng.integers(0, n_bank, max(2, n // 4)))
+        xb = bank["images"][bi].permute(0, 3, 1, 2).float()
+        h_cal = model.predictor(xb, bank["delta"][bi], noise=True)["bpp"]
+        l_cal = calibration_loss(h_cal, bank["bpp"][bi])
+        aux = model.predictor.aux_loss()
+        (l_rate + lam_cal * l_cal + aux).backward()
+        torch.nn.utils.clip_grad_norm_(model.predictor.parameters(), 1.0)
+        opt_p.step()
+        opt_t.step()
+        # stop policy on cached teacher states
+        ri = torch.from_numpy(rng.integers(0, states.shape[0], n))
+        si = torch.from_numpy(rng.integers(0, states.shape[1], n))
+        hi = torch.from_numpy(rng.integers(0, len(hs), n))
+        with torch.no_grad(), mid_features(model.unet) as feats:
+            cond = model.cond(hs[hi], n)
+            model.ddpm.eps(states[ri, si].float(), times[si], cond)
+            temb = time_embedding(model.unet, times[si] - 1)
+        logits = model.policy(feats.value, temb, cond)
+        l_stop = F.cross_entropy(logits, labels[ri, hi, si].long())
+        opt_s.zero_grad(set_to_none=True)
+        (LAMBDA_STOP * l_stop).backward()
+        opt_s.step()
+        with torch.no_grad():
+            for pe, pm in zip([*ema.unet.parameters(), *ema.embed.parameters()], theta,
+                              strict=True):
+                pe.lerp_(pm, 1.0 - min(args.ema, (1 + step) / (10 + step)))
+        acc = (logits.argmax(1) == labels[ri, hi, si].long()).float().mean().item()
+        return {"simple": l_simple.item(), "ent": l_ent.item(), "rate": l_rate.item(),
+                "cal": l_cal.item(), "stop": l_stop.item(), "stop_acc": acc,
+                "total": (l_simple + lam_ent * l_ent + lam_cal * l_cal
+                          + LAMBDA_STOP * l_stop).item()}
+
+    opts = MultiOpt(theta=opt_t, phi=opt_p, policy=opt_s)
+    logs = trainer_cls(args.out, f"badiff_{args.variant}", args.steps, args.resume,
+                       args.seed).run({"model": model, "ema": ema}, opts, NoSched(), step_fn,
+                                      args.ckpt_every)
+    load_predictor_state(ema.predictor, model.predictor.state_dict())
+    ema.policy.load_state_dict(model.policy.state_dict())
+    return ema.eval(), logs
+
+
+def main_badiff(args: argparse.Namespace, trainer_cls: type) -> Path:
+    args.out.mkdir(parents=True, exist_ok=True)
+    sampler = CropSampler()
+    stages = STAGES if args.stage == "all" else (args.stage,)
+    record: dict[str, Any] = {}
+    rec_path = args.out / "record.json"
+    if rec_path.is_file():
+        record = json.loads(rec_path.read_text())
+    phi = None
+    if "phi" in stages:
+        phi, logs = train_phi(args, sampler, trainer_cls)
+        record["phi"] = {"steps": args.phi_steps, **{k: round(v, 4) for k, v in logs.items()}}
+    if "lic" in stages:
+        t0 = time.time()
+        bank = build_lic_bank(args, sampler)
+        record["lic"] = {"crops": int(bank["bpp"].numel()), "wall_s": round(time.time() - t0, 1),
+                         "delta_op": bank["table"].tolist()}
+    if "labels" in stages:
+        t0 = time.time()
+        data = teacher_data(args, phi or load_phi(args))
+        record["labels"] = {"runs": int(data["states"].shape[0]), "steps": N_FULL,
+                            "budgets": list(LABEL_H), "wall_s": round(time.time() - t0, 1),
+                            "mean_stop_step": {f"{h:g}": float(
+                                (1 - data["labels"][:, k]).sum(1).mean())
+                                for k, h in enumerate(LABEL_H)}}
+    rec_path.write_text(json.dumps(record, indent=2) + "\n")
+    out = args.out
+    if "finetune" in stages:
+        phi = phi or load_phi(args)
+        bank = build_lic_bank(args, sampler)
+        teacher = teacher_data(args, phi)
+        model, logs = finetune(args, sampler, phi, bank, teacher, trainer_cls)
+        model.cfg.training = {
+            "variant": args.variant, "steps": args.steps, "batch": args.batch or 16,
+            "lr": args.lr, "ema": args.ema, "init": "plain DDPM (weights/ddpm.safetensors)",
+            "data": "scikit-image photograph crops 32x32",
+            "lambda": {"ent": args.lambda_ent if args.variant != "nohinge" else 0.0,
+                       "cal": LAMBDA_CAL if args.variant != "nocal" else 0.0,
+                       "stop": LAMBDA_STOP},
+            "final_losses_ema": {k: round(v, 5) for k, v in logs.items()},
+            "stages": record}
+        name = "badiff" if args.variant == "full" else f"badiff_{args.variant}"
+        out = model.save(args.export, name)
+        record[f"finetune_{args.variant}"] = model.cfg.training["final_losses_ema"]
+        rec_path.write_text(json.dumps(record, indent=2) + "\n")
+    return out

@@ -1,0 +1,232 @@
+"""Training GIC (``python -m diffstream.training gic [--stage ae|entropy|reverse|all]``).
+
+Stages (paper 003, §3.3 and §4.1, scaled down to a 2-core CPU):
+
+1. ``ae``: the autoencoder that replaces the paper's pretrained VAE, MSE on random crops of
+   the scikit-image photographs with latent-noise augmentation, then frozen; its latent is
+   normalised per channel.
+2. ``entropy``: the rate-variable hyperprior, Eq. 14 with a random lambda (hence q) per
+   sample; the rate is the likelihoods' -log2, summed.
+3. ``reverse``: D_theta with the L2 loss of Eq. 15 toward y0 from
+   y_bar_q = E_phi(y0, q) = round(y0 / q) * q, q ~ U(q_train_min, q_hi), using the
+   simulated quantization y0 + U(-1/2, 1/2) * q when q < q_lo (outside the entropy model's
+   support, §3.1).
+
+Stages 2 and 3 train on a bank of latents of random 64x64 crops (encoded once by the frozen
+autoencoder, cached in the output folder). After each stage the shipped weights
+(safetensors + JSON) are exported to ``--export`` (default: diffstream/codecs/gic/weights).
+The loop itself (checkpoints, resume) is ``diffstream.training.loop``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from diffstream.codecs.gic.model import STAGES, GicConfig, GicModel, _persist
+from diffstream.training.crops import CropSampler
+from diffstream.training.loop import Trainer, cosine_schedule, step_rng
+
+DEFAULT_STEPS = {"ae": 6000, "entropy": 4000, "reverse": 3500}
+BANK_SIZE = 6000
+AE_NOISE_Q = (0.03, 1.0)  # latent noise scales seen by the AE decoder (units of latent std)
+
+
+def q_to_lambda(q: torch.Tensor) -> torch.Tensor:
+    """lambda for which q is the high-rate R-D optimal step of Eq. 14 (bits, sum of squares).
+
+    R(q) ~ h - log2 q per element and D = q^2 / 12, so d(R + lambda D)/dq = 0 gives
+    lambda = 6 / (ln 2 q^2). With the autoencoder frozen, ||y_hat - y||^2 has no gradient
+    with respect to the entropy model, so lambda only selects q; we sample q log-uniformly
+    over the model's range (equivalently lambda log-uniformly over the mapped range).
+    """
+    return 6.0 / (math.log(2.0) * q ** 2)
+
+
+# --------------------------------------------------------------------------- stages
+def train_ae(model: GicModel, args: argparse.Namespace, sampler: CropSampler) -> dict[str, float]:
+    """MSE autoencoder on random crops, robust to latent quantization; then latent statistics.
+
+    The paper's VAE is KL-regularised, so its decoder is trained on noisy latents. We do the
+    analogue of that for the corruption GIC applies: for half of each batch the decoder sees
+    y + U(-1/2, 1/2) * q * std_c(y), with q log-uniform in [AE_NOISE_Q] and std_c the
+    per-channel batch std (detached, so the encoder cannot out-scale the noise). The
+    latent is then cheap to code at coarse q, without a rate term in the autoencoder (the
+    entropy model stays the only "information reducer", §2.2).
+    """
+    ae = model.ae.train()
+    opt = torch.optim.AdamW(ae.parameters(), lr=2e-3, weight_decay=1e-4, betas=(0.9, 0.99))
+    sched = cosine_schedule(opt, args.steps)
+    lo, hi = math.log(AE_NOISE_Q[0]), math.log(AE_NOISE_Q[1])
+
+    def step_fn(step: int, rng: np.random.Generator) -> dict[str, float]:
+        n = args.batch or 16
+        x = sampler.batch(n, 32, rng)
+        y = ae.encoder(x)
+        std = y.detach().std(dim=(0, 2, 3), keepdim=True)
+        q = torch.from_numpy(np.exp(rng.uniform(lo, hi, n))).float().view(-1, 1, 1, 1)
+        q = q * torch.from_numpy(rng.random(n) < 0.5).float().view(-1, 1, 1, 1)
+        u = torch.from_numpy(rng.random(y.shape, dtype=np.float32) - 0.5)
+        out = ae.decoder(y + u * q * std)
+        mse = F.mse_loss(out, x)
+        opt.zero_grad(set_to_none=True)
+        mse.backward()
+        torch.nn.utils.clip_grad_norm_(ae.parameters(), 1.0)
+        opt.step()
+        m = mse.item()
+        return {"mse": m, "psnr": 10 * math.log10(4.0 / m)}
+
+    logs = Trainer(args.out, "ae", args.steps, args.resume, args.seed).run(
+        {"ae": ae}, opt, sched, step_fn, args.ckpt_every)
+    ae.eval()
+    with torch.no_grad():
+        rng = step_rng(args.seed + 1, 0)
+        ys = torch.cat([ae.encoder(sampler.batch(64, 64, rng))
+                        for _ in range(args.stat_batches)])
+        ae.latent_mean.copy_(ys.mean(dim=(0, 2, 3)))
+        ae.latent_std.copy_(ys.std(dim=(0, 2, 3)).clamp_min(1e-3))
+        x = sampler.batch(64, 64, rng)
+        logs["clean_psnr"] = 10 * math.log10(4.0 / F.mse_loss(ae.decode(ae.encode(x)), x).item())
+    return logs
+
+
+def latent_bank(model: GicModel, args: argparse.Namespace, sampler: CropSampler) -> torch.Tensor:
+    """Normalised latents of BANK_SIZE random 64x64 crops (cached next to the checkpoints)."""
+    path = args.out / "latent_bank.pt"
+    if path.is_file():
+        bank = torch.load(path, map_location="cpu", weights_only=True)
+        if bank.shape[1] == model.cfg.latent_channels and bank.shape[0] >= args.bank:
+            return bank
+    rng = step_rng(args.seed + 2, 0)
+    chunks = []
+    with torch.no_grad():
+        for _ in range(max(1, args.bank // 100)):
+            chunks.append(model.ae.encode(sampler.batch(100, 64, rng)))
+    bank = torch.cat(chunks).contiguous()
+    torch.save(bank, path)
+    return bank
+
+
+def train_entropy(model: GicModel, args: argparse.Namespace, bank: torch.Tensor
+                  ) -> dict[str, float]:
+    """Eq. 14 with one random q per sample; rate in bits per image pixel."""
+    hyper = model.hyper.train()
+    cfg = model.cfg
+    main = [p for n, p in hyper.named_parameters() if not n.endswith("quantiles")]
+    aux = [p for n, p in hyper.named_parameters() if n.endswith("quantiles")]
+    opt = torch.optim.AdamW([{"params": main, "lr": 1e-3}, {"params": aux, "lr": 1e-3}],
+                            weight_decay=0.0, betas=(0.9, 0.95))
+    sched = cosine_schedule(opt, args.steps)
+    lo, hi = math.log(cfg.q_lo), math.log(cfg.q_hi)
+
+    def step_fn(step: int, rng: np.random.Generator) -> dict[str, float]:
+        n = args.batch or 32
+        idx = torch.from_numpy(rng.integers(0, bank.shape[0], n))
+        y = bank[idx]
+        q = torch.from_numpy(np.exp(rng.uniform(lo, hi, n))).float()
+        out = hyper(y, q)
+        pixels = y.shape[2] * y.shape[3] * 16  # image pixels per sample
+        bits_y = -torch.log2(out["y_likelihoods"]).sum(dim=(1, 2, 3))
+        bits_z = -torch.log2(out["z_likelihoods"]).sum(dim=(1, 2, 3))
+        lam = q_to_lambda(q)
+        dist = ((out["y_hat"] - y) ** 2).sum(dim=(1, 2, 3))  # no gradient wrt phi (frozen AE)
+        loss = ((bits_y + bits_z + lam * dist) / pixels).mean()
+        aux_loss = hyper.entropy_bottleneck.loss()
+        opt.zero_grad(set_to_none=True)
+        (loss + aux_loss).backward()
+        torch.nn.utils.clip_grad_norm_(main, 1.0)
+        opt.step()
+        return {"bpp": float(((bits_y + bits_z) / pixels).mean().detach()),
+                "bpp_z": float((bits_z / pixels).mean().detach()), "aux": aux_loss.item()}
+
+    logs = Trainer(args.out, "entropy", args.steps, args.resume, args.seed).run(
+        {"hyper": hyper}, opt, sched, step_fn, args.ckpt_every)
+    hyper.eval()
+    with torch.no_grad():
+        hyper.entropy_bottleneck.update(force=True, update_quantiles=True)
+    return logs
+
+
+def corrupt(y0: torch.Tensor, q: torch.Tensor, q_lo: float,
+            generator: torch.Generator | None = None) -> torch.Tensor:
+    """y_bar_q = E_phi(y0, q) (Eq. 5 rounding) for q >= q_lo, else y0 + U(-1/2, 1/2) q (§3.1)."""
+    qv = q.view(-1, 1, 1, 1)
+    real = torch.round(y0 / qv) * qv
+    noise = (torch.rand(y0.shape, generator=generator) - 0.5).to(y0) * qv
+    return torch.where(qv >= q_lo, real, y0 + noise)
+
+
+def sample_q_reverse(n: int, cfg: GicConfig, rng: np.random.Generator) -> torch.Tensor:
+    """q for reverse-network training: half U(q_train_min, q_hi) (the paper's eps_q), half
+    log-uniform on the same interval, so the high-rate end where most frames are coded is
+    seen as often as the low-rate end (a documented deviation)."""
+    uni = rng.uniform(cfg.q_train_min, cfg.q_hi, n)
+    logu = np.exp(rng.uniform(math.log(cfg.q_train_min), math.log(cfg.q_hi), n))
+    pick = rng.random(n) < 0.5
+    return torch.from_numpy(np.where(pick, uni, logu)).float()
+
+
+def train_reverse(model: GicModel, args: argparse.Namespace, bank: torch.Tensor
+                  ) -> dict[str, float]:
+    """Eq. 15: || y0 - D_theta(E_phi(y0, q), q) ||^2."""
+    net = model.reverse.train()
+    cfg = model.cfg
+    opt = torch.optim.AdamW(net.parameters(), lr=4e-4, weight_decay=0.02, betas=(0.9, 0.95))
+    sched = cosine_schedule(opt, args.steps)
+
+    def step_fn(step: int, rng: np.random.Generator) -> dict[str, float]:
+        n = args.batch or 32
+        idx = torch.from_numpy(rng.integers(0, bank.shape[0], n))
+        y0 = bank[idx]
+        q = sample_q_reverse(n, cfg, rng)
+        g = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        y_bar = corrupt(y0, q, cfg.q_lo, g)
+        loss = F.mse_loss(net(y_bar, q), y0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            base = F.mse_loss(y_bar, y0)
+        return {"l2": loss.item(), "l2_input": base.item()}
+
+    logs = Trainer(args.out, "reverse", args.steps, args.resume, args.seed).run(
+        {"reverse": net}, opt, sched, step_fn, args.ckpt_every)
+    net.eval()
+    return logs
+
+
+def _load_for(stage: str, args: argparse.Namespace) -> GicModel:
+    """A fresh model; for the entropy and reverse stages, with the trained autoencoder."""
+    if stage == "ae":
+        return GicModel(GicConfig())
+    return GicModel.load(args.export, require=("ae",))
+
+
+def export_stage(model: GicModel, stage: str, export: Path, logs: dict[str, float]) -> Path:
+    """Merge this stage's weights and notes into the export folder (other stages kept).
+
+    Re-reads the folder at the end of the stage, so stages trained in parallel processes
+    (entropy and reverse only need the autoencoder) do not overwrite each other.
+    """
+    note = {"steps": model.cfg.training.get("_steps", 0),
+            **{k: round(v, 5) for k, v in logs.items()}}
+    if stage != "ae" and (export / "gic.json").is_file():
+        base = GicModel.load(export, require=())
+        base_modules = {"ae": base.ae, "entropy": base.hyper, "reverse": base.reverse}
+        own = {"ae": model.ae, "entropy": model.hyper, "reverse": model.reverse}[stage]
+        keep = {k: v for k, v in own.state_dict().items() if _persist(k)}
+        base_modules[stage].load_state_dict(keep, strict=False)
+        out = base
+    else:
+        out = model
+        out.cfg.stages, out.cfg.training = [], {}
+    out.cfg.training.pop("_steps", None)
+    out.cfg.stages = [s for s in STAGES if s in {*out.cfg.stages, stage}]
+    out.cfg.training[stage] = note
+    return out.save(export)

@@ -1,0 +1,281 @@
+"""The coordinator's side of the sender and receiver.
+
+``WorkerEndpoints`` starts the two worker processes and talks to them over ZeroMQ (ipc
+sockets in a private temp folder, or tcp on loopback). ``NetworkOnlyEndpoints`` replaces the
+codec with fixed-size payloads in-process, for network-only runs (benchmarks, sweeps of
+policies, fast tests): the wire format and the link are the same, only the codec and the
+quality scoring are gone.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import zmq
+
+from diffstream.errors import DiffstreamError
+from diffstream.pipeline.playout import InteractivePlayout, PlaybackBuffer, Slot
+from diffstream.scenario.schema import Scenario
+from diffstream.sim.messages import dumps, loads
+from diffstream.transport.packets import reassemble
+from diffstream.transport.wire import FrameHeader, WireError, header_size, pack_frame, unpack_frame
+
+
+class WorkerError(DiffstreamError):
+    """A worker process failed or stopped answering."""
+
+
+@dataclass
+class ArmInfo:
+    min_bits: int
+    progressive: bool
+    rq: tuple[tuple[float, ...], tuple[float, ...]] | None
+    header_bytes: int
+
+
+class Endpoints(Protocol):
+    def start_arm(self, arm: str, codec: str, options: dict[str, Any],
+                  calibrate: bool) -> ArmInfo: ...
+
+    def encode(self, arm: str, seq: int, budget_bits: int, capture_s: float,
+               start_s: float) -> dict[str, Any]: ...
+
+    def deliver(self, msg: dict[str, Any]) -> None: ...
+
+    def poll_results(self) -> list[dict[str, Any]]: ...
+
+    def finish_arm(self, arm: str) -> tuple[list[dict[str, Any]], int]: ...
+
+    def close(self) -> None: ...
+
+
+class WorkerEndpoints:
+    """Sender and receiver as separate OS processes (``diffstream.sim.workers``)."""
+
+    def __init__(self, scenario: Scenario, scenario_dir: Path, *, transport: str = "ipc",
+                 log_path: Path | None = None, timeout_s: float = 600.0) -> None:
+        self.timeout_s = timeout_s
+        self.ctx = zmq.Context()
+        self._tmp = tempfile.TemporaryDirectory(prefix="diffstream-")
+        self.req = self.ctx.socket(zmq.REQ)
+        self.push = self.ctx.socket(zmq.PUSH)
+        self.pull = self.ctx.socket(zmq.PULL)
+        for s in (self.req, self.push, self.pull):
+            s.setsockopt(zmq.LINGER, 0)
+        if transport == "ipc":
+            base = self._tmp.name
+            eps = [f"ipc://{base}/sender", f"ipc://{base}/rx-in", f"ipc://{base}/rx-out"]
+            for sock, ep in zip((self.req, self.push, self.pull), eps, strict=True):
+                sock.bind(ep)
+        elif transport == "tcp":
+            eps = []
+            for sock in (self.req, self.push, self.pull):
+                port = sock.bind_to_random_port("tcp://127.0.0.1")
+                eps.append(f"tcp://127.0.0.1:{port}")
+        else:
+            raise ValueError(f"transport must be 'ipc' or 'tcp', not {transport!r}")
+        self._log = open(log_path or os.devnull, "ab")  # noqa: SIM115 - lives with the workers
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        py = [sys.executable, "-m", "diffstream.sim.workers"]
+        self.procs = {
+            "sender": subprocess.Popen([*py, "sender", "--endpoint", eps[0]],
+                                       stdout=self._log, stderr=self._log, env=env),
+            "receiver": subprocess.Popen([*py, "receiver", "--inbound", eps[1],
+                                          "--outbound", eps[2]],
+                                         stdout=self._log, stderr=self._log, env=env),
+        }
+        self.log_path = log_path
+        hello = {"op": "hello", "scenario": scenario.model_dump(mode="json"),
+                 "scenario_dir": str(scenario_dir)}
+        self._call(hello)
+        self.push.send(dumps(hello))
+        ready = self._recv(self.pull, "receiver")
+        if ready["op"] != "ready":
+            raise WorkerError(f"receiver did not start: {ready}")
+        self._results: list[dict[str, Any]] = []
+
+    # -- plumbing ------------------------------------------------------------------
+    def _check_alive(self) -> None:
+        for role, p in self.procs.items():
+            if p.poll() is not None:
+                where = f"; see {self.log_path}" if self.log_path else ""
+                raise WorkerError(f"the {role} process exited with code {p.returncode}"
+                                  f"{self._last_log_line()}{where}")
+
+    def _last_log_line(self) -> str:
+        """The worker's last words (usually the exception), to put in the error message."""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        self._log.flush()
+        lines = [ln for ln in self.log_path.read_text(errors="replace").splitlines() if ln.strip()]
+        return f": {lines[-1].strip()}" if lines else ""
+
+    def _recv(self, sock: zmq.Socket, role: str) -> dict[str, Any]:
+        deadline = time.monotonic() + self.timeout_s
+        while not sock.poll(500):
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise WorkerError(f"the {role} process did not answer within {self.timeout_s} s")
+        return loads(sock.recv())
+
+    def _call(self, msg: dict[str, Any]) -> dict[str, Any]:
+        self.req.send(dumps(msg))
+        reply = self._recv(self.req, "sender")
+        if reply.get("op") == "error":
+            raise WorkerError(f"sender: {reply.get('message')}")
+        return reply
+
+    # -- Endpoints -------------------------------------------------------------------
+    def start_arm(self, arm: str, codec: str, options: dict[str, Any],
+                  calibrate: bool) -> ArmInfo:
+        msg = {"op": "arm", "arm": arm, "codec": codec, "options": options,
+               "calibrate": calibrate}
+        reply = self._call(msg)
+        self.push.send(dumps(msg))
+        rq = reply.get("rq")
+        return ArmInfo(int(reply["min_bits"]), bool(reply["progressive"]),
+                       None if rq is None else (tuple(rq[0]), tuple(rq[1])),
+                       int(reply["header_bytes"]))
+
+    def encode(self, arm: str, seq: int, budget_bits: int, capture_s: float,
+               start_s: float) -> dict[str, Any]:
+        return self._call({"op": "encode", "arm": arm, "seq": seq, "budget_bits": budget_bits,
+                           "capture_s": capture_s, "start_s": start_s})
+
+    def deliver(self, msg: dict[str, Any]) -> None:
+        self.push.send(dumps(msg))
+
+    def poll_results(self) -> list[dict[str, Any]]:
+        out = []
+        while self.pull.poll(0):
+            msg = loads(self.pull.recv())
+            if msg["op"] == "fatal":
+                raise WorkerError(f"receiver: {msg.get('message')}")
+            out.append(msg)
+        return out
+
+    def finish_arm(self, arm: str) -> tuple[list[dict[str, Any]], int]:
+        self.push.send(dumps({"op": "end_arm", "arm": arm}))
+        results = []
+        while True:
+            msg = self._recv(self.pull, "receiver")
+            if msg["op"] == "fatal":
+                raise WorkerError(f"receiver: {msg.get('message')}")
+            if msg["op"] == "arm_done":
+                return results, int(msg.get("malformed", 0))
+            results.append(msg)
+
+    def close(self) -> None:
+        try:
+            if self.procs["sender"].poll() is None:
+                self.req.send(dumps({"op": "bye"}))
+                self.req.poll(2000)
+            if self.procs["receiver"].poll() is None:
+                self.push.send(dumps({"op": "bye"}))
+        except zmq.ZMQError:
+            pass
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.ctx.destroy(linger=0)
+        self._log.close()
+        self._tmp.cleanup()
+
+
+class NetworkOnlyEndpoints:
+    """Fixed-size payloads, in-process: network results without codec or quality work.
+
+    The payload is ``payload_bytes`` long whatever the budget (``None``: exactly the budget),
+    so the same wire frames and packets cross the same link model.
+    """
+
+    def __init__(self, scenario: Scenario, payload_bytes: int | None = None,
+                 on_result: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.scenario = scenario
+        self.payload_bytes = payload_bytes
+        self.shape = (scenario.frame.height, scenario.frame.width)
+        self._results: list[dict[str, Any]] = []
+        self._arm = ""
+        self._playout: InteractivePlayout | PlaybackBuffer = InteractivePlayout()
+        self._pending: list[dict[str, Any]] = []
+        self._on_result = on_result
+
+    def start_arm(self, arm: str, codec: str, options: dict[str, Any],
+                  calibrate: bool) -> ArmInfo:
+        self._arm = arm
+        self._results, self._pending = [], []
+        if self.scenario.mode.kind == "interactive":
+            self._playout = InteractivePlayout()
+        else:
+            self._playout = PlaybackBuffer(self.scenario.frame.fps, self.scenario.mode.startup_s)
+        h = FrameHeader(seq=0, arm=arm, codec="fixed", budget_bits=0, payload_len=0,
+                        payload_crc32=0, capture_s=0.0, send_s=0.0, shape=self.shape,
+                        skipped=False, steps=1, meta={})
+        return ArmInfo(min_bits=0, progressive=False, rq=None, header_bytes=header_size(h))
+
+    def encode(self, arm: str, seq: int, budget_bits: int, capture_s: float,
+               start_s: float) -> dict[str, Any]:
+        n = self.payload_bytes if self.payload_bytes is not None else budget_bits // 8
+        payload = bytes(n)
+        header = FrameHeader(seq=seq, arm=arm, codec="fixed", budget_bits=budget_bits,
+                             payload_len=0, payload_crc32=0, capture_s=capture_s, send_s=start_s,
+                             shape=self.shape, skipped=False, steps=1, meta={})
+        frame = pack_frame(header, payload)
+        return {"frame": frame, "payload_bytes": n, "header_bytes": len(frame) - n,
+                "skipped": False, "reason": "", "steps": 1, "encode_ms": 0.0,
+                "encode_charged_s": 0.0, "send_s": start_s}
+
+    def deliver(self, msg: dict[str, Any]) -> None:
+        res: dict[str, Any] = {"op": "result", "arm": msg["arm"], "seq": msg["seq"],
+                               "decoded": False, "partial": False, "prefix_step": None,
+                               "decode_ms": 0.0, "decode_charged_s": 0.0, "decode_done_s": None,
+                               "error": "", "psnr_db": None, "ms_ssim": None, "ssim": None,
+                               "ssim_db": None}
+        chunks = msg.get("chunks") or []
+        if chunks:
+            data, complete = reassemble(int(msg["frame_len"]),
+                                        ((int(o), bytes(b)) for o, b, _ in chunks))
+            if complete:
+                try:
+                    unpack_frame(data)
+                    res["decoded"] = True
+                    res["decode_done_s"] = max(float(c[2]) for c in chunks)
+                except WireError as exc:
+                    res["error"] = str(exc)
+        if isinstance(self._playout, InteractivePlayout):
+            self._emit(res, self._playout.on_frame(res["decode_done_s"], msg["deadline_s"]),
+                       msg["deadline_s"])
+        else:
+            self._pending.append(res)
+            for slot in self._playout.on_frame(res["decode_done_s"]):
+                self._emit(self._pending.pop(0), slot, None)
+
+    def _emit(self, res: dict[str, Any], slot: Slot, deadline: float | None) -> None:
+        res.update(shown=slot.shown, display_s=slot.display_s, stall_s=slot.stall_s,
+                   stall=(not slot.shown) or slot.stall_s > 0,
+                   deadline_met=slot.shown and (deadline is not None or slot.stall_s == 0))
+        self._results.append(res)
+
+    def poll_results(self) -> list[dict[str, Any]]:
+        out, self._results = self._results, []
+        return out
+
+    def finish_arm(self, arm: str) -> tuple[list[dict[str, Any]], int]:
+        if isinstance(self._playout, PlaybackBuffer):
+            for slot in self._playout.flush():
+                self._emit(self._pending.pop(0), slot, None)
+        return self.poll_results(), 0
+
+    def close(self) -> None:
+        pass

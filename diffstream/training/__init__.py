@@ -1,0 +1,1 @@
+"""Training support shared by the trainable models: crops, the loop, the CLI."""

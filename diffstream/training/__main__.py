@@ -1,0 +1,118 @@
+"""Training CLI: ``python -m diffstream.training gic|ddpm|badiff ...``.
+
+One entry point for the three trainable models; each model's training lives with it:
+GIC in ``diffstream.codecs.gic.train``, the DDPM backbone in ``diffstream.backbones.train``,
+BADiff in ``diffstream.codecs.badiff.train``. Each exports its shipped weights into its own
+package's ``weights/`` folder unless ``--export`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from diffstream.codecs.gic.model import STAGES
+from diffstream.codecs.gic.train import (
+    BANK_SIZE,
+    DEFAULT_STEPS,
+    _load_for,
+    export_stage,
+    latent_bank,
+    train_ae,
+    train_entropy,
+    train_reverse,
+)
+from diffstream.training.crops import CropSampler
+from diffstream.training.loop import Trainer
+
+# where each model's shipped weights live (the --export default)
+_PKG = Path(__file__).resolve().parent.parent
+EXPORT_DIRS = {"gic": _PKG / "codecs" / "gic" / "weights",
+               "ddpm": _PKG / "backbones" / "weights",
+               "badiff": _PKG / "codecs" / "badiff" / "weights"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m diffstream.training")
+    p.add_argument("model", choices=["gic", "ddpm", "badiff"])
+    p.add_argument("--stage", choices=[*STAGES, "phi", "lic", "labels", "finetune", "all"],
+                   default="all", help="gic: ae|entropy|reverse; badiff: phi|lic|labels|finetune")
+    p.add_argument("--steps", type=int, default=None, help="steps per stage (default per stage)")
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--out", type=Path, default=Path("runs/gic_train"),
+                   help="checkpoints and the latent bank")
+    p.add_argument("--export", type=Path, default=None,
+                   help="where the shipped safetensors + JSON are written (default: the "
+                        "model's own weights/ folder in the package)")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--ckpt-every", type=int, default=200)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (1: on a shared 2-core machine 2 threads ran 10x slower)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bank", type=int, default=BANK_SIZE,
+                   help="64x64 crops in the latent bank of the entropy/reverse stages")
+    p.add_argument("--stat-batches", type=int, default=16,
+                   help="batches of 64 crops for the latent normalisation statistics")
+    p.add_argument("--size", type=int, default=32, help="ddpm: crop / model size")
+    p.add_argument("--lr", type=float, default=2e-4, help="ddpm: Adam learning rate")
+    p.add_argument("--ema", type=float, default=0.999, help="ddpm: weight EMA decay")
+    p.add_argument("--variant", choices=["full", "nocond", "nohinge", "nocal"], default="full",
+                   help="badiff: the full model or a Table-3 ablation")
+    p.add_argument("--phi-steps", type=int, default=2000, help="badiff: H_phi warm-up steps")
+    p.add_argument("--lambda-ent", type=float, default=1e-3,
+                   help="badiff: hinge weight (paper 0.1 collapsed this small model: see "
+                        "docs/badiff.md)")
+    p.add_argument("--lic-bank", type=int, default=384, help="badiff: LIC calibration crops")
+    p.add_argument("--teacher-runs", type=int, default=48, help="badiff: teacher sampler runs")
+    p.add_argument("--ddpm-weights", type=Path, default=None,
+                   help="badiff: folder with ddpm.safetensors (default: shipped weights)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.export is None:
+        args.export = EXPORT_DIRS[args.model]
+    torch.manual_seed(args.seed)
+    if args.model == "ddpm":
+        if args.out == Path("runs/gic_train"):
+            args.out = Path("runs/ddpm_train")
+        args.out.mkdir(parents=True, exist_ok=True)
+        from diffstream.backbones.train import DEFAULT_DDPM_STEPS, train_ddpm
+
+        args.steps = args.steps or DEFAULT_DDPM_STEPS
+        path = train_ddpm(args, CropSampler())
+        print(f"[ddpm] done ({args.steps} steps) -> {path}", flush=True)
+        return 0
+    if args.model == "badiff":
+        from diffstream.codecs.badiff.train import main_badiff
+
+        if args.out == Path("runs/gic_train"):
+            args.out = Path("runs/badiff_train")
+        args.steps = args.steps or 600  # the shipped fine-tune (docs/badiff.md)
+        if args.lr == 2e-4:
+            args.lr = 1e-4  # App. E
+        path = main_badiff(args, Trainer)
+        print(f"[badiff] done -> {path}", flush=True)
+        return 0
+    if args.stage not in (*STAGES, "all"):
+        p.error(f"--stage {args.stage} is a badiff stage")
+    args.out.mkdir(parents=True, exist_ok=True)
+    stages = STAGES if args.stage == "all" else (args.stage,)
+    per_stage_steps = args.steps
+    sampler = CropSampler()
+    for stage in stages:
+        args.steps = per_stage_steps or DEFAULT_STEPS[stage]
+        model = _load_for(stage, args)
+        if stage == "ae":
+            logs = train_ae(model, args, sampler)
+        else:
+            bank = latent_bank(model, args, sampler)
+            logs = (train_entropy if stage == "entropy" else train_reverse)(model, args, bank)
+        model.cfg.training["_steps"] = args.steps
+        path = export_stage(model, stage, args.export, logs)
+        print(f"[{stage}] done ({args.steps} steps): {logs} -> {path}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
