@@ -48,6 +48,11 @@ def available_codecs() -> list[str]:
     return sorted(set(_REGISTRY) | set(_BUILTIN_MODULES))
 
 
+def builtin_codec_names() -> list[str]:
+    """The codecs shipped with diffstream (not ones registered by plugins or tests)."""
+    return sorted(_BUILTIN_MODULES)
+
+
 def codec_class(name: str) -> type:
     if name not in _REGISTRY and name in _BUILTIN_MODULES:
         importlib.import_module(_BUILTIN_MODULES[name])

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from diffstream.codecs import create_codec
@@ -78,25 +78,38 @@ def test_envelope_lies_about_seq(receiver: ReceiverWorker) -> None:
     arrive=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=2)),
     seq=st.one_of(st.integers(-3, 2**40), st.text(max_size=3), st.none()),
 )
+@example(junk=b"\x00" * 40, frame_len=40, offset=0, arrive=0.05, seq=5)  # complete junk
+@example(junk=b"", frame_len=3, offset=0, arrive=0.05, seq="x")
 def test_fuzzed_frame_messages_never_raise(receiver: ReceiverWorker, junk: bytes, frame_len: Any,
                                            offset: Any, arrive: Any, seq: Any) -> None:
     msg = {"op": "frame", "arm": "a", "seq": seq, "frame_len": frame_len,
            "chunks": [[offset, junk, arrive]], "deadline_s": 1.0}
+    before = receiver.malformed
     out = receiver.on_frame(msg)  # must not raise
-    for res in out:
-        assert res["decoded"] is False
+    if type(seq) is not int or not 0 <= seq < 2**32:  # no slot to account it to: dropped
+        assert out == [] and receiver.malformed == before + 1
+        return
+    # a usable seq always gets its one result: junk is never shown, never decoded
+    assert [r["seq"] for r in out] == [seq]
+    (res,) = out
+    assert res["decoded"] is False and res["shown"] is False and res["stall"] is True
+    assert receiver.malformed - before == (1 if res["error"] else 0)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_mutated_real_frames_never_raise(receiver: ReceiverWorker, data: st.DataObject) -> None:
-    frame = bytearray(good_frame(receiver, 4))
-    for _ in range(data.draw(st.integers(1, 5))):
+    good = good_frame(receiver, 4)
+    frame = bytearray(good)
+    for _ in range(data.draw(st.integers(0, 5))):  # 0: the intact frame
         i = data.draw(st.integers(0, len(frame) - 1))
         frame[i] = data.draw(st.integers(0, 255))
-    cut = data.draw(st.integers(0, len(frame)))
+    cut = data.draw(st.just(len(frame)) | st.integers(0, len(frame)))  # often all of it
     msg = frame_msg(bytes(frame[:cut]), 4, frame_len=len(frame))
-    receiver.on_frame(msg)
+    (res,) = receiver.on_frame(msg)
+    assert res["seq"] == 4
+    # every byte is under a CRC-32: only an intact, complete frame decodes
+    assert res["decoded"] == (bytes(frame[:cut]) == good)
 
 
 def test_live_receiver_survives_garbage(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 
+import numpy as np
 import pytest
 from rich.console import Console
 
@@ -68,10 +69,12 @@ def test_plain_mode_lines() -> None:
     arms = ["gic/mpc", "jpeg/rate"]
     dash = Dashboard("lte", arms, 20, live=True, console=console, clock=clock)
     assert not dash.live  # not a TTY: plain lines even when live is asked for
+    sent = {}
     with dash:
         for i, arm in enumerate(arms):
             dash.start_arm(arm)
             recs = demo_records(arm, arm.split("/")[0], arm.split("/")[1], 20, seed=i)
+            sent[arm] = recs
             for r in recs:
                 clock.t += 0.5
                 dash.on_frame(r)
@@ -87,11 +90,20 @@ def test_plain_mode_lines() -> None:
     # after 10 frames, 5.0 s of wall time: ETA = 5.0 / 10 * 10 = 5.0 s
     assert "elapsed 5.0 s  ETA 5.0 s" in progress[4]
     assert "PSNR" in progress[0] and "freezes 0 (0.00 s)" in progress[0]
-    assert "p95" in progress[0] and "ms" in progress[0]
+    for j, line in enumerate(progress):  # the numbers are those of the frames so far
+        so_far = sent["gic/mpc"][: 2 * (j + 1)]
+        psnr = np.mean([r.psnr_db for r in so_far if r.psnr_db is not None])
+        lat = [1000 * r.latency_s for r in so_far if r.shown and r.latency_s is not None]
+        assert f"PSNR {psnr:.2f} dB " in line, line
+        assert f"p95 {np.percentile(lat, 95):.0f} ms " in line, line
     assert "ETA 0.0 s" in progress[-1]
     done = [ln for ln in lines if ": done in" in ln]
     assert len(done) == 2 and done[0].startswith("[lte] arm 1/2 gic/mpc: done in 10.0 s")
-    assert "QoE" in done[0]
+    for line, arm in zip(done, arms, strict=True):
+        s = _summary(sent[arm])
+        want = f"PSNR {s.mean_psnr_db:.2f} dB  p95 {s.latency_p95_ms:.0f} ms  freezes {s.freezes}"
+        assert f"{want} ({s.freeze_s:.2f} s)" in line, line
+        assert line.endswith(f"QoE {s.qoe:.2f}"), line
     assert "arms compared" in out and "jpeg/rate" in out  # the final table
 
 

@@ -10,8 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 from PIL import Image
 from rich.console import Console
+from rich.style import Style
+from rich.text import Text
 
 from diffstream.metrics.qoe import QoEWeights, summarise_arm
 from diffstream.output.dashboard.sim import demo_records
@@ -132,13 +135,91 @@ def test_comparison_table_lists_every_arm_and_highlights_best() -> None:
         assert arm in text
     assert "21.50" in text and "1 / 0.50" in text and "–" in text
     table = comparison_table(rows)
-    qoe_cells = table.columns[-1]._cells
-    assert "bold green" in qoe_cells[0] and "bold green" not in qoe_cells[1]
-    p95_cells = table.columns[[c.header for c in table.columns].index("p95 ms")]._cells
-    assert "bold green" in p95_cells[0] and "bold green" not in p95_cells[1]
+    assert [c.header for c in table.columns][:4] == ["arm", "codec", "policy", "PSNR dB"]
+
+    def column(header: str) -> list[tuple[str, bool]]:
+        """(plain text, highlighted) per row, through rich's public Column.cells."""
+        col = next(c for c in table.columns if c.header == header)
+        out = []
+        for cell in col.cells:
+            text = cell if isinstance(cell, Text) else Text.from_markup(str(cell))
+            whole = [sp for sp in text.spans if sp.start == 0 and sp.end == len(text)]
+            out.append((text.plain, any(Style.parse(str(sp.style)) == BEST for sp in whole)))
+        return out
+
+    assert column("QoE") == [("21.50", True), ("19.00", False), ("–", False)]
+    assert column("p95 ms") == [("90", True), ("150", False), ("150", False)]
     # identical values everywhere: nothing is singled out
-    psnr_cells = table.columns[3]._cells
-    assert not any("bold green" in c for c in psnr_cells)
+    assert column("MS-SSIM") == [("0.9500", False)] * 3
+    assert column("PSNR dB") == [("30.00", False), ("30.00", False), ("–", False)]
+
+
+BEST = Style.parse("bold green")
+
+
+@pytest.fixture
+def figures(monkeypatch: pytest.MonkeyPatch) -> dict[str, Figure]:
+    """Every Figure the report saves, by file name, to check what was actually plotted."""
+    saved: dict[str, Figure] = {}
+    real = Figure.savefig
+
+    def spy(fig: Figure, fname: str | Path, *args: object, **kwargs: object) -> None:
+        saved[Path(fname).name] = fig
+        real(fig, fname, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", spy)
+    return saved
+
+
+def _by_label(ax: object) -> dict[str, object]:
+    return {ln.get_label(): ln for ln in ax.get_lines()}  # type: ignore[attr-defined]
+
+
+def _check_timeline(fig: Figure, arms: dict[str, list[FrameRecord]], cap: tuple) -> None:
+    assert [ax.get_title(loc="left") for ax in fig.axes] == list(arms)
+    for ax, recs in zip(fig.axes, arms.values(), strict=True):
+        scale = {"kbit/s": 1e3, "Mbit/s": 1e6}[ax.get_ylabel()]
+        t = np.array([r.capture_s for r in recs])
+        fps = 1.0 / np.median(np.diff(t))
+        lines = _by_label(ax)
+        link = lines["link capacity"]
+        np.testing.assert_allclose(link.get_xdata()[:-1], cap[0])
+        np.testing.assert_allclose(link.get_ydata()[:-1], cap[1] / scale)
+        budget = lines["budget (bits × fps)"]
+        np.testing.assert_allclose(budget.get_xdata(), t)
+        np.testing.assert_allclose(budget.get_ydata(), [r.budget_bits * fps / scale for r in recs])
+        deliv = np.array([r.delivered_bytes * 8 * fps / scale for r in recs])
+        w = round(fps)
+        avg = [deliv[max(0, i - w + 1) : i + 1].mean() for i in range(len(recs))]
+        np.testing.assert_allclose(lines["delivered (1 s avg)"].get_ydata(), avg)
+
+
+def _check_quality(fig: Figure, arms: dict[str, list[FrameRecord]]) -> None:
+    assert [ax.get_title(loc="left") for ax in fig.axes] == list(arms)
+    for ax, recs in zip(fig.axes, arms.values(), strict=True):
+        (line,) = ax.get_lines()
+        np.testing.assert_allclose(line.get_xdata(), [r.capture_s for r in recs])
+        psnr = [np.nan if r.psnr_db is None else r.psnr_db for r in recs]
+        np.testing.assert_allclose(line.get_ydata(), psnr)  # gaps where nothing was shown
+        rebuf = [c for c in ax.collections if c.get_label() == "rebuffer"]
+        want = [r.capture_s for r in recs if r.stall_s > 0]
+        got = [seg[0][0] for c in rebuf for seg in c.get_segments()]
+        assert got == pytest.approx(want)
+
+
+def _check_cdf(fig: Figure, arms: dict[str, list[FrameRecord]], deadline_ms: float) -> None:
+    (ax,) = fig.axes
+    lines = _by_label(ax)
+    for arm, recs in arms.items():
+        lat = sorted(r.latency_s * 1000 for r in recs if r.shown and r.latency_s is not None)
+        if not lat:
+            assert len(lines[f"{arm} (nothing shown)"].get_xdata()) == 0
+            continue
+        x, y = lines[arm].get_xdata(), lines[arm].get_ydata()
+        np.testing.assert_allclose(x[1:], lat)
+        np.testing.assert_allclose(y[1:], np.arange(1, len(lat) + 1) / len(lat))
+    marker = lines[f"deadline {deadline_ms:.0f} ms"]
+    np.testing.assert_allclose(marker.get_xdata(), [deadline_ms, deadline_ms])
 
 
 def _check_png(path: Path, min_w: int, min_h: int) -> None:
@@ -150,7 +231,9 @@ def _check_png(path: Path, min_w: int, min_h: int) -> None:
         assert w >= min_w and h >= min_h
 
 
-def test_plots_are_written(tmp_path: Path, records_by_arm: dict[str, list[FrameRecord]]) -> None:
+def test_plots_are_written(
+    tmp_path: Path, records_by_arm: dict[str, list[FrameRecord]], figures: dict[str, Figure]
+) -> None:
     t = np.arange(0.0, 20.0, 1.0)
     cap = (t, np.full_like(t, 60e3))
     arms = dict(records_by_arm)
@@ -170,9 +253,14 @@ def test_plots_are_written(tmp_path: Path, records_by_arm: dict[str, list[FrameR
     _check_png(p1, 1000, 5 * 150)  # one panel per arm: taller with more arms
     _check_png(p2, 1000, 5 * 140)
     _check_png(p3, 800, 500)
+    _check_timeline(figures["timeline.png"], arms, cap)
+    _check_quality(figures["quality.png"], arms)
+    _check_cdf(figures["cdf.png"], arms, 200.0)
 
 
-def test_write_report(tmp_path: Path, records_by_arm: dict[str, list[FrameRecord]]) -> None:
+def test_write_report(
+    tmp_path: Path, records_by_arm: dict[str, list[FrameRecord]], figures: dict[str, Figure]
+) -> None:
     summaries = [
         summarise_arm(
             recs,
@@ -186,9 +274,8 @@ def test_write_report(tmp_path: Path, records_by_arm: dict[str, list[FrameRecord
         for recs in records_by_arm.values()
     ]
     t = np.arange(0.0, 20.0, 0.5)
-    paths = write_report(
-        tmp_path / "out", records_by_arm, summaries, (t, 60e3 + 30e3 * np.sin(t / 4))
-    )
+    cap = (t, 60e3 + 30e3 * np.sin(t / 4))
+    paths = write_report(tmp_path / "out", records_by_arm, summaries, cap)
     assert [p.name for p in paths] == [
         "frames.jsonl",
         "summary.csv",
@@ -201,3 +288,6 @@ def test_write_report(tmp_path: Path, records_by_arm: dict[str, list[FrameRecord
     assert len(paths[1].read_text().splitlines()) == 4
     for p in paths[2:]:
         assert p.stat().st_size > 10_000
+    _check_timeline(figures["timeline.png"], records_by_arm, cap)
+    _check_quality(figures["quality.png"], records_by_arm)
+    _check_cdf(figures["latency_cdf.png"], records_by_arm, 200.0)  # deadline from the records
