@@ -36,19 +36,47 @@ class DeliveryReport:
     first_packet_bytes: int = 0  # on-link size of the first packet that arrived
 
 
-def throughput_sample(
-    transfer: FrameTransfer, prev_last_arrival_s: float | None, base_delay_s: float
-) -> float | None:
-    last = transfer.last_arrival_s
-    if last is None or transfer.delivered_bytes <= 0:
-        return None
-    busy_start = transfer.enqueue_s
-    if prev_last_arrival_s is not None:
-        busy_start = max(busy_start, prev_last_arrival_s - base_delay_s)
-    busy = (last - base_delay_s) - busy_start
-    if busy <= 1e-6:
-        return None
-    return transfer.delivered_bytes * 8.0 / busy
+class ThroughputEstimator:
+    """The receiver's per-frame throughput sample, in both modes (see the module docstring).
+
+    ``base_delay_s`` known (the simulator: the path's propagation delay, a documented
+    simplification): busy time is measured against it, and a frame with no measurable busy
+    time gives no sample. Unknown (live): the base delay is learnt as the minimum recent
+    (last arrival - send) over ``window`` frames, after ``warmup`` frames; the frame that
+    sets the minimum has almost no busy time, so busy time is floored at ``min_busy_s``
+    (scheduling jitter, not the link) instead of giving no sample.
+    """
+
+    def __init__(self, base_delay_s: float | None = None, *, window: int = 64,
+                 warmup: int = 8, min_busy_s: float = 5e-4) -> None:
+        self.base_delay_s = base_delay_s
+        self.window, self.warmup, self.min_busy_s = window, warmup, min_busy_s
+        self._owd: deque[float] = deque(maxlen=window)
+        self.prev_arrival_s: float | None = None
+
+    def sample(self, send_s: float, last_arrival_s: float | None,
+               delivered_bytes: int) -> float | None:
+        if last_arrival_s is None or delivered_bytes <= 0:
+            return None
+        if self.base_delay_s is None:
+            self._owd.append(last_arrival_s - send_s)
+            if len(self._owd) < self.warmup:  # the base delay needs a few frames to settle
+                self.prev_arrival_s = last_arrival_s
+                return None
+            base = min(self._owd)
+        else:
+            base = self.base_delay_s
+        start = send_s
+        if self.prev_arrival_s is not None:
+            start = max(start, self.prev_arrival_s - base)
+        self.prev_arrival_s = last_arrival_s
+        busy = (last_arrival_s - base) - start
+        if self.base_delay_s is not None:
+            if busy <= 1e-6:
+                return None
+        else:
+            busy = max(busy, self.min_busy_s)
+        return delivered_bytes * 8.0 / busy
 
 
 def report_time(transfer: FrameTransfer, frame_interval_s: float, base_delay_s: float) -> float:
@@ -88,6 +116,12 @@ class SenderView:
     def on_send(self, seq: int, send_s: float, wire_bytes: int) -> None:
         self.inflight_bytes += wire_bytes
         self.unacked[seq] = (send_s, wire_bytes)
+
+    def forget(self, seq: int) -> None:
+        """A frame that will never be reported (not sent, or its report is given up on)."""
+        unacked = self.unacked.pop(seq, None)
+        if unacked is not None:
+            self.inflight_bytes = max(0.0, self.inflight_bytes - unacked[1])
 
     def backlog_estimate(self, now_s: float, throughput_bps: float | None) -> float | None:
         if throughput_bps is None or throughput_bps <= 0:

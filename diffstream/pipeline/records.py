@@ -7,6 +7,7 @@ the arm; ``None`` means "did not happen" (e.g. no packet arrived).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -18,6 +19,94 @@ NETWORK_COLUMNS: tuple[str, ...] = (
     "last_arrival_s", "delivered_bytes", "complete", "capacity_bps", "throughput_est_bps",
     "queue_bytes",
 )
+
+
+@dataclass
+class SenderHalf:
+    """What the sender did with one frame (the sender's half of its ``FrameRecord``).
+
+    The simulator's coordinator builds it from the policy, the encoder and the link; live, the
+    sender builds it the same way (``pipeline.sender_core``) and sends it with the frame, so
+    the receiver's log holds it too. Field meanings: ``FrameRecord``."""
+
+    arm: str
+    codec: str
+    policy: str
+    capture_s: float
+    send_s: float
+    deadline_s: float | None
+    budget_bits: int
+    payload_bytes: int
+    header_bytes: int
+    wire_bytes: int
+    packets: int
+    bpp: float
+    skipped: bool
+    skip_reason: str
+    codec_steps: int
+    encode_ms: float
+    encode_charged_s: float
+    throughput_est_bps: float | None
+    capacity_bps: float | None  # None: not known (live without shaping); NaN in the record
+    queue_bytes: float
+    packets_dropped: int
+    packets_lost: int
+
+
+@dataclass
+class Arrival:
+    """What reached the receiver of one frame (from the link model, or the real socket)."""
+
+    first_arrival_s: float | None
+    last_arrival_s: float | None
+    delivered_bytes: int
+    complete: bool
+
+    @classmethod
+    def nothing(cls) -> Arrival:
+        return cls(None, None, 0, False)
+
+
+@dataclass
+class Outcome:
+    """What the receiver made of one frame: decode, playout decision and the viewer's score
+    (``pipeline.receiver_core.ReceiverCore``, in both modes)."""
+
+    decoded: bool
+    partial: bool
+    prefix_step: int | None
+    decode_ms: float
+    decode_charged_s: float
+    decode_done_s: float | None
+    shown: bool
+    display_s: float | None
+    deadline_met: bool
+    stall: bool
+    stall_s: float
+    psnr_db: float | None
+    ms_ssim: float | None
+    ssim: float | None
+    ssim_db: float | None
+    error: str
+
+    @classmethod
+    def missing(cls, error: str, *, stall: bool = True) -> Outcome:
+        """A frame the receiver never reported on: not decoded, not shown, not scored."""
+        return cls(False, False, None, 0.0, 0.0, None, False, None, False, stall, 0.0,
+                   None, None, None, None, error)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Outcome:
+        return cls(**{f: data[f] for f in OUTCOME_FIELDS})
+
+
+SENDER_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(SenderHalf))
+ARRIVAL_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Arrival))
+OUTCOME_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Outcome))
+RECEIVER_FIELDS: tuple[str, ...] = ARRIVAL_FIELDS + OUTCOME_FIELDS
 
 
 @dataclass
@@ -79,6 +168,31 @@ class FrameRecord:
     def from_dict(cls, data: dict[str, Any]) -> FrameRecord:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+    @classmethod
+    def compose(cls, seq: int, tx: SenderHalf, arrival: Arrival, outcome: Outcome
+                ) -> FrameRecord:
+        """The record both modes write: the sender's half, what arrived, what was made of it."""
+        sender = asdict(tx)
+        if sender["capacity_bps"] is None:
+            sender["capacity_bps"] = math.nan
+        display = outcome.display_s
+        return cls(seq=seq, **sender, **asdict(arrival), **asdict(outcome),
+                   latency_s=None if display is None else display - tx.capture_s)
+
+    def sender_half(self) -> SenderHalf:
+        return SenderHalf(**{f: getattr(self, f) for f in SENDER_FIELDS})
+
+    def arrival(self) -> Arrival:
+        return Arrival(**{f: getattr(self, f) for f in ARRIVAL_FIELDS})
+
+    def outcome(self) -> Outcome:
+        return Outcome(**{f: getattr(self, f) for f in OUTCOME_FIELDS})
+
+
+# The record is exactly its halves plus the frame number and the derived latency.
+assert {f.name for f in fields(FrameRecord)} == {
+    "seq", "latency_s", *SENDER_FIELDS, *RECEIVER_FIELDS}, "FrameRecord and its halves disagree"
 
 
 @dataclass

@@ -15,30 +15,22 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import zmq
 
 from diffstream.errors import DiffstreamError
-from diffstream.pipeline.playout import InteractivePlayout, PlaybackBuffer, Slot
+from diffstream.pipeline.encoder import ArmInfo
+from diffstream.pipeline.receiver_core import ArrivedFrame, ReceiverCore
+from diffstream.pipeline.records import Outcome
 from diffstream.scenario.schema import Scenario
 from diffstream.sim.messages import dumps, loads
-from diffstream.transport.packets import reassemble
-from diffstream.transport.wire import FrameHeader, WireError, header_size, pack_frame, unpack_frame
+from diffstream.transport.wire import FrameHeader, header_size, pack_frame
 
 
 class WorkerError(DiffstreamError):
     """A worker process failed or stopped answering."""
-
-
-@dataclass
-class ArmInfo:
-    min_bits: int
-    progressive: bool
-    rq: tuple[tuple[float, ...], tuple[float, ...]] | None
-    header_bytes: int
 
 
 class Endpoints(Protocol):
@@ -197,7 +189,8 @@ class NetworkOnlyEndpoints:
     """Fixed-size payloads, in-process: network results without codec or quality work.
 
     The payload is ``payload_bytes`` long whatever the budget (``None``: exactly the budget),
-    so the same wire frames and packets cross the same link model.
+    so the same wire frames and packets cross the same link model, and the receiver's
+    playout decisions come from the same ``ReceiverCore`` (without a codec or scoring).
     """
 
     def __init__(self, scenario: Scenario, payload_bytes: int | None = None,
@@ -206,19 +199,13 @@ class NetworkOnlyEndpoints:
         self.payload_bytes = payload_bytes
         self.shape = (scenario.frame.height, scenario.frame.width)
         self._results: list[dict[str, Any]] = []
-        self._arm = ""
-        self._playout: InteractivePlayout | PlaybackBuffer = InteractivePlayout()
-        self._pending: list[dict[str, Any]] = []
+        self._core = ReceiverCore(scenario, network_only=True)
         self._on_result = on_result
 
     def start_arm(self, arm: str, codec: str, options: dict[str, Any],
                   calibrate: bool) -> ArmInfo:
-        self._arm = arm
-        self._results, self._pending = [], []
-        if self.scenario.mode.kind == "interactive":
-            self._playout = InteractivePlayout()
-        else:
-            self._playout = PlaybackBuffer(self.scenario.frame.fps, self.scenario.mode.startup_s)
+        self._results = []
+        self._core.open_arm(arm, "", {})
         h = FrameHeader(seq=0, arm=arm, codec="fixed", budget_bits=0, payload_len=0,
                         payload_crc32=0, capture_s=0.0, send_s=0.0, shape=self.shape,
                         skipped=False, steps=1, meta={})
@@ -237,44 +224,21 @@ class NetworkOnlyEndpoints:
                 "encode_charged_s": 0.0, "send_s": start_s}
 
     def deliver(self, msg: dict[str, Any]) -> None:
-        res: dict[str, Any] = {"op": "result", "arm": msg["arm"], "seq": msg["seq"],
-                               "decoded": False, "partial": False, "prefix_step": None,
-                               "decode_ms": 0.0, "decode_charged_s": 0.0, "decode_done_s": None,
-                               "error": "", "psnr_db": None, "ms_ssim": None, "ssim": None,
-                               "ssim_db": None}
-        chunks = msg.get("chunks") or []
-        if chunks:
-            data, complete = reassemble(int(msg["frame_len"]),
-                                        ((int(o), bytes(b)) for o, b, _ in chunks))
-            if complete:
-                try:
-                    unpack_frame(data)
-                    res["decoded"] = True
-                    res["decode_done_s"] = max(float(c[2]) for c in chunks)
-                except WireError as exc:
-                    res["error"] = str(exc)
-        if isinstance(self._playout, InteractivePlayout):
-            self._emit(res, self._playout.on_frame(res["decode_done_s"], msg["deadline_s"]),
-                       msg["deadline_s"])
-        else:
-            self._pending.append(res)
-            for slot in self._playout.on_frame(res["decode_done_s"]):
-                self._emit(self._pending.pop(0), slot, None)
+        f = ArrivedFrame(seq=msg["seq"], arm=msg["arm"], frame_len=int(msg["frame_len"]),
+                         chunks=msg.get("chunks") or [], deadline_s=msg["deadline_s"])
+        self._emit(self._core.on_frame(f))
 
-    def _emit(self, res: dict[str, Any], slot: Slot, deadline: float | None) -> None:
-        res.update(shown=slot.shown, display_s=slot.display_s, stall_s=slot.stall_s,
-                   stall=(not slot.shown) or slot.stall_s > 0,
-                   deadline_met=slot.shown and (deadline is not None or slot.stall_s == 0))
-        self._results.append(res)
+    def _emit(self, outcomes: list[tuple[int, Outcome]]) -> None:
+        for seq, o in outcomes:
+            self._results.append({"op": "result", "arm": self._core.arm, "seq": seq,
+                                  **o.to_dict()})
 
     def poll_results(self) -> list[dict[str, Any]]:
         out, self._results = self._results, []
         return out
 
     def finish_arm(self, arm: str) -> tuple[list[dict[str, Any]], int]:
-        if isinstance(self._playout, PlaybackBuffer):
-            for slot in self._playout.flush():
-                self._emit(self._pending.pop(0), slot, None)
+        self._emit(self._core.flush())
         return self.poll_results(), 0
 
     def close(self) -> None:

@@ -1,0 +1,171 @@
+"""The sender's codec side, shared by the simulator's sender worker and the live sender:
+the scenario's content, the arm's codec, its rate-quality calibration, and one wire frame
+per (frame, budget) with the codec time charged to the virtual clock.
+
+The simulator runs it in the sender worker process (``sim.workers``, behind zmq messages);
+live mode calls it directly in the sending process. Either way the same code encodes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from diffstream.codecs import create_codec
+from diffstream.codecs.base import Encoded, GenerationRequest, GenerativeCodec
+from diffstream.content.sources import SPEC_KEYS, FrameSource, GeneratedSequence, make_source
+from diffstream.control.policies.base import RateQualityModel
+from diffstream.pipeline.compute import ComputeModel
+from diffstream.scenario.schema import Scenario
+from diffstream.transport.wire import FrameHeader, header_size, pack_frame
+
+log = logging.getLogger("diffstream.encoder")
+
+CALIBRATION_BPP = (0.1, 0.15, 0.25, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
+
+
+@dataclass
+class ArmInfo:
+    """What the sender's controller needs to know about an arm's codec."""
+
+    min_bits: int
+    progressive: bool
+    rq: tuple[tuple[float, ...], tuple[float, ...]] | None  # (bpp, quality) calibration
+    header_bytes: int  # a typical wire-frame header, until the first frame says otherwise
+
+
+@dataclass
+class EncodedFrame:
+    """One frame, encoded and packed: the wire bytes and what it cost."""
+
+    frame: bytes
+    payload_bytes: int
+    header_bytes: int
+    skipped: bool
+    reason: str
+    steps: int
+    encode_ms: float  # measured here
+    encode_charged_s: float  # virtual time charged (profile or measured)
+    send_s: float  # start + charged: when the frame is ready to leave
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EncodedFrame:
+        """From a worker reply (which may carry extra keys, such as its ``op``)."""
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
+
+
+def scenario_content(scenario: Scenario, scenario_dir: str) -> FrameSource:
+    """The scenario's frames (generated content gets the plain DDPM as its reference)."""
+    c = scenario.content
+    # The schema fills defaults for every source's keys; pass on only this source's.
+    spec = {k: v for k, v in c.model_dump(exclude_none=True).items() if k in SPEC_KEYS[c.source]}
+    if c.source == "generated":
+        spec.setdefault("seed", scenario.seed)
+    return make_source(spec, scenario.frame.width, scenario.frame.height, scenario_dir,
+                       reference=_reference_image)
+
+
+def _reference_image(request: GenerationRequest, shape: tuple[int, int]) -> np.ndarray:
+    """The generated content's reference: the plain DDPM's full-step sample (imported on
+    first use: torch models cost nothing until a scenario generates)."""
+    from diffstream.codecs.badiff.samplers import reference_image
+
+    return np.asarray(reference_image(request, shape))
+
+
+class FrameEncoder:
+    def __init__(self, scenario: Scenario, scenario_dir: str) -> None:
+        self.scenario = scenario
+        self.content = scenario_content(scenario, scenario_dir)
+        self.compute = ComputeModel(scenario.compute)
+        self.codecs: dict[str, Any] = {}
+        self.codec_names: dict[str, str] = {}
+        self.shape = (scenario.frame.height, scenario.frame.width)
+
+    def open_arm(self, arm: str, codec_name: str, options: dict[str, Any],
+                 calibrate: bool = True) -> ArmInfo:
+        codec = create_codec(codec_name, **options)
+        self.codecs[arm] = codec
+        self.codec_names[arm] = codec_name
+        rq = self._calibrate(codec) if calibrate else None
+        return ArmInfo(min_bits=int(codec.min_bits(self.shape)),
+                       progressive=bool(codec.progressive),
+                       rq=None if rq is None else (tuple(rq.bpp), tuple(rq.quality_db)),
+                       header_bytes=self._typical_header(arm, codec_name))
+
+    def _typical_header(self, arm: str, codec: str) -> int:
+        """A header size to plan the first frame with (every later frame brings its own)."""
+        h = FrameHeader(seq=0, arm=arm, codec=codec, budget_bits=10**6, payload_len=0,
+                        payload_crc32=0, capture_s=0.0, send_s=0.0, shape=self.shape,
+                        skipped=False, steps=1, meta={"q": 50, "probes": 7})
+        return header_size(h)
+
+    def _calibrate(self, codec: Any) -> RateQualityModel | None:
+        """Measure the codec's rate-quality curve on a few frames spread over the content
+        (for MPC's quality model). Returns None when fewer than two budgets decode."""
+        from diffstream.metrics.quality import QualityScorer
+
+        scorer = QualityScorer()
+        metric = "psnr_db" if self.scenario.qoe.metric == "psnr" else "ssim_db"
+        n = len(self.content)
+        ks = sorted({0, n // 3, (2 * n) // 3})
+        frames = [self.content.frame(i) for i in ks]
+        pixels = self.shape[0] * self.shape[1]
+        points: dict[float, list[tuple[float, float]]] = {}
+        for bpp in CALIBRATION_BPP:
+            if bpp > self.scenario.max_bpp:
+                break
+            for k, img in zip(ks, frames, strict=True):
+                enc = self._code(codec, k, int(bpp * pixels))
+                if enc.skipped:
+                    continue
+                out = codec.decode(enc.payload, enc.meta, self.shape)
+                q = scorer.score(img, out)[metric]
+                points.setdefault(bpp, []).append((enc.bits / pixels, q))
+        xs, ys = [], []
+        for bpp in sorted(points):
+            pts = points[bpp]
+            if len(pts) < len(frames):
+                continue  # only budgets that fit every calibration frame
+            x = float(np.mean([p[0] for p in pts]))
+            if xs and x <= xs[-1]:
+                continue
+            xs.append(x)
+            ys.append(float(np.mean([p[1] for p in pts])))
+        if len(xs) < 2:
+            return None
+        return RateQualityModel(tuple(xs), tuple(ys))
+
+    def _code(self, codec: Any, k: int, budget_bits: int) -> Encoded:
+        """Frame k under the budget: generated from its request by a generative codec,
+        otherwise the content's image encoded (a classic codec on generated content codes
+        the reference sample: the Cascade baseline)."""
+        if isinstance(self.content, GeneratedSequence) and isinstance(codec, GenerativeCodec):
+            return codec.generate(self.content.request(k), budget_bits, self.shape)
+        return codec.encode(self.content.frame(k), budget_bits)
+
+    def encode(self, arm: str, seq: int, budget_bits: int, capture_s: float,
+               start_s: float) -> EncodedFrame:
+        """Encode frame ``seq`` of ``arm`` under the budget; the codec starts at ``start_s``."""
+        codec, name = self.codecs[arm], self.codec_names[arm]
+        t0 = time.perf_counter()
+        enc = self._code(codec, seq, int(budget_bits))
+        measured = time.perf_counter() - t0
+        charged = self.compute.encode_s(name, measured, enc.steps)
+        send_s = float(start_s) + charged
+        header = FrameHeader(seq=seq, arm=arm, codec=name, budget_bits=int(budget_bits),
+                             payload_len=0, payload_crc32=0, capture_s=float(capture_s),
+                             send_s=send_s, shape=self.shape, skipped=enc.skipped,
+                             steps=int(enc.steps), meta=enc.meta)
+        frame = pack_frame(header, enc.payload)
+        if enc.skipped:
+            log.info("arm %s frame %d skipped: %s", arm, seq, enc.reason)
+        return EncodedFrame(frame=frame, payload_bytes=len(enc.payload),
+                            header_bytes=len(frame) - len(enc.payload), skipped=enc.skipped,
+                            reason=enc.reason, steps=int(enc.steps),
+                            encode_ms=measured * 1000.0, encode_charged_s=charged,
+                            send_s=send_s)
