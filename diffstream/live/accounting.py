@@ -15,58 +15,65 @@ with what it can know and says why in ``error``:
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from typing import Any
 
-from diffstream.live.protocol import FRAME_INFO, REPORT_INFO
-from diffstream.pipeline.records import FrameRecord
+from diffstream.pipeline.records import (
+    ARRIVAL_FIELDS,
+    OUTCOME_FIELDS,
+    RECEIVER_FIELDS,
+    SENDER_FIELDS,
+    Arrival,
+    FrameRecord,
+    Outcome,
+    SenderHalf,
+)
 
-SENDER_KEYS = tuple(k for k in FRAME_INFO if k != "frame_len")
-RECEIVER_KEYS = ("first_arrival_s", "last_arrival_s", "delivered_bytes", "complete", "decoded",
-                 "partial", "prefix_step", "decode_ms", "decode_charged_s", "decode_done_s",
-                 "shown", "display_s", "deadline_met", "stall", "stall_s", "psnr_db",
-                 "ms_ssim", "ssim", "ssim_db", "error")
-assert set(RECEIVER_KEYS) <= set(REPORT_INFO)
+SENDER_KEYS = SENDER_FIELDS
+RECEIVER_KEYS = RECEIVER_FIELDS
+# what a REPORT carries beside the receiver's half of the record
+REPORT_EXTRAS: dict[str, Any] = {"throughput_bps": None, "buffer_s": 0.0,
+                                 "offset_err_s": None, "rtt_s": None}
 
 
-def _float(v: Any) -> float:
-    return math.nan if v is None else float(v)
+def sender_half_of(info: dict[str, Any]) -> SenderHalf:
+    """The sender half from a FRAME body or a journal entry (extra keys ignored)."""
+    return SenderHalf(**{k: info[k] for k in SENDER_FIELDS})
+
+
+def record_arrival(rx: dict[str, Any]) -> Arrival:
+    return Arrival(**{k: rx[k] for k in ARRIVAL_FIELDS})
 
 
 def make_record(seq: int, info: dict[str, Any], rx: dict[str, Any]) -> FrameRecord:
     """The per-frame record both sides write (``capacity_bps`` None -> NaN: not shaped)."""
-    sender = {k: info[k] for k in SENDER_KEYS}
-    sender["capacity_bps"] = _float(sender["capacity_bps"])
-    receiver = {k: rx[k] for k in RECEIVER_KEYS}
-    display = receiver["display_s"]
-    return FrameRecord(
-        seq=seq, **sender, **receiver,
-        latency_s=None if display is None else display - sender["capture_s"],
-    )
+    return FrameRecord.compose(seq, sender_half_of(info), record_arrival(rx),
+                               Outcome(**{k: rx[k] for k in OUTCOME_FIELDS}))
+
+
+def report_body(arrival: Arrival, outcome: Outcome, **extras: Any) -> dict[str, Any]:
+    """A REPORT body: the receiver's half of the record plus the delivery-report fields."""
+    unknown = set(extras) - set(REPORT_EXTRAS)
+    if unknown:
+        raise TypeError(f"not report fields: {sorted(unknown)}")
+    return {**asdict(arrival), **asdict(outcome), **REPORT_EXTRAS, **extras}
 
 
 def lost_rx(error: str, *, stall: bool = True) -> dict[str, Any]:
     """Receiver half for a frame the receiver never reported on."""
-    return {
-        "first_arrival_s": None, "last_arrival_s": None, "delivered_bytes": 0,
-        "complete": False, "decoded": False, "partial": False, "prefix_step": None,
-        "decode_ms": 0.0, "decode_charged_s": 0.0, "decode_done_s": None, "shown": False,
-        "display_s": None, "deadline_met": False, "stall": stall, "stall_s": 0.0,
-        "psnr_db": None, "ms_ssim": None, "ssim": None, "ssim_db": None, "error": error,
-        "throughput_bps": None, "buffer_s": 0.0, "offset_err_s": None, "rtt_s": None,
-    }
+    return report_body(Arrival.nothing(), Outcome.missing(error, stall=stall))
 
 
 def unseen_info(arm: str, codec: str, policy: str, capture_s: float,
                 target_latency_s: float) -> dict[str, Any]:
     """Sender half, as far as the receiver can know it, of a frame that never arrived."""
-    return {
-        "arm": arm, "codec": codec, "policy": policy, "capture_s": capture_s,
-        "send_s": capture_s, "deadline_s": capture_s + target_latency_s, "budget_bits": 0,
-        "payload_bytes": 0, "header_bytes": 0, "wire_bytes": 0, "packets": 1, "bpp": 0.0,
-        "skipped": False, "skip_reason": "", "codec_steps": 0, "encode_ms": 0.0,
-        "encode_charged_s": 0.0, "throughput_est_bps": None, "capacity_bps": None,
-        "queue_bytes": 0.0, "packets_dropped": 0, "packets_lost": 0, "frame_len": 0,
-    }
+    tx = SenderHalf(
+        arm=arm, codec=codec, policy=policy, capture_s=capture_s, send_s=capture_s,
+        deadline_s=capture_s + target_latency_s, budget_bits=0, payload_bytes=0,
+        header_bytes=0, wire_bytes=0, packets=1, bpp=0.0, skipped=False, skip_reason="",
+        codec_steps=0, encode_ms=0.0, encode_charged_s=0.0, throughput_est_bps=None,
+        capacity_bps=None, queue_bytes=0.0, packets_dropped=0, packets_lost=0)
+    return {**asdict(tx), "frame_len": 0}
 
 
 def fate(record: FrameRecord) -> str:

@@ -24,11 +24,13 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import IntEnum
 from typing import Any
 
 import msgpack
+
+from diffstream.pipeline.records import Arrival, Outcome, SenderHalf
 
 MAGIC = b"DSL"
 VERSION = 1
@@ -177,26 +179,37 @@ _T_OPT = num(optional=True)
 _NONNEG = num(0.0)
 _Q = num(optional=True, finite=False)
 
-# The sender's half of a FrameRecord, sent with each frame (names as in FrameRecord).
+# Body schemas of FRAME and REPORT come from the record halves' own type hints
+# (``pipeline.records``), so no field list is written twice; tighter bounds are added here.
+_BY_TYPE: dict[str, Checker] = {
+    "float": _T, "float | None": _T_OPT, "int": integer(), "int | None": integer(optional=True),
+    "bool": flag, "str": text(1024),
+}
+
+
+def _schema(*halves: type, bounds: dict[str, Checker]) -> dict[str, Checker]:
+    out: dict[str, Checker] = {}
+    for half in halves:
+        for f in fields(half):
+            out[f.name] = bounds.get(f.name) or _BY_TYPE[str(f.type)]
+    return out
+
+
+# The sender's half of a FrameRecord, sent with each frame, plus the frame's length.
 FRAME_INFO: dict[str, Checker] = {
-    "arm": text(), "codec": text(64), "policy": text(64),
-    "capture_s": _T, "send_s": _T, "deadline_s": _T_OPT,
-    "budget_bits": integer(), "payload_bytes": integer(), "header_bytes": integer(),
-    "wire_bytes": integer(), "packets": integer(1), "bpp": _NONNEG, "skipped": flag,
-    "skip_reason": text(1024), "codec_steps": integer(), "encode_ms": _NONNEG,
-    "encode_charged_s": _NONNEG, "throughput_est_bps": num(0.0, optional=True),
-    "capacity_bps": num(0.0, optional=True), "queue_bytes": _NONNEG,
-    "packets_dropped": integer(), "packets_lost": integer(), "frame_len": integer(0, _U32),
+    **_schema(SenderHalf, bounds={
+        "arm": text(), "codec": text(64), "policy": text(64), "packets": integer(1),
+        "bpp": _NONNEG, "encode_ms": _NONNEG, "encode_charged_s": _NONNEG,
+        "throughput_est_bps": num(0.0, optional=True), "capacity_bps": num(0.0, optional=True),
+        "queue_bytes": _NONNEG}),
+    "frame_len": integer(0, _U32),
 }
 
 # The receiver's half of a FrameRecord plus the delivery-report fields, sent back.
 REPORT_INFO: dict[str, Checker] = {
-    "decoded": flag, "partial": flag, "prefix_step": integer(optional=True),
-    "decode_ms": _NONNEG, "decode_charged_s": _NONNEG, "decode_done_s": _T_OPT,
-    "shown": flag, "display_s": _T_OPT, "deadline_met": flag, "stall": flag,
-    "stall_s": _NONNEG, "psnr_db": _Q, "ms_ssim": _Q, "ssim": _Q, "ssim_db": _Q,
-    "error": text(2048), "first_arrival_s": _T_OPT, "last_arrival_s": _T_OPT,
-    "delivered_bytes": integer(), "complete": flag,
+    **_schema(Arrival, Outcome, bounds={
+        "decode_ms": _NONNEG, "decode_charged_s": _NONNEG, "stall_s": _NONNEG,
+        "psnr_db": _Q, "ms_ssim": _Q, "ssim": _Q, "ssim_db": _Q, "error": text(2048)}),
     "throughput_bps": num(0.0, optional=True), "buffer_s": _NONNEG,
     "offset_err_s": num(0.0, optional=True), "rtt_s": num(0.0, optional=True),
 }

@@ -8,9 +8,10 @@ arm, time base) and doubles as the first clock probe. Then, per FRAME:
    anything wrong is dropped and counted by reason, never fatal;
 2. frames that never arrived before this one (a gap in seq) are recorded lost, scored
    against what the viewer kept seeing;
-3. the simulator's ``ReceiverWorker`` reassembles, unpacks, decodes, applies the interactive
-   playout model (deadline = capture + target latency, on the sender's clock through the
-   offset estimate of ``clock``) and scores what the viewer saw;
+3. the shared ``pipeline.receiver_core.ReceiverCore`` (the simulator's receiver too)
+   reassembles, unpacks, decodes, applies the interactive playout model (deadline = capture
+   + target latency, on the sender's clock through the offset estimate of ``clock``) and
+   scores what the viewer saw;
 4. the record is written and a REPORT goes back (kept in a ring so a restarted or
    reconnected sender can ask again with NEED).
 
@@ -36,15 +37,10 @@ import zmq
 from pydantic import ValidationError
 from rich.console import Console
 
+from diffstream.control.feedback import ThroughputEstimator
 from diffstream.errors import DiffstreamError, InputError
 from diffstream.live import protocol as P
-from diffstream.live.accounting import (
-    RECEIVER_KEYS,
-    fate,
-    lost_rx,
-    make_record,
-    unseen_info,
-)
+from diffstream.live.accounting import fate, lost_rx, make_record, report_body, unseen_info
 from diffstream.live.clock import OffsetEstimator
 from diffstream.live.logs import (
     STATUS_NAME,
@@ -59,8 +55,8 @@ from diffstream.live.schema import LiveScenario
 from diffstream.live.security import load_receiver_keys, want_curve
 from diffstream.live.sockets import ConnMonitor, SocketSettings, receiver_socket
 from diffstream.output.dashboard.live import Goodput, LiveDashboard
-from diffstream.pipeline.records import FrameRecord
-from diffstream.sim.workers import ReceiverWorker
+from diffstream.pipeline.receiver_core import ArrivedFrame, ReceiverCore
+from diffstream.pipeline.records import Arrival, FrameRecord, Outcome
 from diffstream.transport.packets import chunk_size
 
 log = logging.getLogger("diffstream.live.receiver")
@@ -102,9 +98,8 @@ class Stream:
         self.max_scored = math.ceil(self.spec.max_scored_gap_s * self.fps)
         self.window = SeqWindow(self.spec.replay_window, self.max_jump)
         root = rx.opts.content_root or Path.cwd()
-        self.worker = ReceiverWorker(sc, str(root))
-        self.worker.on_arm({"arm": self.arm.label, "codec": self.arm.codec,
-                            "options": self.arm.codec_options})
+        self.core = ReceiverCore(sc, str(root))
+        self.core.open_arm(self.arm.label, self.arm.codec, self.arm.codec_options)
         base = rx.opts.out_base or Path(sc.output.dir.replace("{name}", sc.name)) / "receiver"
         self.folder = base / self.id
         existing = StreamState.load(self.folder)
@@ -119,8 +114,8 @@ class Stream:
         self.last_seq: int | None = tail[-1].seq if tail else None
         self.last_capture: float | None = tail[-1].capture_s if tail else None
         self.resumed = bool(tail)
-        self.owd: list[float] = []  # recent (arrival - send): base delay for throughput
-        self.prev_arrival: float | None = None
+        # the simulator's sampler, with the base delay learnt from recent frames
+        self.throughput = ThroughputEstimator()
         self.done = False
 
     def remember(self, seq: int, rx: dict[str, Any]) -> None:
@@ -132,9 +127,7 @@ class Stream:
 
 def rx_of(r: FrameRecord) -> dict[str, Any]:
     """The receiver half of a logged record, as a REPORT body."""
-    rx = {k: getattr(r, k) for k in RECEIVER_KEYS}
-    rx.update(throughput_bps=None, buffer_s=0.0, offset_err_s=None, rtt_s=None)
-    return rx
+    return report_body(r.arrival(), r.outcome())
 
 
 class LiveReceiver:
@@ -437,46 +430,21 @@ class LiveReceiver:
         complete = len(data) == info["frame_len"]
         mtu = st.sc.link.mtu
         delivered = info["wire_bytes"] if complete else (len(data) // chunk_size(mtu)) * mtu
-        chunks = [[0, bytes(data), t_arr]] if len(data) else []
-        results = st.worker.on_frame({"op": "frame", "arm": st.arm.label, "seq": seq,
-                                      "frame_len": info["frame_len"], "chunks": chunks,
-                                      "deadline_s": info["deadline_s"]})
-        res = results[0] if results else lost_rx("lost: receiver refused the frame")
-        if res.get("error"):
+        chunks = [(0, bytes(data), t_arr)] if len(data) else []
+        decided = st.core.on_frame(ArrivedFrame(seq, st.arm.label, info["frame_len"], chunks,
+                                                info["deadline_s"]))
+        outcome = decided[0][1] if decided else Outcome.missing(
+            "lost: receiver refused the frame")
+        if outcome.error:
             self.counts["frames_corrupt"] += 1
-        rx = lost_rx("")
-        rx.update({k: res[k] for k in RECEIVER_KEYS if k in res})
-        rx.update(first_arrival_s=t_arr if len(data) or complete else None,
-                  last_arrival_s=t_arr if len(data) or complete else None,
-                  delivered_bytes=delivered, complete=complete,
-                  throughput_bps=self._throughput(st, info, t_arr, delivered),
-                  offset_err_s=bound, rtt_s=self._rtt())
+        got = len(data) > 0 or complete
+        arrival = Arrival(t_arr if got else None, t_arr if got else None, delivered, complete)
+        rx = report_body(arrival, outcome,
+                         throughput_bps=st.throughput.sample(info["send_s"], t_arr, delivered),
+                         offset_err_s=bound, rtt_s=self._rtt())
         self.counts["frames"] += 1
         self.goodput.add(len(data))
         self._record(st, seq, info, rx)
-
-    def _throughput(self, st: Stream, info: dict[str, Any], t_arr: float,
-                    delivered: int) -> float | None:
-        """Bits delivered over the time the path was busy with this frame (the simulator's
-        sample, with the base delay learnt as the minimum recent arrival - send).
-
-        Behind a backlog (frames queued back to back) this is the arrival spacing, an exact
-        rate. On an idle path the base delay also holds the smallest frame's serialisation,
-        so the sample overstates the rate (at most bytes / 0.5 ms): the budget then grows
-        until frames queue and the spacing measures the path."""
-        if delivered <= 0:
-            return None
-        st.owd.append(t_arr - info["send_s"])
-        del st.owd[:-64]
-        if len(st.owd) < 8:  # the base delay needs a few frames to settle
-            st.prev_arrival = t_arr
-            return None
-        base = min(st.owd)
-        start = info["send_s"] if st.prev_arrival is None else max(
-            info["send_s"], st.prev_arrival - base)
-        st.prev_arrival = t_arr
-        busy = max((t_arr - base) - start, 5e-4)  # floor: scheduling jitter, not the link
-        return delivered * 8.0 / busy
 
     def _rtt(self) -> float | None:
         est = self.clock.estimate(time.monotonic())
@@ -513,12 +481,10 @@ class LiveReceiver:
             scored = seq - first < st.max_scored
             rx = lost_rx(why if scored else f"{why} (not scored: gap of {n} frames)")
             if scored:
-                res = st.worker.on_frame({"op": "frame", "arm": st.arm.label, "seq": seq,
-                                          "frame_len": 0, "chunks": [],
-                                          "deadline_s": info["deadline_s"]})
-                if res:
-                    for k in ("stall", "stall_s", "psnr_db", "ms_ssim", "ssim", "ssim_db"):
-                        rx[k] = res[0][k]
+                seen = st.core.score_unseen(seq, info["deadline_s"])
+                if seen is not None:  # what the viewer saw in the slot; it stays "lost"
+                    rx.update(stall=seen.stall, stall_s=seen.stall_s, psnr_db=seen.psnr_db,
+                              ms_ssim=seen.ms_ssim, ssim=seen.ssim, ssim_db=seen.ssim_db)
             self.counts["frames_missing"] += 1
             self._record(st, seq, info, rx)
 
@@ -620,7 +586,7 @@ class LiveReceiver:
             "monitor": dict(self.monitor.counts),
             "clock": None if est is None else {"offset_s": est.theta, "bound_s": est.bound,
                                                "rtt_s": est.rtt, "probes": est.samples},
-            "worker_malformed": st.worker.malformed,
+            "worker_malformed": st.core.malformed,
         }
         write_json_atomic(st.folder / STATUS_NAME, clean_json(data))
 

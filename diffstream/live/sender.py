@@ -3,9 +3,11 @@
 One event loop, one thread (plus pyzmq's ZAP thread when CURVE is on):
 
 1. At each frame's capture time the policy gets an ``Observation`` built from the reports
-   received so far (the simulator's ``SenderView``), the codec encodes the scenario's frame
-   to that budget (the simulator's ``SenderWorker``), and the frame is written to the journal
-   and sent, or, when shaping, held until the emulated link would deliver it.
+   received so far (``pipeline.sender_core.SenderCore``, which the simulator's coordinator
+   uses too), the codec encodes the scenario's frame to that budget
+   (``pipeline.encoder.FrameEncoder``, as in the simulator's sender worker), and the frame
+   is written to the journal and sent, or, when shaping, held until the emulated link would
+   deliver it.
 2. Receiver messages are handled between frames: HELLO (a receiver (re)connected: it gets a
    WELCOME with the stream and the seqs whose reports are missing), REPORT (settles a frame:
    its record is written, the policy's view updated), PING (answered for the clock estimate).
@@ -27,23 +29,24 @@ import signal
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import zmq
 from rich.console import Console
 
-from diffstream.control.feedback import DeliveryReport, SenderView
-from diffstream.control.policies.base import (
-    Observation,
-    OracleView,
-    RateQualityModel,
-    harmonic_mean,
-)
+from diffstream.control.feedback import DeliveryReport
+from diffstream.control.policies.base import Observation, OracleView
 from diffstream.errors import InputError
 from diffstream.live import protocol as P
-from diffstream.live.accounting import fate, lost_rx, make_record
+from diffstream.live.accounting import (
+    fate,
+    lost_rx,
+    make_record,
+    record_arrival,
+    sender_half_of,
+)
 from diffstream.live.logs import (
     STATUS_NAME,
     FrameLog,
@@ -64,9 +67,10 @@ from diffstream.live.security import (
 from diffstream.live.shaping import TraceShaper
 from diffstream.live.sockets import ConnMonitor, SocketSettings, sender_socket
 from diffstream.output.dashboard.live import Goodput, LiveDashboard
+from diffstream.pipeline.encoder import FrameEncoder
 from diffstream.pipeline.records import FrameRecord
-from diffstream.sim.workers import SenderWorker
-from diffstream.transport.packets import on_link_sizes, wire_bytes_for_payload
+from diffstream.pipeline.sender_core import LinkState, SenderCore, delivery_report
+from diffstream.transport.packets import on_link_sizes
 
 log = logging.getLogger("diffstream.live.sender")
 
@@ -117,7 +121,6 @@ class LiveSender:
         self.counts: Counter[str] = Counter()
         self.pending: dict[int, Pending] = {}
         self.ready: dict[int, FrameRecord] = {}
-        self.view = SenderView()
         self.goodput = Goodput()
         self.peer: bytes | None = None
         self.peer_name = ""
@@ -127,8 +130,6 @@ class LiveSender:
         self.rx_rtt: float | None = None
         self.stop_reason = ""
         self._status: dict[str, str] = {}
-        self._enc_est: float | None = None
-        self._dec_est: float | None = None
         self._stopping = False
         self._bye = False
         self._next_need = 0.0
@@ -192,13 +193,11 @@ class LiveSender:
         self.poller.register(self.monitor.socket, zmq.POLLIN)
 
     def _open_codec(self) -> None:
-        self.worker = SenderWorker(self.sc, str(self.spath.parent.resolve()))
-        info = self.worker.handle({"op": "arm", "arm": self.arm.label, "codec": self.arm.codec,
-                                   "options": self.arm.codec_options,
-                                   "calibrate": self.arm.needs_rate_quality})
-        self.min_bits = int(info["min_bits"])
-        self.header_bytes = int(info["header_bytes"])
-        self.rq = RateQualityModel(*info["rq"]) if info["rq"] else None
+        self.encoder = FrameEncoder(self.sc, str(self.spath.parent.resolve()))
+        info = self.encoder.open_arm(self.arm.label, self.arm.codec, self.arm.codec_options,
+                                     self.arm.needs_rate_quality)
+        self.core = SenderCore(self.sc, self.arm, info)
+        self.view = self.core.view
         self.shaper = TraceShaper(self.sc, self.spath) if self.shaping else None
 
     # ------------------------------------------------------------------ time
@@ -362,59 +361,33 @@ class LiveSender:
 
     # ------------------------------------------------------------------ frames
     def _observe(self, k: int, now: float, capture: float, deadline: float) -> Observation:
-        header, mtu = self.header_bytes, self.sc.link.mtu
-
-        def wire_bytes(bits: int) -> float:
-            return float(wire_bytes_for_payload(int(bits), header, mtu))
-
         future = None
         if self.arm.policy.kind == "oracle" and self.shaper is not None:
             link = self.shaper.link
             future = OracleView(capacity_bytes=self.shaper.trace.capacity_bytes,
                                 backlog_bytes=link.queue_bytes_at(now), delay_s=link.delay_s)
-        samples = tuple(self.view.samples)
-        return Observation(
-            now_s=now, frame_index=k, frame_interval_s=self.interval, pixels=self.pixels,
-            mode="interactive", capture_s=capture, deadline_s=deadline,
-            throughput_bps=samples, rtt_s=self.view.rtt_s,
-            one_way_delay_s=self.view.one_way_delay_s, loss_rate=self.view.loss_rate,
-            inflight_bytes=self.view.inflight_bytes, buffer_s=0.0,
-            encode_s=self._enc_est or 0.0, decode_s=self._dec_est or 0.0,
-            min_bits=self.min_bits, max_bits=int(self.sc.max_bpp * self.pixels),
-            wire_bytes=wire_bytes, rate_quality=self.rq, future=future,
-            backlog_bytes=self.view.backlog_estimate(now, harmonic_mean(samples[-5:])),
-        )
+        return self.core.observe(k, now, capture, deadline, future=future)
 
     def _produce(self, k: int, now: float) -> None:
         capture = self.capture_s(k)
         deadline = capture + self.target_s
-        budget = int(self.arm.policy.budget_bits(self._observe(k, now, capture, deadline)))
-        est = harmonic_mean(tuple(self.view.samples)[-5:])
-        reply = self.worker.handle({"op": "encode", "arm": self.arm.label, "seq": k,
-                                    "budget_bits": budget, "capture_s": capture,
-                                    "start_s": now})
-        frame: bytes = reply["frame"]
-        send_s = float(reply["send_s"])
-        enc = float(reply["encode_charged_s"])
-        self._enc_est = enc if self._enc_est is None else 0.8 * self._enc_est + 0.2 * enc
+        budget = self.core.budget(self._observe(k, now, capture, deadline))
+        est = self.core.throughput_estimate()
+        enc = self.encoder.encode(self.arm.label, k, budget, capture, now)
+        self.core.on_encoded(enc)
+        frame = enc.frame
+        send_s = enc.send_s
         sizes = on_link_sizes(len(frame), self.sc.link.mtu)
         shaped = self.shaper.admit(send_s, len(frame)) if self.shaper is not None else None
-        info: dict[str, Any] = {
-            "arm": self.arm.label, "codec": self.arm.codec, "policy": self.arm.policy.kind,
-            "capture_s": capture, "send_s": send_s, "deadline_s": deadline,
-            "budget_bits": budget, "payload_bytes": int(reply["payload_bytes"]),
-            "header_bytes": int(reply["header_bytes"]), "wire_bytes": int(sum(sizes)),
-            "packets": len(sizes), "bpp": int(reply["payload_bytes"]) * 8 / self.pixels,
-            "skipped": bool(reply["skipped"]), "skip_reason": str(reply["reason"]),
-            "codec_steps": int(reply["steps"]), "encode_ms": float(reply["encode_ms"]),
-            "encode_charged_s": enc, "throughput_est_bps": est,
-            "capacity_bps": shaped.capacity_bps if shaped else None,
-            "queue_bytes": shaped.queue_bytes if shaped else 0.0,
-            "packets_dropped": shaped.dropped if shaped else 0,
-            "packets_lost": shaped.lost if shaped else 0, "frame_len": len(frame),
-        }
+        link = LinkState() if shaped is None else LinkState(
+            capacity_bps=shaped.capacity_bps, queue_bytes=shaped.queue_bytes,
+            packets_dropped=shaped.dropped, packets_lost=shaped.lost)
+        tx = self.core.sender_half(capture_s=capture, deadline_s=deadline, budget_bits=budget,
+                                   enc=enc, send_s=send_s, wire_bytes=int(sum(sizes)),
+                                   packets=len(sizes), throughput_est_bps=est, link=link)
+        info: dict[str, Any] = {**asdict(tx), "frame_len": len(frame)}  # the FRAME body
         self.journal.add(k, info)
-        self.view.on_send(k, send_s, int(sum(sizes)))
+        self.core.on_sent(k, send_s, int(sum(sizes)))
         data = frame if shaped is None or shaped.prefix_len >= len(frame) else (
             frame[: shaped.prefix_len])
         parts = P.encode(P.Kind.FRAME, self.session, k, time.monotonic(), info, data)
@@ -462,35 +435,27 @@ class LiveSender:
         info = p.info
         record = make_record(seq, info, rx)
         if reported:
-            self.view.on_report(self._delivery_report(seq, info, rx), self.now())
-            d = float(rx["decode_ms"]) / 1000.0
-            self._dec_est = d if self._dec_est is None else 0.8 * self._dec_est + 0.2 * d
+            self.core.on_report(self._delivery_report(seq, info, rx), self.now())
+            if rx["decode_charged_s"]:
+                self.core.on_decode_time(float(rx["decode_charged_s"]))
             if rx["offset_err_s"] is not None:
                 self.offset_err = float(rx["offset_err_s"])
             if rx["rtt_s"] is not None:
                 self.rx_rtt = float(rx["rtt_s"])
             self.goodput.add(int(rx["delivered_bytes"]))
         else:
-            unacked = self.view.unacked.pop(seq, None)
-            if unacked is not None:
-                self.view.inflight_bytes = max(0.0, self.view.inflight_bytes - unacked[1])
+            self.core.on_unreported(seq)
         self.ready[seq] = record
         self._flush_ready()
 
     def _delivery_report(self, seq: int, info: dict[str, Any],
                          rx: dict[str, Any]) -> DeliveryReport:
-        packets = int(info["packets"])
-        missing = 0 if rx["complete"] else max(
-            1, int(info["packets_dropped"]) + int(info["packets_lost"]))
-        return DeliveryReport(
-            seq=seq, send_s=float(info["send_s"]), wire_bytes=int(info["wire_bytes"]),
-            delivered_bytes=int(rx["delivered_bytes"]), packets=packets,
-            packets_missing=min(missing, packets), first_arrival_s=rx["first_arrival_s"],
-            last_arrival_s=rx["last_arrival_s"], throughput_bps=rx["throughput_bps"],
+        arrival = record_arrival(rx)
+        return delivery_report(
+            seq, sender_half_of(info), arrival, throughput_bps=rx["throughput_bps"],
             sent_at_s=self.now(), buffer_s=float(rx["buffer_s"]),
             first_packet_bytes=min(int(info["wire_bytes"]), self.sc.link.mtu)
-            if rx["delivered_bytes"] else 0,
-        )
+            if arrival.delivered_bytes else 0)
 
     def _flush_ready(self, final: bool = False) -> None:
         while self.next_write in self.ready:
