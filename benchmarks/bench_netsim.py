@@ -14,7 +14,7 @@ import argparse
 import time
 from pathlib import Path
 
-from diffstream.netsim.factory import build_trace
+from diffstream.scenario.build import build_trace
 from diffstream.scenario.schema import Scenario
 from diffstream.sim.arm import ArmSimulation
 from diffstream.sim.endpoints import NetworkOnlyEndpoints

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from diffstream.netsim.factory import build_link, build_trace
 from diffstream.netsim.trace import Trace
+from diffstream.scenario.build import build_link, build_trace
 from diffstream.scenario.schema import Scenario
 from diffstream.transport.packets import chunk_size, on_link_sizes
 

@@ -1,4 +1,4 @@
-"""Charging codec work to virtual time (DESIGN.md, "Time").
+"""Charging codec work to virtual time (docs/architecture.md, "Virtual time").
 
 Codec work runs for real; what it *costs in simulated time* is either what it took here
 (``measured``: realistic for this machine, but run-to-run noise makes the network results

@@ -19,7 +19,6 @@ import simpy
 
 from diffstream.control.feedback import ThroughputEstimator, report_time
 from diffstream.control.policies.base import Observation, OracleView
-from diffstream.netsim.factory import build_link
 from diffstream.netsim.link import FrameTransfer
 from diffstream.netsim.trace import Trace
 from diffstream.pipeline.compute import ComputeModel
@@ -27,6 +26,7 @@ from diffstream.pipeline.encoder import ArmInfo, EncodedFrame
 from diffstream.pipeline.playout import PlaybackBuffer
 from diffstream.pipeline.records import Arrival, FrameRecord, Outcome, SenderHalf
 from diffstream.pipeline.sender_core import LinkState, SenderCore, delivery_report
+from diffstream.scenario.build import build_link
 from diffstream.scenario.schema import ArmSpec, Scenario
 from diffstream.sim.endpoints import Endpoints
 from diffstream.transport.packets import on_link_sizes, packetize

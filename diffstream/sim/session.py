@@ -19,12 +19,12 @@ from pathlib import Path
 from rich.console import Console
 
 from diffstream.metrics.qoe import summarise_arm
-from diffstream.netsim.factory import build_trace
 from diffstream.netsim.trace import Trace
 from diffstream.output.dashboard.sim import Dashboard
 from diffstream.output.report import append_frames_jsonl, write_report
 from diffstream.pipeline.compute import ComputeModel
 from diffstream.pipeline.records import ArmSummary, FrameRecord
+from diffstream.scenario.build import build_trace
 from diffstream.scenario.schema import Scenario, load_scenario, scenario_to_yaml
 from diffstream.sim.arm import ArmResult, ArmSimulation
 from diffstream.sim.endpoints import Endpoints, NetworkOnlyEndpoints, WorkerEndpoints

@@ -175,7 +175,7 @@ def execute(spec: RunSpec, trace_bytes: bytes | None = None) -> dict[str, Any]:
 
 def _run(spec: RunSpec, trace_bytes: bytes | None, out: dict[str, Any]) -> dict[str, Any]:
     from diffstream.metrics.qoe import summarise_arm
-    from diffstream.netsim.factory import build_trace
+    from diffstream.scenario.build import build_trace
     from diffstream.scenario.schema import Scenario
     from diffstream.sim.arm import ArmSimulation
     from diffstream.sim.endpoints import NetworkOnlyEndpoints

@@ -33,9 +33,9 @@ from diffstream.live.security import (
     want_curve,
 )
 from diffstream.live.shaping import TraceShaper
-from diffstream.netsim.factory import build_link, build_trace
 from diffstream.output.dashboard.live import LiveDashboard
 from diffstream.output.report import append_frames_jsonl
+from diffstream.scenario.build import build_link, build_trace
 from diffstream.transport.packets import on_link_sizes
 
 ROOT = Path(__file__).resolve().parents[3]
