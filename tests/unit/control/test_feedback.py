@@ -5,8 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from diffstream.control.feedback import DeliveryReport, SenderView, report_time, throughput_sample
-from diffstream.netsim.link import Link
+from diffstream.control.feedback import (
+    DeliveryReport,
+    SenderView,
+    ThroughputEstimator,
+    report_time,
+)
+from diffstream.netsim.link import FrameTransfer, Link
 from diffstream.netsim.trace import Trace
 
 
@@ -15,19 +20,41 @@ def per_ms_trace() -> Trace:
     return Trace(opportunities_ms=np.array([1.0]), period_ms=1.0)
 
 
+def sample(est: ThroughputEstimator, t: FrameTransfer) -> float | None:
+    return est.sample(t.enqueue_s, t.last_arrival_s, t.delivered_bytes)
+
+
 def test_sample_on_idle_link_is_link_rate() -> None:
     link = Link(per_ms_trace(), delay_s=0.02)
     t = link.send(0.0, [1500] * 10)  # departs at 1..10 ms
-    assert throughput_sample(t, None, 0.02) == pytest.approx(12e6)
+    assert sample(ThroughputEstimator(0.02), t) == pytest.approx(12e6)
 
 
 def test_sample_excludes_wait_behind_previous_frame() -> None:
     link = Link(per_ms_trace(), delay_s=0.02)
     a = link.send(0.0, [1500] * 10)  # busy until 10 ms
     b = link.send(0.002, [1500] * 5)  # queued behind a; departs 11..15 ms
-    assert throughput_sample(b, a.last_arrival_s, 0.02) == pytest.approx(12e6)
+    est = ThroughputEstimator(0.02)
+    sample(est, a)
+    assert sample(est, b) == pytest.approx(12e6)
     # measured from its own enqueue it would look slower: 7500 B over 13 ms
-    assert throughput_sample(b, None, 0.02) == pytest.approx(7500 * 8 / 0.013)
+    assert sample(ThroughputEstimator(0.02), b) == pytest.approx(7500 * 8 / 0.013)
+
+
+def test_learnt_base_delay_measures_a_backlogged_link() -> None:
+    """Live: no known base delay. It is the minimum recent (arrival - send); once frames
+    queue back to back, each sample is the arrival spacing: the link's rate."""
+    link = Link(per_ms_trace(), delay_s=0.02)
+    est = ThroughputEstimator(None, warmup=3)
+    got = [sample(est, link.send(k * 0.005, [1500] * 10)) for k in range(12)]
+    assert got[:2] == [None, None]  # warm-up: the base delay is not settled yet
+    assert got[3:] == pytest.approx([12e6] * 9)
+
+
+def test_learnt_base_delay_floors_busy_time() -> None:
+    """The frame that sets the minimum has no busy time left: floored, not infinite."""
+    est = ThroughputEstimator(None, warmup=1, min_busy_s=1e-3)
+    assert est.sample(0.0, 0.03, 1000) == pytest.approx(1000 * 8 / 1e-3)
 
 
 def test_report_time_for_lost_frame() -> None:
