@@ -5,7 +5,7 @@ guide is docs/sweeps.md, the library entry point ``diffstream.sweep.driver.run_s
 Modules, in the order data moves: ``schema`` (the YAML), ``plan`` (expansion and run ids),
 ``execute`` (one run in a worker), ``executors`` (pool / Ray), ``runner`` (scheduling,
 retries, resume), ``store`` (the output folder), ``aggregate`` and ``plots`` (the report),
-``session`` (one invocation), ``progress`` (the bar), ``cli`` (the command line's part).
+``driver`` (one invocation), ``progress`` (the bar), ``cli`` (the command line's part).
 Importing the package stays light (no scipy, matplotlib or Ray): the command line imports
 it for every scenario.
 """
