@@ -114,8 +114,11 @@ class Stream:
         self.last_seq: int | None = tail[-1].seq if tail else None
         self.last_capture: float | None = tail[-1].capture_s if tail else None
         self.resumed = bool(tail)
-        # the simulator's sampler, with the base delay learnt from recent frames
-        self.throughput = ThroughputEstimator()
+        # the simulator's sampler. Shaped, the sender's emulated link has a known base delay
+        # (the loopback or LAN under it adds well under a millisecond), as in the simulator;
+        # on a real path the base delay is learnt from recent frames.
+        self.throughput = ThroughputEstimator(
+            base_delay_s=sc.link.delay_ms / 1000.0 if self.shaping else None)
         self.done = False
 
     def remember(self, seq: int, rx: dict[str, Any]) -> None:

@@ -282,6 +282,8 @@ class LiveSender:
             self._refresh_status()
         self.state.save(self.folder)
         self.capture0 = max(self.now(), 0.0)  # first frame: as soon as the receiver is ready
+        if self.shaper is not None:  # frame k meets the trace at k / fps, as in the simulator
+            self.shaper.align(self.capture0 - self.first_seq * self.interval)
         return True
 
     def _no_receiver_hint(self) -> str:

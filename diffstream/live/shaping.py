@@ -43,6 +43,7 @@ class ShapedFrame:
 
 class TraceShaper:
     def __init__(self, scenario: Scenario, scenario_path: Path, max_held: int = 4096) -> None:
+        self.scenario = scenario
         self.base_trace: Trace = build_trace(scenario, scenario_path)
         self.trace: Trace = self.base_trace.scaled(scenario.link.share)
         self.link = build_link(scenario, self.trace)
@@ -51,6 +52,13 @@ class TraceShaper:
         self.max_held = max_held
         self.held: deque[tuple[float, Any]] = deque()
         self._last_release = -math.inf
+
+    def align(self, origin_s: float) -> None:
+        """Start the trace at stream time ``origin_s`` (frame 0's capture), as the simulator
+        starts it at frame 0; call before the first frame. The stream clock starts at the
+        receiver's hello, up to seconds before the first capture."""
+        self.trace = self.base_trace.scaled(self.scenario.link.share).shifted(-origin_s)
+        self.link = build_link(self.scenario, self.trace)
 
     def admit(self, now_s: float, frame_len: int) -> ShapedFrame:
         """Run one frame through the link model at stream time ``now_s``."""
