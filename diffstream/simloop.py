@@ -137,7 +137,8 @@ class ArmSimulation:
         sizes = on_link_sizes(len(frame), mtu)
         queue_before = self.link.queue_bytes_at(self.env.now)
         transfer = self.link.send(self.env.now, sizes)
-        self.view.on_send(k, self.env.now, int(sum(sizes)))
+        self.view.on_send(k, self.env.now, int(sum(sizes)), budget_bits=budget,
+                          skipped=bool(reply["skipped"]))
         chunks = [[off, data, float(transfer.arrive_s[i])]
                   for i, (off, data) in enumerate(packetize(frame, mtu))
                   if transfer.delivered[i]]
@@ -229,6 +230,7 @@ class ArmSimulation:
             rate_quality=self.rq, future=future,
             backlog_bytes=self.view.backlog_estimate(
                 self.env.now, harmonic_mean(tuple(self.view.samples)[-5:])),
+            skip_run=self.view.skip_run, skip_run_max_bits=self.view.skip_run_max_bits,
         )
 
     def _absorb(self, results: list[dict[str, Any]]) -> None:

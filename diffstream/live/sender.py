@@ -378,6 +378,7 @@ class LiveSender:
             min_bits=self.min_bits, max_bits=int(self.sc.max_bpp * self.pixels),
             wire_bytes=wire_bytes, rate_quality=self.rq, future=future,
             backlog_bytes=self.view.backlog_estimate(now, harmonic_mean(samples[-5:])),
+            skip_run=self.view.skip_run, skip_run_max_bits=self.view.skip_run_max_bits,
         )
 
     def _produce(self, k: int, now: float) -> None:
@@ -409,7 +410,8 @@ class LiveSender:
             "packets_lost": shaped.lost if shaped else 0, "frame_len": len(frame),
         }
         self.journal.add(k, info)
-        self.view.on_send(k, send_s, int(sum(sizes)))
+        self.view.on_send(k, send_s, int(sum(sizes)), budget_bits=budget,
+                          skipped=bool(reply["skipped"]))
         data = frame if shaped is None or shaped.prefix_len >= len(frame) else (
             frame[: shaped.prefix_len])
         parts = P.encode(P.Kind.FRAME, self.session, k, time.monotonic(), info, data)
