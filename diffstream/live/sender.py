@@ -394,7 +394,11 @@ class LiveSender:
         enc = float(reply["encode_charged_s"])
         self._enc_est = enc if self._enc_est is None else 0.8 * self._enc_est + 0.2 * enc
         sizes = on_link_sizes(len(frame), self.sc.link.mtu)
-        shaped = self.shaper.admit(send_s, len(frame)) if self.shaper is not None else None
+        # progressive codecs: the prefix in time to be decoded by the deadline, allowing for
+        # the receiver's decode (before its first report: this encode's time) and for one
+        # encode, during which this loop cannot release a held frame
+        cut = deadline - (enc if self._dec_est is None else self._dec_est) - self._enc_est
+        shaped = self.shaper.admit(send_s, len(frame), cut) if self.shaper is not None else None
         info: dict[str, Any] = {
             "arm": self.arm.label, "codec": self.arm.codec, "policy": self.arm.policy.kind,
             "capture_s": capture, "send_s": send_s, "deadline_s": deadline,

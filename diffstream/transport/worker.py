@@ -186,6 +186,19 @@ class ReceiverWorker:
 
     def on_arm(self, msg: dict[str, Any]) -> None:
         self._reset_arm(msg["arm"], msg["codec"], msg.get("options", {}))
+        self._warm_references()
+
+    def _warm_references(self) -> None:
+        """Generated content: compute the reference images this arm scores against now, once
+        per process (the plain DDPM's 100-step sample, seconds each on a CPU), not when a
+        frame needs one. The simulator's results do not depend on it; live, a frame whose
+        scoring waits for a reference holds up the frames behind it, so they arrive late."""
+        if not isinstance(self.content, GeneratedSequence):
+            return
+        n = min(len(self.content), self.scenario.frames_per_arm)
+        log.info("computing %d reference images of the generated content", n)
+        for k in range(n):
+            self.content.frame(k)
 
     def on_frame(self, msg: dict[str, Any]) -> list[dict[str, Any]]:
         """Handle one frame message; returns the result records it completes."""
