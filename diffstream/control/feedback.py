@@ -99,6 +99,10 @@ class SenderView:
     ``backlog_estimate`` replays the unacknowledged frames through a fluid FIFO drained at the
     throughput estimate, starting no earlier than the link finished the last reported frame
     (its last arrival minus the one-way delay): the bytes still ahead of a frame sent now.
+
+    Skip run: from the sender's own send log (no feedback delay), how many of the latest
+    frames in a row the codec skipped and the largest budget among them
+    (``Observation.skip_run``/``skip_run_max_bits``, which ``policy.base.escape_floor`` reads).
     """
 
     def __init__(self, history: int = 20, loss_alpha: float = 0.1) -> None:
@@ -111,11 +115,19 @@ class SenderView:
         self.one_way_delay_s: float | None = None
         self.buffer_s = 0.0
         self.reports = 0
+        self.skip_run = 0
+        self.skip_run_max_bits = 0
         self._alpha = loss_alpha
 
-    def on_send(self, seq: int, send_s: float, wire_bytes: int) -> None:
+    def on_send(self, seq: int, send_s: float, wire_bytes: int, *, budget_bits: int = 0,
+                skipped: bool = False) -> None:
         self.inflight_bytes += wire_bytes
         self.unacked[seq] = (send_s, wire_bytes)
+        if skipped:
+            self.skip_run += 1
+            self.skip_run_max_bits = max(self.skip_run_max_bits, int(budget_bits))
+        else:
+            self.skip_run = self.skip_run_max_bits = 0
 
     def forget(self, seq: int) -> None:
         """A frame that will never be reported (not sent, or its report is given up on)."""

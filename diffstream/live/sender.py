@@ -380,7 +380,13 @@ class LiveSender:
         frame = enc.frame
         send_s = enc.send_s
         sizes = on_link_sizes(len(frame), self.sc.link.mtu)
-        shaped = self.shaper.admit(send_s, len(frame)) if self.shaper is not None else None
+        # progressive codecs: the prefix in time to be decoded by the deadline, allowing for
+        # the receiver's decode (before its first report: this encode's time) and for one
+        # encode, during which this loop cannot release a held frame
+        dec = self.core.decode_est.value
+        cut = (deadline - (enc.encode_charged_s if dec is None else dec)
+               - (self.core.encode_est.value or 0.0))
+        shaped = self.shaper.admit(send_s, len(frame), cut) if self.shaper is not None else None
         link = LinkState() if shaped is None else LinkState(
             capacity_bps=shaped.capacity_bps, queue_bytes=shaped.queue_bytes,
             packets_dropped=shaped.dropped, packets_lost=shaped.lost)
@@ -389,7 +395,7 @@ class LiveSender:
                                    packets=len(sizes), throughput_est_bps=est, link=link)
         info: dict[str, Any] = {**asdict(tx), "frame_len": len(frame)}  # the FRAME body
         self.journal.add(k, info)
-        self.core.on_sent(k, send_s, int(sum(sizes)))
+        self.core.on_sent(k, send_s, int(sum(sizes)), budget_bits=budget, skipped=enc.skipped)
         data = frame if shaped is None or shaped.prefix_len >= len(frame) else (
             frame[: shaped.prefix_len])
         parts = P.encode(P.Kind.FRAME, self.session, k, time.monotonic(), info, data)

@@ -12,6 +12,16 @@ would reassemble (a progressive codec may still decode it; others record it lost
 Frames leave in order: a frame is never released before the one sent ahead of it (the model
 is a FIFO, and a frame that lost everything is released when its packets would have left).
 Off by default; ``live.shaping: true`` or ``send --shape`` turns it on.
+
+Progressive codecs (DiffC) and deadlines: the simulated receiver decodes the prefix of a
+frame whose packets arrived before the deadline minus the decode time, and drops the rest.
+Live, the frame travels as one message, so the shaper makes that cut: given ``cut_s`` (the
+sender passes the frame's deadline minus its decode-time estimate and one encode time, as
+its loop cannot release a held frame while it encodes the next), a progressive frame
+whose last packet would arrive later is released at the arrival of its last packet in time,
+holding only the packets that arrived by ``cut_s``; the receiver decodes that prefix and logs
+``partial`` and ``prefix_step``. Its late packets still occupy the emulated link. A frame with
+no packet in time, or of a non-progressive codec, is released whole (and late), as before.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from diffstream.codecs.registry import codec_class
 from diffstream.netsim.trace import Trace
 from diffstream.scenario.build import build_link, build_trace
 from diffstream.scenario.schema import Scenario
@@ -39,11 +50,20 @@ class ShapedFrame:
     lost: int  # random loss on the emulated link
     queue_bytes: float  # emulated queue just before the frame entered
     capacity_bps: float  # the trace's (share-scaled) rate over this frame's interval
+    cut: bool = False  # a progressive frame cut to the packets that arrive by ``cut_s``
+
+
+def streams_progressive(scenario: Scenario) -> bool:
+    """Whether the live scenario's streaming arm uses a progressive codec."""
+    arm = getattr(scenario, "stream_arm", None)  # a LiveScenario; plain scenarios: no arm
+    return arm is not None and bool(getattr(codec_class(arm.codec), "progressive", False))
 
 
 class TraceShaper:
-    def __init__(self, scenario: Scenario, scenario_path: Path, max_held: int = 4096) -> None:
+    def __init__(self, scenario: Scenario, scenario_path: Path, max_held: int = 4096,
+                 progressive: bool | None = None) -> None:
         self.scenario = scenario
+        self.progressive = streams_progressive(scenario) if progressive is None else progressive
         self.base_trace: Trace = build_trace(scenario, scenario_path)
         self.trace: Trace = self.base_trace.scaled(scenario.link.share)
         self.link = build_link(scenario, self.trace)
@@ -60,22 +80,31 @@ class TraceShaper:
         self.trace = self.base_trace.scaled(self.scenario.link.share).shifted(-origin_s)
         self.link = build_link(self.scenario, self.trace)
 
-    def admit(self, now_s: float, frame_len: int) -> ShapedFrame:
-        """Run one frame through the link model at stream time ``now_s``."""
+    def admit(self, now_s: float, frame_len: int, cut_s: float | None = None) -> ShapedFrame:
+        """Run one frame through the link model at stream time ``now_s``; ``cut_s``: the
+        latest useful arrival of a progressive frame's packets (see the module notes)."""
         sizes = on_link_sizes(frame_len, self.mtu)
         queue_before = self.link.queue_bytes_at(now_s)
         t = self.link.send(now_s, sizes)
         ok = t.delivered
         n_ok = len(ok) if bool(ok.all()) else int(np.argmin(ok))
-        prefix = min(frame_len, n_ok * chunk_size(self.mtu))
         departed = t.depart_s[~t.dropped]
         release = (float(np.max(departed)) if departed.size else now_s) + self.link.delay_s
+        cut = False
+        if self.progressive and cut_s is not None and n_ok > 0:
+            in_time = t.arrive_s[:n_ok] <= cut_s
+            n_in = n_ok if bool(in_time.all()) else int(np.argmin(in_time))
+            if 0 < n_in < len(sizes):  # some packets in time, the rest late or gone
+                cut = n_in < n_ok or release > cut_s
+                if cut:
+                    n_ok, release = n_in, float(t.arrive_s[n_in - 1])
+        prefix = min(frame_len, n_ok * chunk_size(self.mtu))
         release = max(release, self._last_release)
         self._last_release = release
         return ShapedFrame(
             release_s=release, prefix_len=prefix, packets=len(sizes), dropped=t.n_dropped,
             lost=t.n_lost, queue_bytes=float(queue_before),
-            capacity_bps=self.capacity_bps(now_s),
+            capacity_bps=self.capacity_bps(now_s), cut=cut,
         )
 
     def capacity_bps(self, t_s: float) -> float:

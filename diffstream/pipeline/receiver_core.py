@@ -26,7 +26,7 @@ import numpy as np
 
 from diffstream.codecs import CodecError, create_codec
 from diffstream.codecs.base import ProgressiveCodec
-from diffstream.content.sources import FrameSource
+from diffstream.content.sources import FrameSource, GeneratedSequence
 from diffstream.pipeline.compute import ComputeModel
 from diffstream.pipeline.encoder import scenario_content
 from diffstream.pipeline.playout import InteractivePlayout, PlaybackBuffer, Slot
@@ -94,6 +94,20 @@ class ReceiverCore:
             self.playout = PlaybackBuffer(self.scenario.frame.fps, self.scenario.mode.startup_s)
         self.pending: list[_Decoded] = []  # decoded, waiting for a playback decision
         self.malformed = 0
+        if codec:
+            self._warm_references()
+
+    def _warm_references(self) -> None:
+        """Generated content: compute the reference images this arm scores against now, once
+        per process (the plain DDPM's 100-step sample, seconds each on a CPU), not when a
+        frame needs one. The simulator's results do not depend on it; live, a frame whose
+        scoring waits for a reference holds up the frames behind it, so they arrive late."""
+        if not isinstance(self.content, GeneratedSequence):
+            return
+        n = min(len(self.content), self.scenario.frames_per_arm)
+        log.info("computing %d reference images of the generated content", n)
+        for k in range(n):
+            self.content.frame(k)
 
     # ------------------------------------------------------------------ frames
     def on_frame(self, f: ArrivedFrame) -> list[tuple[int, Outcome]]:

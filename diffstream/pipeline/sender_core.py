@@ -93,6 +93,7 @@ class SenderCore:
             max_bits=int(self.sc.max_bpp * self.pixels), wire_bytes=wire_bytes,
             rate_quality=self.rq, future=future,
             backlog_bytes=self.view.backlog_estimate(now_s, self.throughput_estimate()),
+            skip_run=self.view.skip_run, skip_run_max_bits=self.view.skip_run_max_bits,
         )
 
     def budget(self, obs: Observation) -> int:
@@ -119,8 +120,9 @@ class SenderCore:
         )
 
     # ------------------------------------------------------------------ feedback
-    def on_sent(self, seq: int, send_s: float, wire_bytes: int) -> None:
-        self.view.on_send(seq, send_s, wire_bytes)
+    def on_sent(self, seq: int, send_s: float, wire_bytes: int, *, budget_bits: int = 0,
+                skipped: bool = False) -> None:
+        self.view.on_send(seq, send_s, wire_bytes, budget_bits=budget_bits, skipped=skipped)
 
     def on_report(self, report: DeliveryReport, now_s: float) -> None:
         self.view.on_report(report, now_s)

@@ -135,7 +135,8 @@ class ArmSimulation:
         sizes = on_link_sizes(len(frame), mtu)
         queue_before = self.link.queue_bytes_at(self.env.now)
         transfer = self.link.send(self.env.now, sizes)
-        self.core.on_sent(k, self.env.now, int(sum(sizes)))
+        self.core.on_sent(k, self.env.now, int(sum(sizes)), budget_bits=budget,
+                          skipped=enc.skipped)
         chunks = [[off, data, float(transfer.arrive_s[i])]
                   for i, (off, data) in enumerate(packetize(frame, mtu))
                   if transfer.delivered[i]]

@@ -94,6 +94,11 @@ class Observation:
     # lag by an RTT, so ``inflight_bytes`` still counts bytes the link has long delivered;
     # None (no estimate yet) makes policies fall back to ``inflight_bytes``.
     backlog_bytes: float | None = None
+    # The sender's own send log, no feedback delay: how many of the frames just before this
+    # one the codec skipped in a row (header-only frames, budget below what it could code),
+    # and the largest budget among them (0 when none). ``escape_floor`` probes from these.
+    skip_run: int = 0
+    skip_run_max_bits: int = 0
 
     @property
     def compute_s(self) -> float:
@@ -210,8 +215,77 @@ def payload_bits_for_wire_budget(
 
 
 def startup_bits(obs: Observation, bpp: float) -> int:
-    """Budget for a frame sent before any throughput report has come back."""
+    """Budget for a frame sent before any throughput report has come back (the policies pass
+    it through ``escape_floor``, which lifts it to the codec's floor)."""
     return clamp_bits(obs.bits_for_bpp(bpp), obs)
+
+
+PROBE_AFTER_SKIPS = 3
+"""Default ``probe_after_skips``: consecutive skipped frames before a probe (0.3 s at 10 fps)."""
+
+PROBE_MAX_LOSS = 0.25
+"""No probe while the loss estimate is above this: the link is dropping what it is given."""
+
+
+def room_for_probe(obs: Observation) -> bool:
+    """Whether a frame at the codec's floor may go out now (see ``escape_floor``): loss at
+    most ``PROBE_MAX_LOSS``; encode + one-way delay + decode short of the deadline; and, with
+    a throughput estimate (harmonic mean of the last 5 samples), the bytes queued ahead
+    (``queued_bytes``) drain within one frame interval, i.e. queueing delay is not growing."""
+    if obs.loss_rate > PROBE_MAX_LOSS:
+        return False
+    fixed_s = obs.encode_s + (obs.one_way_delay_s or 0.0) + obs.decode_s
+    if fixed_s >= time_to_deadline_s(obs):  # late whatever its size: the skip costs nothing
+        return False
+    thr = harmonic_mean(obs.throughput_bps[-5:])
+    if thr is None:
+        return True
+    if thr <= 0.0:  # (a denormal sample's harmonic mean underflows to 0)
+        return queued_bytes(obs) <= 0.0
+    return queued_bytes(obs) * 8.0 / thr <= obs.frame_interval_s
+
+
+def escape_floor(bits: int, obs: Observation, probe_after: int | None) -> int:
+    """The shared way out of a budget below the codec's floor (no startup dead end).
+
+    A budget below ``obs.min_bits`` makes the codec skip the frame. A skipped frame is
+    header-only: its report comes back, but it carries almost nothing to measure, so a
+    policy that keeps asking for less than the floor can stay there. This rule, applied by
+    every adaptive policy to its own budget ``bits``, gets it out:
+
+    * Startup (no positive throughput sample among the last 5): the budget is at least the
+      floor. Without a sample there is no evidence that the link cannot carry the smallest
+      frame the codec makes, and a skipped frame would teach the sender nothing the floor
+      frame does not.
+    * Skip run (``obs.skip_run >= probe_after``; ``probe_after`` None: never): the next
+      frame probes at ``max(floor, bits)``. The run ends as soon as a frame is coded, and
+      then the policy's own rule applies again, so on a link that really cannot carry a
+      floor frame per interval this sends one every ``probe_after + 1`` frames instead of
+      none.
+    * Geometric growth: when a budget at or above the floor was itself skipped in the run
+      (the floor is an estimate, made on a pink-noise frame, and real content may need
+      more), the probe is twice the largest skipped budget: floor, 2x, 4x, ... until the
+      codec can code the frame.
+    * Guards (``room_for_probe``), so a probe never feeds a congested link or a lost cause:
+      no probe while loss is above ``PROBE_MAX_LOSS``, while the queue ahead takes more than
+      a frame interval to drain, or when the fixed latency alone passes the deadline.
+      Nothing changes when the floor exceeds ``max_bits`` (no frame fits under the cap).
+
+    It acts only where the codec skipped or would skip: a budget at or above the floor is
+    returned unchanged unless a run of skipped frames had budgets at or above the floor too.
+    """
+    floor = obs.min_bits
+    if floor <= 0 or floor > obs.max_bits:
+        return bits
+    startup = harmonic_mean(obs.throughput_bps[-5:]) is None
+    if not startup and (probe_after is None or obs.skip_run < probe_after):
+        return bits
+    if not room_for_probe(obs):
+        return bits
+    probe = max(floor, bits)
+    if obs.skip_run > 0 and obs.skip_run_max_bits >= floor:
+        probe = max(probe, 2 * obs.skip_run_max_bits)
+    return int(min(probe, obs.max_bits))
 
 
 class PolicyModel(BaseModel):

@@ -17,9 +17,11 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from diffstream.control.policies.base import (
+    PROBE_AFTER_SKIPS,
     Observation,
     PolicyModel,
     clamp_bits,
+    escape_floor,
     fmt,
     is_playback,
     queued_bytes,
@@ -73,6 +75,11 @@ class MPCPolicy(PolicyModel):
     floor's quality. This is what lets MPC drain a queue when even the smallest frame the
     codec can make is too big for the link (without it, it keeps sending floor-sized frames
     into a growing queue).
+
+    Its skips are not a dead end (``escape_floor``): the startup budget is at least the floor
+    and, after ``probe_after_skips`` skips in a row with no queue ahead and no heavy loss,
+    the next frame probes at the floor (the ladder may have no level between a skip and a
+    frame too big for the link).
     """
 
     kind: Literal["mpc"] = "mpc"
@@ -97,6 +104,10 @@ class MPCPolicy(PolicyModel):
     )
     skip_penalty_db: float = Field(
         5.0, ge=0, description="A skipped slot's quality: this many dB below the codec floor's."
+    )
+    probe_after_skips: int | None = Field(
+        PROBE_AFTER_SKIPS, ge=1, description="After this many consecutive skipped frames, "
+        "probe at the codec's floor (see policy.base.escape_floor); null: never."
     )
 
     @model_validator(mode="after")
@@ -201,5 +212,7 @@ class MPCPolicy(PolicyModel):
     def budget_bits(self, obs: Observation) -> int:
         best = self.plan(obs)
         if best is None:
-            return startup_bits(obs, self.startup_bpp)
-        return self.level_bits(obs)[best[0]]
+            bits = startup_bits(obs, self.startup_bpp)
+        else:
+            bits = self.level_bits(obs)[best[0]]
+        return escape_floor(bits, obs, self.probe_after_skips)

@@ -11,26 +11,40 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from diffstream.control.policies.base import (
+    PROBE_AFTER_SKIPS,
     Observation,
     PolicyModel,
     clamp_bits,
+    escape_floor,
     fmt,
     payload_bits_for_wire_budget,
     queued_bytes,
     recent_throughput_bps,
     robust_throughput_bps,
+    room_for_probe,
     startup_bits,
     time_to_deadline_s,
 )
 
 _WINDOW = Field(5, ge=1, description="Number of most recent throughput samples averaged.")
 _STARTUP = Field(
-    0.25, gt=0, description="Bits per pixel used until the first throughput sample arrives."
+    0.25, gt=0, description="Bits per pixel used until the first throughput sample arrives "
+    "(raised to the codec's floor when below it)."
+)
+_PROBE = Field(
+    PROBE_AFTER_SKIPS, ge=1, description="After this many consecutive skipped frames, probe "
+    "at the codec's floor (doubling while the probes are skipped too); null: never. See "
+    "policy.base.escape_floor."
 )
 
 
 class FixedPolicy(PolicyModel):
-    """Constant bits per pixel: the no-adaptation baseline every other policy must beat."""
+    """Constant bits per pixel: the no-adaptation baseline every other policy must beat.
+
+    It does not apply ``escape_floor``: a fixed budget is the scenario's choice, not an
+    estimate that can be stuck, and lifting it to the codec's floor would make the baseline
+    adaptive. A ``bpp`` below the floor skips every frame, and each record says why.
+    """
 
     kind: Literal["fixed"] = "fixed"
     bpp: float = Field(0.5, gt=0, description="Bits per pixel for every frame.")
@@ -49,6 +63,11 @@ class RatePolicy(PolicyModel):
     The sustainable rate is the harmonic mean of recent samples times a safety factor (the
     FESTIVE/Pensieve "rate-based" baseline). It ignores queued bytes and deadlines, so it keeps
     up on average but does not recover from a backlog.
+
+    No dead end below the codec's floor (``escape_floor``): the startup budget is at least
+    the floor, and after ``probe_after_skips`` skipped frames in a row the next frame probes
+    at the floor (doubling while probes are skipped too), unless loss or a growing queue
+    says the link is already full.
     """
 
     kind: Literal["rate"] = "rate"
@@ -57,6 +76,7 @@ class RatePolicy(PolicyModel):
         0.85, gt=0, le=1, description="Fraction of the estimated throughput the budget may use."
     )
     startup_bpp: float = _STARTUP
+    probe_after_skips: int | None = _PROBE
 
     @property
     def label(self) -> str:
@@ -65,9 +85,11 @@ class RatePolicy(PolicyModel):
     def budget_bits(self, obs: Observation) -> int:
         thr = recent_throughput_bps(obs, self.window)
         if thr is None:
-            return startup_bits(obs, self.startup_bpp)
-        wire_budget = thr * self.safety * obs.frame_interval_s / 8.0
-        return clamp_bits(payload_bits_for_wire_budget(obs, wire_budget), obs)
+            bits = startup_bits(obs, self.startup_bpp)
+        else:
+            wire_budget = thr * self.safety * obs.frame_interval_s / 8.0
+            bits = clamp_bits(payload_bits_for_wire_budget(obs, wire_budget), obs)
+        return escape_floor(bits, obs, self.probe_after_skips)
 
 
 class DeadlinePolicy(PolicyModel):
@@ -86,6 +108,10 @@ class DeadlinePolicy(PolicyModel):
     skip): a stream of alternating huge frames and skips. Real-time senders bound a frame's
     size by the rate for the same reason (WebRTC's frame-size limit, Salsify's per-frame
     budget); the default allows two intervals' worth.
+
+    Below the codec's floor it probes like every adaptive policy (``escape_floor``): the
+    floor at startup, and after ``probe_after_skips`` skips in a row, unless the queue
+    ahead, loss or the fixed latency already rule the frame out.
     """
 
     kind: Literal["deadline"] = "deadline"
@@ -101,6 +127,7 @@ class DeadlinePolicy(PolicyModel):
         True, description="Discount throughput by the recent prediction error (robust MPC's "
         "estimator), so the margin grows with the link's variability."
     )
+    probe_after_skips: int | None = _PROBE
 
     @property
     def label(self) -> str:
@@ -112,7 +139,7 @@ class DeadlinePolicy(PolicyModel):
         else:
             hm = recent_throughput_bps(obs, self.window)
         if hm is None:
-            return startup_bits(obs, self.startup_bpp)
+            return escape_floor(startup_bits(obs, self.startup_bpp), obs, self.probe_after_skips)
         thr = hm * self.safety
         window_s = time_to_deadline_s(obs)
         owd = obs.one_way_delay_s or 0.0
@@ -120,7 +147,8 @@ class DeadlinePolicy(PolicyModel):
         wire_budget = slack_s * thr / 8.0 - queued_bytes(obs)
         if self.burst_frames is not None:
             wire_budget = min(wire_budget, self.burst_frames * obs.frame_interval_s * thr / 8.0)
-        return clamp_bits(payload_bits_for_wire_budget(obs, wire_budget), obs)
+        bits = clamp_bits(payload_bits_for_wire_budget(obs, wire_budget), obs)
+        return escape_floor(bits, obs, self.probe_after_skips)
 
 
 class BufferPolicy(PolicyModel):
@@ -130,6 +158,14 @@ class BufferPolicy(PolicyModel):
     ``max_bpp`` from ``reservoir_s + cushion_s`` on, linear in between. It needs no throughput
     estimate, which is its point. Meant for playback mode: in interactive mode the buffer stays
     near 0, so it always returns ``min_bpp``.
+
+    BBA's R_min is the lowest rate the codec can produce: a ``min_bpp`` below the codec's
+    floor (``obs.min_bits``) is raised to it (when the floor fits ``max_bits``), since a
+    budget the codec cannot meet is no rate at all - in interactive mode it would skip every
+    frame for good. BBA reads no link estimate, so the raise waits while the link has no
+    room (``room_for_probe``: queue ahead over a frame interval, heavy loss); the frame is
+    then skipped, which drains the queue. ``escape_floor`` handles a floor that is an
+    underestimate for the content (budgets double while frames at it are still skipped).
     """
 
     kind: Literal["buffer"] = "buffer"
@@ -141,6 +177,7 @@ class BufferPolicy(PolicyModel):
     )
     min_bpp: float = Field(0.1, gt=0, description="Bits per pixel at an empty reservoir.")
     max_bpp: float = Field(2.0, gt=0, description="Bits per pixel above reservoir + cushion.")
+    probe_after_skips: int | None = _PROBE
 
     @model_validator(mode="after")
     def _ordered(self) -> BufferPolicy:
@@ -165,4 +202,7 @@ class BufferPolicy(PolicyModel):
         return self.min_bpp + (self.max_bpp - self.min_bpp) * frac
 
     def budget_bits(self, obs: Observation) -> int:
-        return clamp_bits(obs.bits_for_bpp(self.bpp_for_buffer(obs.buffer_s)), obs)
+        bits = clamp_bits(obs.bits_for_bpp(self.bpp_for_buffer(obs.buffer_s)), obs)
+        if bits < obs.min_bits <= obs.max_bits and room_for_probe(obs):
+            bits = obs.min_bits  # R_min: the codec's lowest rate, while the link has room
+        return escape_floor(bits, obs, self.probe_after_skips)
