@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from diffstream.errors import ConfigError, located
 from diffstream.metrics.qoe import QoEWeights
 from diffstream.policy import PolicySpec
+from diffstream.precheck import check_steps
+from diffstream.yamlguard import check_expansion
 
 
 class _Strict(BaseModel):
@@ -48,6 +50,11 @@ class StepsTrace(_TraceCommon):
     kind: Literal["steps"]
     steps: list[tuple[float, float]] = Field(min_length=1, description="[[t_s, mbps], ...]")
     duration_s: float = Field(gt=0)
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_shape(cls, steps: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        return check_steps(steps)
 
 
 class MarkovTrace(_TraceCommon):
@@ -291,7 +298,11 @@ def _fmt_loc(loc: tuple[Any, ...], data: Any) -> str:
     """'arms[2].policy.window', skipping discriminator tags that are not in the data."""
     out = ""
     node = data
+    tagged: set[int] = set()
     for key in loc:
+        if isinstance(node, dict) and node.get("kind") == key and id(node) not in tagged:
+            tagged.add(id(node))  # the union tag (trace.steps is also a field of 'steps')
+            continue
         if isinstance(key, int) and isinstance(node, list) and 0 <= key < len(node):
             out += f"[{key}]"
             node = node[key]
@@ -361,6 +372,7 @@ def read_yaml(path: Path, what: str) -> tuple[dict[str, Any], yaml.Node | None]:
         raise ConfigError(f"{path}: cannot read {what}: {exc}") from None
     try:
         root = yaml.compose(text)
+        check_expansion(root, path)  # before anything expands an alias bomb
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -425,6 +437,9 @@ def load_scenario(path: str | Path, model: type[Scenario] | None = None) -> tupl
                         f"compute.profile: unknown profile {scenario.compute.profile!r}; "
                         f"known: {', '.join(sorted(PROFILES))}, or give per-codec costs inline")
             )
+    from diffstream.precheck import check_inputs
+
+    check_inputs(scenario, path, lines)  # content, codec_options, trace: before any worker
     return scenario, path
 
 

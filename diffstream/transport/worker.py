@@ -31,6 +31,7 @@ from diffstream.playout import InteractivePlayout, PlaybackBuffer, Slot
 from diffstream.policy.base import RateQualityModel
 from diffstream.transport.messages import dumps, loads
 from diffstream.transport.packets import reassemble
+from diffstream.transport.secure import join
 from diffstream.transport.wire import FrameHeader, WireError, header_size, pack_frame, unpack_frame
 
 log = logging.getLogger("diffstream.worker")
@@ -330,6 +331,7 @@ def run_sender(endpoint: str) -> int:
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.REP)
     sock.setsockopt(zmq.LINGER, 0)
+    join(sock)  # tcp: CURVE with the coordinator's per-run key
     sock.connect(endpoint)
     scenario, sdir = _hello(sock, reply=True)
     worker = SenderWorker(scenario, sdir)
@@ -352,9 +354,11 @@ def run_receiver(inbound: str, outbound: str) -> int:
     ctx = zmq.Context.instance()
     pull = ctx.socket(zmq.PULL)
     pull.setsockopt(zmq.LINGER, 0)
+    join(pull)
     pull.connect(inbound)
     push = ctx.socket(zmq.PUSH)
     push.setsockopt(zmq.LINGER, 5000)
+    join(push)
     push.connect(outbound)
     scenario, sdir = _hello(pull, reply=False)
     worker = ReceiverWorker(scenario, sdir)
