@@ -48,6 +48,7 @@ from diffstream.live.accounting import (
 from diffstream.live.clock import OffsetEstimator
 from diffstream.live.config import LiveScenario
 from diffstream.live.dashboard import Goodput, LiveDashboard
+from diffstream.live.gaps import GapBudget, append_gap, log_idle_s
 from diffstream.live.logs import (
     STATUS_NAME,
     FrameLog,
@@ -56,6 +57,7 @@ from diffstream.live.logs import (
     read_tail,
     write_json_atomic,
 )
+from diffstream.live.paths import default_base, stream_folder
 from diffstream.live.replay import SeqWindow
 from diffstream.live.security import load_receiver_keys, want_curve
 from diffstream.live.sockets import ConnMonitor, SocketSettings, receiver_socket
@@ -105,8 +107,9 @@ class Stream:
         self.worker = ReceiverWorker(sc, str(root))
         self.worker.on_arm({"arm": self.arm.label, "codec": self.arm.codec,
                             "options": self.arm.codec_options})
-        base = rx.opts.out_base or Path(sc.output.dir.replace("{name}", sc.name)) / "receiver"
-        self.folder = base / self.id
+        # our own base only: the peer's output.dir and stream id never choose a path
+        base = rx.opts.out_base or default_base(sc.name, "receiver")
+        self.folder = stream_folder(base, self.id)
         existing = StreamState.load(self.folder)
         self.state = existing or StreamState(self.id, sc.name, self.arm.label, 0.0, 0.0)
         self.state.finished = False
@@ -119,6 +122,8 @@ class Stream:
         self.last_seq: int | None = tail[-1].seq if tail else None
         self.last_capture: float | None = tail[-1].capture_s if tail else None
         self.resumed = bool(tail)
+        self.gaps = GapBudget(self.fps, self.max_jump,
+                              idle_s=log_idle_s(self.log.path) if tail else 0.0)
         self.owd: list[float] = []  # recent (arrival - send): base delay for throughput
         self.prev_arrival: float | None = None
         self.done = False
@@ -157,6 +162,7 @@ class LiveReceiver:
         self.next_status = 0.0
         self.stopping = False
         self.exit_code = 0
+        self.refused = ""  # the sender's reason when it refused our hello
         self._status: dict[str, str] = {}
 
     # ------------------------------------------------------------------ setup
@@ -226,6 +232,8 @@ class LiveReceiver:
     def _no_sender_hint(self) -> str:
         failed = self.monitor.get("auth_failures") + self.monitor.get("handshake_failures")
         msg = f"no sender answered at {self.opts.connect} within {self.opts.wait_s} s"
+        if self.refused:
+            return msg + f"; the sender refused this receiver: {self.refused}"
         if failed:
             return (msg + f"; {failed} handshakes failed: the keys do not match (is "
                     f"{self.opts.keys_dir}/sender.key the sender's public key, and this "
@@ -291,6 +299,9 @@ class LiveReceiver:
         if msg.kind is P.Kind.PONG:
             self._on_pong(msg, t_recv)
             return
+        if msg.kind is P.Kind.REFUSED:
+            self._on_refused(msg)
+            return
         st = self.stream
         if st is None or msg.session != st.session:
             self._drop("unknown_session", f"{msg.kind.name} from session {msg.session:x}")
@@ -339,12 +350,22 @@ class LiveReceiver:
             self.counts["dropped_inconsistent_probe"] += 1
 
     def _on_pong(self, msg: P.Message, t_recv: float) -> None:
-        self.sender_heard = t_recv
+        # only an answer to one of our own probes, from the stream's sender, shows that the
+        # sender still serves us (a sender that switched receivers must not keep us alive)
+        if self.stream is None or msg.session != self.stream.session:
+            self._drop("unknown_session", f"PONG from session {msg.session:x}")
+            return
+        if msg.body["t1"] in self.probes:
+            self.sender_heard = t_recv
         self._clock_sample(msg.body["t1"], msg.body["t2"], msg.sent_at, t_recv)
 
     # ------------------------------------------------------------------ welcome
     def _on_welcome(self, msg: P.Message, t_recv: float) -> None:
         body = msg.body
+        if body["t1"] not in self.probes:  # not an answer to our HELLO: a replay, or a sender
+            # trying to start streams (folders, reports) faster than we say hello
+            self._drop("unsolicited", f"WELCOME for stream {body['stream_id']!r}")
+            return
         if self.stream is None or msg.session != self.stream.session:
             self.clock = OffsetEstimator()  # a new sender process: maybe another machine
         self._clock_sample(body["t1"], body["t2"], msg.sent_at, t_recv)
@@ -499,12 +520,14 @@ class LiveReceiver:
         base, n = st.last_seq, upto - st.last_seq - 1
         c0 = st.last_capture if st.last_capture is not None else 0.0
         step = (next_capture - c0) / (upto - base) if next_capture is not None else 1.0 / st.fps
-        first = base + 1 + max(0, n - st.max_jump)
+        first = upto - st.gaps.take(min(n, st.max_jump))  # bounded: see live/gaps.py
         if first > base + 1:
             self.counts["gap_unrecorded"] += first - base - 1
-            log.warning("%d frames before seq %d are not in this log (gap longer than "
-                        "live.max_gap_s); the sender's log accounts for them",
-                        first - base - 1, upto)
+            append_gap(st.folder, base + 1, first - 1, why)
+            log.warning("%d frames before seq %d are not in this log (gap longer than the "
+                        "stream could have lost; see gaps.jsonl); the sender's log accounts "
+                        "for them", first - base - 1, upto)
+            st.last_seq = first - 1  # a later message must not pay for this gap again
         log.info("frames %d..%d never arrived: %s", first, upto - 1, why)
         for seq in range(first, upto):
             capture = c0 + (seq - base) * step
@@ -521,6 +544,24 @@ class LiveReceiver:
                         rx[k] = res[0][k]
             self.counts["frames_missing"] += 1
             self._record(st, seq, info, rx)
+
+    def _on_refused(self, msg: P.Message) -> None:
+        """The sender serves another receiver: our stream was taken over (exit 1), or our
+        HELLO was refused (keep trying; ``--wait`` gives up with the reason)."""
+        reason = msg.body["reason"]
+        st = self.stream
+        if st is not None and not st.done and msg.session == st.session:
+            self.console.print(f"receiver: the sender stopped streaming to us: {reason}",
+                               highlight=False, markup=False)
+            self.exit_code = 1
+            self._finish_stream(f"taken over: {reason}")
+            return
+        self.counts["hello_refused"] += 1
+        self.refused = reason
+        if self.counts["hello_refused"] == 1:
+            self.console.print(f"recv: the sender refused this receiver ({reason}); still "
+                               "trying", highlight=False, markup=False)
+            log.warning("the sender refused our hello: %.200s", reason)
 
     def _on_need(self, st: Stream, seqs: list[int]) -> None:
         for seq in seqs:
@@ -585,7 +626,7 @@ class LiveReceiver:
         c, mon = self.counts, self.monitor
         silent = time.monotonic() - self.sender_heard
         if self.stream is None:
-            sender = "waiting for the sender"
+            sender = f"refused: {self.refused}" if self.refused else "waiting for the sender"
         elif silent > self._peer_timeout():
             sender = f"silent {silent:.0f} s (reconnecting)"
         else:
