@@ -120,6 +120,7 @@ class Stream:
         for r in tail:
             self.remember(r.seq, rx_of(r))
         self.last_seq: int | None = tail[-1].seq if tail else None
+        self.next_seq = body["next_seq"]  # where the WELCOME says the stream is
         self.last_capture: float | None = tail[-1].capture_s if tail else None
         self.resumed = bool(tail)
         self.gaps = GapBudget(self.fps, self.max_jump,
@@ -387,7 +388,7 @@ class LiveReceiver:
         else:
             self.counts["reconnects"] += 1
         st.epoch = body["epoch"]
-        nxt = body["next_seq"]
+        nxt = st.next_seq = body["next_seq"]
         log.info("WELCOME: stream %s session %x next_seq %d (last logged %s), %d reports "
                  "wanted", st.id, msg.session, nxt, st.last_seq, len(body["want"]))
         if st.last_seq is not None and nxt - 1 > st.last_seq:
@@ -440,7 +441,8 @@ class LiveReceiver:
     def _on_frame(self, st: Stream, msg: P.Message, t_recv: float) -> None:
         seq, info, data = msg.seq, msg.body, msg.data
         verdict = st.window.check(seq)
-        if verdict == "new" and st.last_seq is not None and seq - st.last_seq > st.max_jump:
+        ref = st.last_seq if st.last_seq is not None else st.next_seq - 1  # first frame: vs WELCOME
+        if verdict == "new" and seq - ref > st.max_jump:
             verdict = "too_far"
         if verdict != "new":
             self._drop(verdict, f"frame {seq} (highest {st.window.highest})")

@@ -605,6 +605,9 @@ class LiveSender:
 
     def _connected(self, peer: bytes) -> bool:
         """Is the connection ``peer`` still up? (ROUTER_MANDATORY: unknown ids fail)."""
+        if peer == self.peer and time.monotonic() - self.peer_heard < 1.0:
+            return True  # it spoke just now (a send can fail spuriously while a full pipe
+            # drains; a receiver that died and restarted has been silent for seconds)
         try:
             self.sock.send_multipart([peer, *P.encode(P.Kind.NEED, self.session, 0,
                                                       time.monotonic(), {"seqs": []})],

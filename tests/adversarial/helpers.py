@@ -174,7 +174,17 @@ class FakeSender:
                            time.monotonic(), {"t1": msg.sent_at, "t2": time.monotonic()}))
 
     def send(self, parts: list[Any]) -> None:
-        self.sock.send_multipart([self.peer, *parts])
+        # ROUTER_MANDATORY says "host unreachable" for a moment after a full pipe drains
+        # (libzmq re-activates it asynchronously): retry, the receiver is still there
+        end = time.monotonic() + 20.0
+        while True:
+            try:
+                self.sock.send_multipart([self.peer, *parts])
+                return
+            except zmq.ZMQError as exc:
+                if exc.errno not in (zmq.EHOSTUNREACH, zmq.EAGAIN) or time.monotonic() > end:
+                    raise
+                time.sleep(0.01)
 
     def drain(self) -> None:
         while self.sock.poll(0):

@@ -61,3 +61,23 @@ def test_budget_refills_at_the_frame_rate() -> None:
     assert b.take(100_000) == 12_000  # capped at max_gap_s x fps
     restarted = GapBudget(20.0, 12_000, idle_s=30.0, clock=lambda: now[0])
     assert restarted.take(1000) >= 900  # the frames missed while the receiver was down
+
+
+def test_the_first_frame_is_checked_against_the_welcome(tmp_path: Path) -> None:
+    """With no frame yet, the WELCOME's next_seq is the reference: a first frame far beyond
+    it is refused, instead of moving the replay window so every real frame looks replayed."""
+    fake = FakeSender(tmp_path)
+    rx, bg = receiver(fake.endpoint, tmp_path / "r")
+    try:
+        fake.handshake(timeout_s=30)
+        fake.send(fake.frame(MAX_JUMP + 5))
+        for seq in range(3):
+            fake.send(fake.frame(seq))
+        fake.end(2)
+        assert bg.join(60) == 0
+    finally:
+        rx.stopping = True
+        fake.close()
+    records = read_frames_jsonl(stream_dirs(tmp_path / "r")[0] / "frames.jsonl")
+    assert [r.seq for r in records] == [0, 1, 2] and all(r.decoded for r in records)
+    assert rx.counts["dropped_too_far"] == 1

@@ -85,3 +85,16 @@ def test_a_run_that_cannot_fit_in_memory_is_refused(tmp_path: Path) -> None:
     assert p.returncode == 2, err[-2000:]
     assert "day.yaml:2: duration_s" in err and "GiB" in err and "20736000 frames" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_long_file_without_aliases_is_not_a_bomb() -> None:
+    import yaml
+
+    from diffstream.errors import ConfigError
+    from diffstream.yamlguard import check_expansion
+
+    steps = ", ".join(f"[{t}, 1.0]" for t in range(500))  # 1500 nodes, no alias
+    check_expansion(yaml.compose(f"steps: [{steps}]\n"), Path("long.yaml"), limit=100)
+    with pytest.raises(ConfigError):
+        check_expansion(yaml.compose(f"s: &s [{steps}]\nt: [*s]\n"), Path("l.yaml"),
+                        limit=100)
