@@ -62,6 +62,7 @@ from diffstream.live.replay import SeqWindow
 from diffstream.live.security import load_receiver_keys, want_curve
 from diffstream.live.sockets import ConnMonitor, SocketSettings, receiver_socket
 from diffstream.records import FrameRecord
+from diffstream.report import FRAMES_NAME
 from diffstream.transport.packets import chunk_size
 from diffstream.transport.worker import ReceiverWorker
 
@@ -114,6 +115,7 @@ class Stream:
         self.state = existing or StreamState(self.id, sc.name, self.arm.label, 0.0, 0.0)
         self.state.finished = False
         self.state.save(self.folder)
+        idle = log_idle_s(self.folder / FRAMES_NAME)  # before FrameLog touches the file
         self.log = FrameLog(self.folder)
         tail = read_tail(self.log.path, self.spec.replay_window)
         self.ring: OrderedDict[int, dict[str, Any]] = OrderedDict()
@@ -123,8 +125,7 @@ class Stream:
         self.next_seq = body["next_seq"]  # where the WELCOME says the stream is
         self.last_capture: float | None = tail[-1].capture_s if tail else None
         self.resumed = bool(tail)
-        self.gaps = GapBudget(self.fps, self.max_jump,
-                              idle_s=log_idle_s(self.log.path) if tail else 0.0)
+        self.gaps = GapBudget(self.fps, self.max_jump, idle_s=idle if tail else 0.0)
         self.owd: list[float] = []  # recent (arrival - send): base delay for throughput
         self.prev_arrival: float | None = None
         self.done = False

@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from diffstream.live.harness import stream_dirs
+from diffstream.live.harness import stream_dirs, wait_for
 from diffstream.report import read_frames_jsonl
 from tests.adversarial.helpers import FPS, FakeSender, receiver
 
@@ -81,3 +81,31 @@ def test_the_first_frame_is_checked_against_the_welcome(tmp_path: Path) -> None:
     records = read_frames_jsonl(stream_dirs(tmp_path / "r")[0] / "frames.jsonl")
     assert [r.seq for r in records] == [0, 1, 2] and all(r.decoded for r in records)
     assert rx.counts["dropped_too_far"] == 1
+
+
+def test_a_restarted_receiver_records_the_frames_it_missed(tmp_path: Path) -> None:
+    """The bound must not eat real losses: a receiver restarted with the same --out gets
+    the tokens of the time it was down, so every frame it missed gets its lost record."""
+    fake = FakeSender(tmp_path)
+    try:
+        rx, bg = receiver(fake.endpoint, tmp_path / "r")
+        fake.handshake(timeout_s=30)
+        for seq in range(5):
+            fake.send(fake.frame(seq))
+        assert wait_for(lambda: rx.counts["frames"] == 5, 20)
+        rx.stopping = True
+        bg.join(30)
+        time.sleep(2.0)  # down for 2 s: 2 s x 20 fps x 1.5 tokens more than the burst
+        gap = 2 * FPS + 30  # more than the 2 s burst alone would pay for
+        rx, bg = receiver(fake.endpoint, tmp_path / "r")
+        fake.handshake(timeout_s=30, next_seq=5 + gap)
+        fake.send(fake.frame(5 + gap))
+        fake.end(5 + gap)
+        assert bg.join(60) == 0
+    finally:
+        rx.stopping = True
+        fake.close()
+    folder = stream_dirs(tmp_path / "r")[0]
+    records = read_frames_jsonl(folder / "frames.jsonl")
+    assert [r.seq for r in records] == list(range(6 + gap))
+    assert not (folder / "gaps.jsonl").exists()
