@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.console import Console
 
 from diffstream.errors import DiffstreamError
+from diffstream.sim.signals import EXIT_TERMINATED, Terminated, sigterm_as_interrupt, terminated
 
 
 def build_parser(prog: str = "run_sim.py") -> argparse.ArgumentParser:
@@ -23,6 +24,9 @@ def build_parser(prog: str = "run_sim.py") -> argparse.ArgumentParser:
     p.add_argument("scenario", help="scenario YAML, e.g. scenarios/lte_trace.yaml, or a sweep "
                                     "YAML, e.g. scenarios/sweep_lte.yaml")
     p.add_argument("--out", type=Path, help="output folder (default: the scenario's output.dir)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the results already in the output folder (once this run "
+                        "has finished; without it such a folder is refused)")
     p.add_argument("--no-dashboard", action="store_true",
                    help="plain progress lines instead of the live dashboard "
                         "(automatic when stdout is not a terminal)")
@@ -48,6 +52,12 @@ def run(argv: list[str] | None = None, prog: str = "run_sim.py") -> int:
     if not console.is_terminal:  # pipes/CI: wide enough for the comparison table
         console = Console(width=int(os.environ.get("COLUMNS", "160")))
     err = Console(stderr=True)
+    with sigterm_as_interrupt():
+        rc = _run(args, console, err)
+    return EXIT_TERMINATED if terminated() else rc
+
+
+def _run(args: argparse.Namespace, console: Console, err: Console) -> int:
     try:
         from diffstream.sweep.cli import reject_sweep_options, run_sweep_command
         from diffstream.sweep.schema import is_sweep_file
@@ -56,7 +66,7 @@ def run(argv: list[str] | None = None, prog: str = "run_sim.py") -> int:
             return run_sweep_command(args, console, err)
         reject_sweep_options(args)
 
-        from diffstream.scenario.schema import load_scenario
+        from diffstream.scenario.load import load_scenario
         from diffstream.sim.session import RunOptions, run_loaded
 
         scenario, spath = load_scenario(args.scenario)
@@ -69,14 +79,16 @@ def run(argv: list[str] | None = None, prog: str = "run_sim.py") -> int:
             network_only_bytes=args.network_only,
             arms=args.arms.split(",") if args.arms else None,
             console=console,
+            overwrite=args.overwrite,
         )
         run_loaded(scenario, spath, opts)
     except DiffstreamError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return exc.exit_code
-    except KeyboardInterrupt:
-        err.print("interrupted: arms already finished are in frames.jsonl")
-        return 130
+    except KeyboardInterrupt as exc:
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        err.print(f"{what}: arms already finished are in frames.jsonl")
+        return EXIT_TERMINATED if isinstance(exc, Terminated) else 130
     return 0
 
 

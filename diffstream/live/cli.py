@@ -14,7 +14,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from diffstream.errors import DiffstreamError, InputError
+from diffstream.errors import DiffstreamError, InputError, located
+from diffstream.output.folders import check_writable_dir
 
 DEFAULT_BIND = "tcp://0.0.0.0:5555"
 
@@ -55,6 +56,9 @@ def send_parser() -> argparse.ArgumentParser:
     p.add_argument("--arm", help="arm (label) to stream; default live.arm or the first")
     p.add_argument("--resume", action="store_true",
                    help="continue the last unfinished stream in --out (after a crash)")
+    p.add_argument("--takeover", action="store_true",
+                   help="let another receiver's hello take the stream over (the old one is "
+                        "told and exits 1); default: the first receiver keeps the stream")
     _common(p)
     return p
 
@@ -135,13 +139,32 @@ def send(argv: list[str]) -> int:
             scenario = scenario.model_copy(update={"live": live_spec})
         if args.duration is not None and args.duration <= 0:
             raise InputError(f"--duration {args.duration}: must be > 0")
+        _check_frames(scenario, args.duration, spath)
+        if args.out is not None:
+            check_writable_dir(args.out, "--out")
         opts = SendOptions(bind=args.bind, keys_dir=_keys(args), curve=_curve(args),
                            shaping=args.shape, out_base=args.out, duration_s=args.duration,
                            resume=args.resume, wait_s=args.wait, live_dashboard=live,
-                           console=console)
+                           console=console, takeover=args.takeover)
         return LiveSender(scenario, spath, opts).run()
 
     return _run(go, side="send")
+
+
+def _check_frames(scenario: object, duration: float | None, spath: Path) -> None:
+    """The end-of-stream report holds every record: refuse a stream that cannot fit."""
+    import math
+
+    from diffstream.scenario.memory import memory_problem
+
+    fps = scenario.frame.fps  # type: ignore[attr-defined]
+    frames = math.floor((duration or scenario.duration_s) * fps + 1e-9)  # type: ignore[attr-defined]
+    problem = memory_problem(frames, 1)
+    if problem:
+        from diffstream.scenario.precheck import line_in
+
+        raise InputError(located(spath, line_in(spath, ("duration_s",)),
+                                 f"duration_s x frame.fps (or --duration): {problem}"))
 
 
 def _keys(args: argparse.Namespace) -> Path:
@@ -169,6 +192,8 @@ def recv(argv: list[str]) -> int:
         check_endpoint(args.connect, "--connect")
         if args.content_root is not None and not args.content_root.is_dir():
             raise InputError(f"--content-root {args.content_root}: not a folder")
+        if args.out is not None:
+            check_writable_dir(args.out, "--out")
         opts = RecvOptions(connect=args.connect, keys_dir=_keys(args), curve=_curve(args),
                            out_base=args.out, content_root=args.content_root,
                            wait_s=args.wait, live_dashboard=live, console=console,

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import secrets
@@ -24,7 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from diffstream.output.report import FRAMES_NAME, append_frames_jsonl
+from diffstream.output.tornlines import repair_torn_tail
 from diffstream.pipeline.records import FrameRecord
+
+log = logging.getLogger("diffstream.live.logs")
 
 STREAM_NAME = "stream.json"
 JOURNAL_NAME = "journal.jsonl"
@@ -108,12 +112,22 @@ def latest_unfinished(base: Path, name: str) -> Path | None:
 # --------------------------------------------------------------------------- frame log
 
 
+def _repair(path: Path) -> bytes:
+    """Cut a torn last line (see ``tornlines``) and say so in the log."""
+    torn = repair_torn_tail(path)
+    if torn:
+        log.warning("%s: cut a torn last line of %d bytes (a crash mid-write): %.80r",
+                    path, len(torn), torn)
+    return torn
+
+
 class FrameLog:
     """``frames.jsonl`` written in seq order, each line flushed as it is written."""
 
     def __init__(self, folder: Path) -> None:
         self.path = folder / FRAMES_NAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.torn = _repair(self.path)  # a crash mid-line: never append onto the fragment
         self.path.touch()
         self.written = 0
 
@@ -158,6 +172,7 @@ class Journal:
     def __init__(self, folder: Path, compact_every: int = 2000) -> None:
         self.path = folder / JOURNAL_NAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.torn = _repair(self.path)
         self._fh = self.path.open("a", encoding="utf-8")
         self._lines = 0
         self.compact_every = compact_every

@@ -30,6 +30,7 @@ from typing import Any
 
 import msgpack
 
+from diffstream.live.paths import check_id
 from diffstream.pipeline.records import Arrival, Outcome, SenderHalf
 
 MAGIC = b"DSL"
@@ -54,9 +55,11 @@ class Kind(IntEnum):
     NEED = 7  # sender -> receiver: resend the reports of these seqs
     END = 8  # sender -> receiver: the stream is over
     BYE = 9  # receiver -> sender: done (answer to END)
+    REFUSED = 10  # sender -> receiver: the stream is bound to another receiver (or was taken)
 
 
-TO_RECEIVER = frozenset({Kind.FRAME, Kind.WELCOME, Kind.PONG, Kind.NEED, Kind.END})
+TO_RECEIVER = frozenset({Kind.FRAME, Kind.WELCOME, Kind.PONG, Kind.NEED, Kind.END,
+                         Kind.REFUSED})
 TO_SENDER = frozenset({Kind.HELLO, Kind.REPORT, Kind.PING, Kind.BYE})
 
 ERROR_KINDS = frozenset(
@@ -154,6 +157,11 @@ def text(max_len: int = 256) -> Checker:
     return check
 
 
+def ident(v: Any) -> Any:
+    """A stream id: it names a folder on the receiver, so no path may hide in it."""
+    return check_id(v)
+
+
 def flag(v: Any) -> Any:
     if not isinstance(v, bool):
         raise ValueError(f"must be a bool, got {type(v).__name__}")
@@ -218,7 +226,7 @@ SCHEMAS: dict[Kind, dict[str, Checker]] = {
     Kind.FRAME: FRAME_INFO,
     Kind.HELLO: {"name": text(64), "proto": integer(0, 255)},
     Kind.WELCOME: {
-        "stream_id": text(64), "scenario": mapping, "arm": text(), "epoch": _T,
+        "stream_id": ident, "scenario": mapping, "arm": text(), "epoch": _T,
         "next_seq": integer(0, _U32), "frames": integer(0, _U32), "t1": _T, "t2": _T,
         "want": seq_list, "shaping": flag,
     },
@@ -228,6 +236,7 @@ SCHEMAS: dict[Kind, dict[str, Checker]] = {
     Kind.NEED: {"seqs": seq_list},
     Kind.END: {"last_seq": integer(-1, _U32)},
     Kind.BYE: {"reason": text(256)},
+    Kind.REFUSED: {"reason": text(256)},
 }
 
 

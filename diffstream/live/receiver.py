@@ -42,6 +42,7 @@ from diffstream.errors import DiffstreamError, InputError
 from diffstream.live import protocol as P
 from diffstream.live.accounting import fate, lost_rx, make_record, report_body, unseen_info
 from diffstream.live.clock import OffsetEstimator
+from diffstream.live.gaps import GapBudget, append_gap, log_idle_s
 from diffstream.live.logs import (
     STATUS_NAME,
     FrameLog,
@@ -50,11 +51,13 @@ from diffstream.live.logs import (
     read_tail,
     write_json_atomic,
 )
+from diffstream.live.paths import default_base, stream_folder
 from diffstream.live.replay import SeqWindow
 from diffstream.live.schema import LiveScenario
 from diffstream.live.security import load_receiver_keys, want_curve
 from diffstream.live.sockets import ConnMonitor, SocketSettings, receiver_socket
 from diffstream.output.dashboard.live import Goodput, LiveDashboard
+from diffstream.output.report import FRAMES_NAME
 from diffstream.pipeline.receiver_core import ArrivedFrame, ReceiverCore
 from diffstream.pipeline.records import Arrival, FrameRecord, Outcome
 from diffstream.transport.packets import chunk_size
@@ -100,20 +103,24 @@ class Stream:
         root = rx.opts.content_root or Path.cwd()
         self.core = ReceiverCore(sc, str(root))
         self.core.open_arm(self.arm.label, self.arm.codec, self.arm.codec_options)
-        base = rx.opts.out_base or Path(sc.output.dir.replace("{name}", sc.name)) / "receiver"
-        self.folder = base / self.id
+        # our own base only: the peer's output.dir and stream id never choose a path
+        base = rx.opts.out_base or default_base(sc.name, "receiver")
+        self.folder = stream_folder(base, self.id)
         existing = StreamState.load(self.folder)
         self.state = existing or StreamState(self.id, sc.name, self.arm.label, 0.0, 0.0)
         self.state.finished = False
         self.state.save(self.folder)
+        idle = log_idle_s(self.folder / FRAMES_NAME)  # before FrameLog touches the file
         self.log = FrameLog(self.folder)
         tail = read_tail(self.log.path, self.spec.replay_window)
         self.ring: OrderedDict[int, dict[str, Any]] = OrderedDict()
         for r in tail:
             self.remember(r.seq, rx_of(r))
         self.last_seq: int | None = tail[-1].seq if tail else None
+        self.next_seq = body["next_seq"]  # where the WELCOME says the stream is
         self.last_capture: float | None = tail[-1].capture_s if tail else None
         self.resumed = bool(tail)
+        self.gaps = GapBudget(self.fps, self.max_jump, idle_s=idle if tail else 0.0)
         # the simulator's sampler. Shaped, the sender's emulated link has a known base delay
         # (the loopback or LAN under it adds well under a millisecond), as in the simulator;
         # on a real path the base delay is learnt from recent frames.
@@ -153,6 +160,7 @@ class LiveReceiver:
         self.next_status = 0.0
         self.stopping = False
         self.exit_code = 0
+        self.refused = ""  # the sender's reason when it refused our hello
         self._status: dict[str, str] = {}
 
     # ------------------------------------------------------------------ setup
@@ -222,6 +230,8 @@ class LiveReceiver:
     def _no_sender_hint(self) -> str:
         failed = self.monitor.get("auth_failures") + self.monitor.get("handshake_failures")
         msg = f"no sender answered at {self.opts.connect} within {self.opts.wait_s} s"
+        if self.refused:
+            return msg + f"; the sender refused this receiver: {self.refused}"
         if failed:
             return (msg + f"; {failed} handshakes failed: the keys do not match (is "
                     f"{self.opts.keys_dir}/sender.key the sender's public key, and this "
@@ -287,6 +297,9 @@ class LiveReceiver:
         if msg.kind is P.Kind.PONG:
             self._on_pong(msg, t_recv)
             return
+        if msg.kind is P.Kind.REFUSED:
+            self._on_refused(msg)
+            return
         st = self.stream
         if st is None or msg.session != st.session:
             self._drop("unknown_session", f"{msg.kind.name} from session {msg.session:x}")
@@ -335,12 +348,22 @@ class LiveReceiver:
             self.counts["dropped_inconsistent_probe"] += 1
 
     def _on_pong(self, msg: P.Message, t_recv: float) -> None:
-        self.sender_heard = t_recv
+        # only an answer to one of our own probes, from the stream's sender, shows that the
+        # sender still serves us (a sender that switched receivers must not keep us alive)
+        if self.stream is None or msg.session != self.stream.session:
+            self._drop("unknown_session", f"PONG from session {msg.session:x}")
+            return
+        if msg.body["t1"] in self.probes:
+            self.sender_heard = t_recv
         self._clock_sample(msg.body["t1"], msg.body["t2"], msg.sent_at, t_recv)
 
     # ------------------------------------------------------------------ welcome
     def _on_welcome(self, msg: P.Message, t_recv: float) -> None:
         body = msg.body
+        if body["t1"] not in self.probes:  # not an answer to our HELLO: a replay, or a sender
+            # trying to start streams (folders, reports) faster than we say hello
+            self._drop("unsolicited", f"WELCOME for stream {body['stream_id']!r}")
+            return
         if self.stream is None or msg.session != self.stream.session:
             self.clock = OffsetEstimator()  # a new sender process: maybe another machine
         self._clock_sample(body["t1"], body["t2"], msg.sent_at, t_recv)
@@ -362,7 +385,7 @@ class LiveReceiver:
         else:
             self.counts["reconnects"] += 1
         st.epoch = body["epoch"]
-        nxt = body["next_seq"]
+        nxt = st.next_seq = body["next_seq"]
         log.info("WELCOME: stream %s session %x next_seq %d (last logged %s), %d reports "
                  "wanted", st.id, msg.session, nxt, st.last_seq, len(body["want"]))
         if st.last_seq is not None and nxt - 1 > st.last_seq:
@@ -415,7 +438,8 @@ class LiveReceiver:
     def _on_frame(self, st: Stream, msg: P.Message, t_recv: float) -> None:
         seq, info, data = msg.seq, msg.body, msg.data
         verdict = st.window.check(seq)
-        if verdict == "new" and st.last_seq is not None and seq - st.last_seq > st.max_jump:
+        ref = st.last_seq if st.last_seq is not None else st.next_seq - 1  # first frame: vs WELCOME
+        if verdict == "new" and seq - ref > st.max_jump:
             verdict = "too_far"
         if verdict != "new":
             self._drop(verdict, f"frame {seq} (highest {st.window.highest})")
@@ -470,12 +494,14 @@ class LiveReceiver:
         base, n = st.last_seq, upto - st.last_seq - 1
         c0 = st.last_capture if st.last_capture is not None else 0.0
         step = (next_capture - c0) / (upto - base) if next_capture is not None else 1.0 / st.fps
-        first = base + 1 + max(0, n - st.max_jump)
+        first = upto - st.gaps.take(min(n, st.max_jump))  # bounded: see live/gaps.py
         if first > base + 1:
             self.counts["gap_unrecorded"] += first - base - 1
-            log.warning("%d frames before seq %d are not in this log (gap longer than "
-                        "live.max_gap_s); the sender's log accounts for them",
-                        first - base - 1, upto)
+            append_gap(st.folder, base + 1, first - 1, why)
+            log.warning("%d frames before seq %d are not in this log (gap longer than the "
+                        "stream could have lost; see gaps.jsonl); the sender's log accounts "
+                        "for them", first - base - 1, upto)
+            st.last_seq = first - 1  # a later message must not pay for this gap again
         log.info("frames %d..%d never arrived: %s", first, upto - 1, why)
         for seq in range(first, upto):
             capture = c0 + (seq - base) * step
@@ -490,6 +516,24 @@ class LiveReceiver:
                               ms_ssim=seen.ms_ssim, ssim=seen.ssim, ssim_db=seen.ssim_db)
             self.counts["frames_missing"] += 1
             self._record(st, seq, info, rx)
+
+    def _on_refused(self, msg: P.Message) -> None:
+        """The sender serves another receiver: our stream was taken over (exit 1), or our
+        HELLO was refused (keep trying; ``--wait`` gives up with the reason)."""
+        reason = msg.body["reason"]
+        st = self.stream
+        if st is not None and not st.done and msg.session == st.session:
+            self.console.print(f"receiver: the sender stopped streaming to us: {reason}",
+                               highlight=False, markup=False)
+            self.exit_code = 1
+            self._finish_stream(f"taken over: {reason}")
+            return
+        self.counts["hello_refused"] += 1
+        self.refused = reason
+        if self.counts["hello_refused"] == 1:
+            self.console.print(f"recv: the sender refused this receiver ({reason}); still "
+                               "trying", highlight=False, markup=False)
+            log.warning("the sender refused our hello: %.200s", reason)
 
     def _on_need(self, st: Stream, seqs: list[int]) -> None:
         for seq in seqs:
@@ -554,7 +598,7 @@ class LiveReceiver:
         c, mon = self.counts, self.monitor
         silent = time.monotonic() - self.sender_heard
         if self.stream is None:
-            sender = "waiting for the sender"
+            sender = f"refused: {self.refused}" if self.refused else "waiting for the sender"
         elif silent > self._peer_timeout():
             sender = f"silent {silent:.0f} s (reconnecting)"
         else:

@@ -19,7 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from diffstream.errors import ConfigError, located
 from diffstream.pipeline.compute import ComputeSpec
-from diffstream.scenario.schema import ArmSpec, Scenario, _LineMap, load_scenario
+from diffstream.scenario.load import load_scenario
+from diffstream.scenario.schema import ArmSpec, Scenario
+from diffstream.scenario.yaml_lines import _LineMap
 
 
 class LiveSpec(BaseModel):

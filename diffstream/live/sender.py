@@ -58,6 +58,7 @@ from diffstream.live.logs import (
     read_tail,
     write_json_atomic,
 )
+from diffstream.live.peers import Peer, PeerBinding
 from diffstream.live.schema import LiveScenario
 from diffstream.live.security import (
     load_sender_keys,
@@ -90,6 +91,7 @@ class SendOptions:
     wait_s: float | None = None  # give up if no receiver comes (None: wait forever)
     live_dashboard: bool = True
     console: Console | None = None
+    takeover: bool = False  # a HELLO from another receiver may take the stream over
 
 
 @dataclass
@@ -123,6 +125,7 @@ class LiveSender:
         self.ready: dict[int, FrameRecord] = {}
         self.goodput = Goodput()
         self.peer: bytes | None = None
+        self.binding = PeerBinding(takeover=opts.takeover)
         self.peer_name = ""
         self.peer_heard = -math.inf
         self.peer_ready = False  # the receiver answered the WELCOME: its stream is set up
@@ -513,11 +516,11 @@ class LiveSender:
             return
         if msg.kind is P.Kind.HELLO:
             self._on_hello(peer, parts[1], msg, t_recv)
-        elif msg.kind is P.Kind.PING:
-            self._send_to(peer, P.Kind.PONG, {"t1": msg.sent_at, "t2": t_recv})
-        elif peer != self.peer:
+        elif peer != self.peer:  # pings too: only the bound receiver may think we serve it
             self.counts["dropped_not_active_peer"] += 1
             return
+        elif msg.kind is P.Kind.PING:
+            self._send_to(peer, P.Kind.PONG, {"t1": msg.sent_at, "t2": t_recv})
         elif msg.kind is P.Kind.REPORT:
             self._on_report(msg)
         elif msg.kind is P.Kind.BYE:
@@ -527,10 +530,25 @@ class LiveSender:
             self.peer_ready = self.peer_ready or msg.kind is not P.Kind.HELLO
 
     def _on_hello(self, peer: bytes, frame: Any, msg: P.Message, t_recv: float) -> None:
-        if self.peer is not None and peer != self.peer:
+        who = Peer(peer, self._user_id(frame))
+        decision = self.binding.decide(who, self._connected)
+        if decision == "refuse":
+            self.counts["hellos_refused"] += 1
+            if self.counts["hellos_refused"] <= 5:
+                log.warning("refused a hello from %s: the stream is bound to %s",
+                            msg.body["name"] or peer.hex(), self.peer_name)
+            self._send_to(peer, P.Kind.REFUSED, {
+                "reason": "this stream is bound to another receiver (the sender allows a "
+                          "switch only with --takeover)"})
+            return
+        if decision == "takeover":
             self.counts["receiver_switches"] += 1
-        elif self.peer is not None:
+            assert self.peer is not None
+            self._send_to(self.peer, P.Kind.REFUSED, {
+                "reason": "another receiver took the stream over (sender --takeover)"})
+        elif decision != "bind":
             self.counts["receiver_reconnects"] += 1
+        self.binding.bind(who)
         key_name = self._key_name(frame)
         self.peer = peer
         self.peer_heard = t_recv
@@ -551,13 +569,32 @@ class LiveSender:
 
     def _key_name(self, frame: Any) -> str:
         """Name of the certificate the peer authenticated with (ZAP's User-Id), if any."""
+        user = self._user_id(frame)
+        return self.keys.names.get(user.encode(), "") if user and self.keys else ""
+
+    def _user_id(self, frame: Any) -> str | None:
+        """The peer's CURVE public key (ZAP's User-Id), None without CURVE."""
         if self.keys is None:
-            return ""
+            return None
         try:
-            user = frame.get("User-Id")
+            return frame.get("User-Id") or None
         except (zmq.ZMQError, AttributeError):
-            return ""
-        return self.keys.names.get(user.encode(), "") if user else ""
+            return None
+
+    def _connected(self, peer: bytes) -> bool:
+        """Is the connection ``peer`` still up? (ROUTER_MANDATORY: unknown ids fail)."""
+        if peer == self.peer and time.monotonic() - self.peer_heard < 1.0:
+            return True  # it spoke just now (a send can fail spuriously while a full pipe
+            # drains; a receiver that died and restarted has been silent for seconds)
+        try:
+            self.sock.send_multipart([peer, *P.encode(P.Kind.NEED, self.session, 0,
+                                                      time.monotonic(), {"seqs": []})],
+                                     flags=zmq.NOBLOCK)
+        except zmq.Again:
+            return True  # its queue is full, but it is there
+        except zmq.ZMQError:
+            return False
+        return True
 
     def _on_report(self, msg: P.Message) -> None:
         seq = msg.seq
@@ -623,7 +660,8 @@ class LiveSender:
             else "none",
             "reconnects": f"{c['receiver_reconnects'] + c['receiver_switches']} "
                           f"(tcp disconnects {mon.get('disconnected')}, refused handshakes "
-                          f"{mon.get('auth_failures') + mon.get('handshake_failures')})",
+                          f"{mon.get('auth_failures') + mon.get('handshake_failures')}, "
+                          f"refused hellos {c['hellos_refused']})",
             "goodput": format_rate(self.goodput.bps()),
             "shaping": "off" if self.shaper is None else
             f"trace {format_rate(self.shaper.capacity_bps(max(self.now(), 0.0)))} now, "

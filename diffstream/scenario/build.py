@@ -20,8 +20,8 @@ from diffstream.scenario.schema import (
     MarkovTrace,
     Scenario,
     StepsTrace,
-    resolve_path,
 )
+from diffstream.scenario.yaml_lines import resolve_path
 
 
 def derived_seed(seed: int, stream: str) -> int:

@@ -8,19 +8,31 @@ and raised as ``ConfigError`` (exit code 2).
 
 from __future__ import annotations
 
-import difflib
 import math
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from diffstream.control.policies import PolicySpec
-from diffstream.errors import ConfigError, located
 from diffstream.metrics.qoe import QoEWeights
 from diffstream.pipeline.compute import ComputeSpec
+
+
+def check_steps(steps: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """A steps trace's shape (the schema's validator): starts at t = 0, times increase,
+    rates are finite and >= 0 (0 is an outage) and at least one is > 0."""
+    times = [t for t, _ in steps]
+    rates = [r for _, r in steps]
+    if times[0] != 0:
+        raise ValueError(f"the first step must start at t = 0, not {times[0]:g}; e.g. "
+                         "[[0, 5.0], [10, 1.0]]")
+    if any(b <= a for a, b in zip(times, times[1:], strict=False)):
+        raise ValueError("step start times must increase")
+    if any(not math.isfinite(r) or r < 0 for r in rates):
+        raise ValueError("rates are Mbit/s and must be >= 0 (0 is an outage)")
+    if not any(r > 0 for r in rates):
+        raise ValueError("every rate is 0: the link would carry nothing; give one > 0")
+    return steps
 
 
 class _Strict(BaseModel):
@@ -49,6 +61,11 @@ class StepsTrace(_TraceCommon):
     kind: Literal["steps"]
     steps: list[tuple[float, float]] = Field(min_length=1, description="[[t_s, mbps], ...]")
     duration_s: float = Field(gt=0)
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_shape(cls, steps: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        return check_steps(steps)
 
 
 class MarkovTrace(_TraceCommon):
@@ -212,206 +229,3 @@ class Scenario(_Strict):
     @property
     def frames_per_arm(self) -> int:
         return max(1, math.floor(self.duration_s * self.frame.fps + 1e-9))
-
-
-# --------------------------------------------------------------------------- loading
-class _LineMap:
-    """Maps a pydantic error location to the YAML line of the nearest existing node."""
-
-    def __init__(self, root: yaml.Node | None) -> None:
-        self.root = root
-
-    def line_of(self, loc: tuple[Any, ...]) -> int | None:
-        node = self.root
-        line = node.start_mark.line + 1 if node is not None else None
-        for key in loc:
-            child = self._child(node, key)
-            if child is None:
-                continue  # discriminator tags and other synthetic loc parts
-            node, line = child
-        return line
-
-    @staticmethod
-    def _child(node: yaml.Node | None, key: Any) -> tuple[yaml.Node, int] | None:
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                if getattr(k, "value", None) == key:
-                    # point at the key for missing/extra errors, the value is on the same line
-                    return v, k.start_mark.line + 1
-        if isinstance(node, yaml.SequenceNode) and isinstance(key, int):
-            if 0 <= key < len(node.value):
-                child = node.value[key]
-                return child, child.start_mark.line + 1
-        return None
-
-
-def _all_field_names(model: type[BaseModel]) -> set[str]:
-    names: set[str] = set()
-    stack: list[Any] = [model]
-    seen: set[Any] = set()
-    while stack:
-        m = stack.pop()
-        if m in seen:
-            continue
-        seen.add(m)
-        if isinstance(m, type) and issubclass(m, BaseModel):
-            for name, f in m.model_fields.items():
-                names.add(name)
-                stack.extend(_models_in(f.annotation))
-    return names
-
-
-def _models_in(annotation: Any) -> Iterator[Any]:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        yield annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
-        yield from _models_in(arg)
-    meta = getattr(annotation, "__metadata__", None)
-    if meta is not None:
-        yield from _models_in(getattr(annotation, "__origin__", None))
-
-
-def _fmt_loc(loc: tuple[Any, ...], data: Any) -> str:
-    """'arms[2].policy.window', skipping discriminator tags that are not in the data."""
-    out = ""
-    node = data
-    for key in loc:
-        if isinstance(key, int) and isinstance(node, list) and 0 <= key < len(node):
-            out += f"[{key}]"
-            node = node[key]
-        elif isinstance(node, dict) and key in node:
-            out += ("." if out else "") + str(key)
-            node = node[key]
-        elif isinstance(node, dict) and key not in node and isinstance(key, str):
-            # a tag (pydantic puts the union member name in loc) or a missing/extra key
-            if node.get("kind") == key:
-                continue
-            out += ("." if out else "") + str(key)
-        else:
-            out += ("." if out else "") + str(key)
-    return out or "(top level)"
-
-
-def _hint(err: dict[str, Any], known: set[str]) -> str:
-    kind = err.get("type", "")
-    loc = err.get("loc", ())
-    last = loc[-1] if loc else None
-    if kind == "extra_forbidden" and isinstance(last, str):
-        close = difflib.get_close_matches(last, sorted(known), n=1)
-        return f"unknown key; did you mean {close[0]!r}?" if close else "unknown key; remove it"
-    if kind == "missing":
-        return "required; add it"
-    return ""
-
-
-def format_validation_error(path: Path, err: ValidationError, root: yaml.Node | None,
-                            data: Any, model: type[BaseModel] | None = None) -> str:
-    lines = _LineMap(root)
-    known = _all_field_names(model or Scenario)
-    msgs = []
-    for e in err.errors():
-        loc = tuple(e.get("loc", ()))
-        msg = e.get("msg", "invalid")
-        line_loc = loc + ("kind",) if e.get("type") == "union_tag_invalid" else loc
-        hint = _hint(e, known)
-        text = f"{_fmt_loc(loc, data)}: {msg}" + (f" ({hint})" if hint else "")
-        msgs.append(located(path, lines.line_of(line_loc), text))
-    n = len(msgs)
-    head = f"{path}: scenario has {n} error{'s' if n > 1 else ''}; see the README's Scenario schema"
-    return "\n".join([head, *msgs])
-
-
-def resolve_path(raw: str, scenario_path: Path) -> Path | None:
-    """Relative paths: the scenario's folder first, then the current directory."""
-    p = Path(raw).expanduser()
-    if p.is_absolute():
-        return p if p.exists() else None
-    for base in (scenario_path.parent, Path.cwd()):
-        cand = (base / p).resolve()
-        if cand.exists():
-            return cand
-    return None
-
-
-def read_yaml(path: Path, what: str) -> tuple[dict[str, Any], yaml.Node | None]:
-    """Parse ``path`` into (mapping, node tree for line numbers); ConfigError otherwise.
-
-    ``what`` names the kind of file in messages ("scenario", "sweep")."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: {what} file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read {what}: {exc}") from None
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(located(path, line, f"not valid YAML: {problem}")) from None
-    if not isinstance(data, dict):
-        raise ConfigError(located(path, 1, f"a {what} must be a YAML mapping of keys"))
-    return data, root
-
-
-def load_scenario(path: str | Path, model: type[Scenario] | None = None) -> tuple[Scenario, Path]:
-    """Parse and validate a scenario file. Returns the model and the scenario's path.
-
-    Raises ConfigError naming the file, line and field on any problem, including a trace
-    or content folder that does not exist. ``model``: a Scenario subclass to validate with
-    (live mode's adds a ``live:`` section).
-    """
-    path = Path(path)
-    data, root = read_yaml(path, "scenario")
-    try:
-        scenario = (model or Scenario).model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(path, exc, root, data, model)) from None
-
-    lines = _LineMap(root)
-    if isinstance(scenario.trace, FileTrace):
-        if resolve_path(scenario.trace.path, path) is None:
-            raise ConfigError(
-                located(path, lines.line_of(("trace", "path")),
-                        f"trace.path: file {scenario.trace.path!r} not found (looked next to the "
-                        f"scenario and in {Path.cwd()}); fix the path or generate the trace")
-            )
-        if scenario.trace.kind == "csv" and scenario.trace.csv_unit is None:
-            raise ConfigError(
-                located(path, lines.line_of(("trace",)),
-                        "trace.csv_unit: required for csv traces (bps, kbps or mbps)")
-            )
-    if scenario.content.source == "folder":
-        assert scenario.content.path is not None
-        if resolve_path(scenario.content.path, path) is None:
-            raise ConfigError(
-                located(path, lines.line_of(("content", "path")),
-                        f"content.path: folder {scenario.content.path!r} not found")
-            )
-    if scenario.content.source != "generated":
-        from diffstream.codecs import codec_class
-
-        for i, arm in enumerate(scenario.arms):
-            if hasattr(codec_class(arm.codec), "generate"):
-                raise ConfigError(
-                    located(path, lines.line_of(("arms", i, "codec")),
-                            f"arms[{i}].codec: {arm.codec!r} generates its frames from "
-                            f"generation requests; set content: {{source: generated}} (or use "
-                            f"a codec that compresses captured images)"))
-    if isinstance(scenario.compute.profile, str) and scenario.compute.kind == "profile":
-        from diffstream.pipeline.compute import PROFILES
-
-        if scenario.compute.profile not in PROFILES:
-            raise ConfigError(
-                located(path, lines.line_of(("compute", "profile")),
-                        f"compute.profile: unknown profile {scenario.compute.profile!r}; "
-                        f"known: {', '.join(sorted(PROFILES))}, or give per-codec costs inline")
-            )
-    return scenario, path
-
-
-def scenario_to_yaml(scenario: Scenario) -> str:
-    """The fully resolved scenario (defaults filled in), as written to the output folder."""
-    return yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False)

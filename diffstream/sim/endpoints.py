@@ -26,6 +26,7 @@ from diffstream.pipeline.receiver_core import ArrivedFrame, ReceiverCore
 from diffstream.pipeline.records import Outcome
 from diffstream.scenario.schema import Scenario
 from diffstream.sim.messages import dumps, loads
+from diffstream.sim.secure import ENV_KEY, RunKey, serve
 from diffstream.transport.wire import FrameHeader, header_size, pack_frame
 
 
@@ -69,13 +70,18 @@ class WorkerEndpoints:
                 sock.bind(ep)
         elif transport == "tcp":
             eps = []
+            key = RunKey.new()  # any local process can reach these ports: see secure.py
             for sock in (self.req, self.push, self.pull):
+                serve(sock, key)
                 port = sock.bind_to_random_port("tcp://127.0.0.1")
                 eps.append(f"tcp://127.0.0.1:{port}")
         else:
             raise ValueError(f"transport must be 'ipc' or 'tcp', not {transport!r}")
         self._log = open(log_path or os.devnull, "ab")  # noqa: SIM115 - lives with the workers
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env.pop(ENV_KEY, None)
+        if transport == "tcp":
+            env.update(key.env())
         py = [sys.executable, "-m", "diffstream.sim.workers"]
         self.procs = {
             "sender": subprocess.Popen([*py, "sender", "--endpoint", eps[0]],
@@ -87,11 +93,15 @@ class WorkerEndpoints:
         self.log_path = log_path
         hello = {"op": "hello", "scenario": scenario.model_dump(mode="json"),
                  "scenario_dir": str(scenario_dir)}
-        self._call(hello)
-        self.push.send(dumps(hello))
-        ready = self._recv(self.pull, "receiver")
-        if ready["op"] != "ready":
-            raise WorkerError(f"receiver did not start: {ready}")
+        try:
+            self._call(hello)
+            self.push.send(dumps(hello))
+            ready = self._recv(self.pull, "receiver")
+            if ready["op"] != "ready":
+                raise WorkerError(f"receiver did not start: {ready}")
+        except BaseException:  # Ctrl-C, SIGTERM or a failed start: no worker may outlive us
+            self.close(grace_s=0.0)
+            raise
         self._results: list[dict[str, Any]] = []
 
     # -- plumbing ------------------------------------------------------------------
@@ -165,18 +175,20 @@ class WorkerEndpoints:
                 return results, int(msg.get("malformed", 0))
             results.append(msg)
 
-    def close(self) -> None:
+    def close(self, grace_s: float = 5.0) -> None:
+        """Say bye and wait up to ``grace_s`` per worker, then kill it; remove the folder."""
         try:
-            if self.procs["sender"].poll() is None:
+            if grace_s > 0 and self.procs["sender"].poll() is None:
                 self.req.send(dumps({"op": "bye"}))
                 self.req.poll(2000)
-            if self.procs["receiver"].poll() is None:
-                self.push.send(dumps({"op": "bye"}))
+            if grace_s > 0 and self.procs["receiver"].poll() is None:
+                # NOBLOCK: a receiver that never connected must not hang the cleanup
+                self.push.send(dumps({"op": "bye"}), flags=zmq.NOBLOCK)
         except zmq.ZMQError:
             pass
         for p in self.procs.values():
             try:
-                p.wait(timeout=5)
+                p.wait(timeout=grace_s)
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()

@@ -18,14 +18,19 @@ from pathlib import Path
 
 from rich.console import Console
 
+from diffstream.errors import InputError, located
 from diffstream.metrics.qoe import summarise_arm
 from diffstream.netsim.trace import Trace
 from diffstream.output.dashboard.sim import Dashboard
+from diffstream.output.folders import plan_output
 from diffstream.output.report import append_frames_jsonl, write_report
 from diffstream.pipeline.compute import ComputeModel
 from diffstream.pipeline.records import ArmSummary, FrameRecord
 from diffstream.scenario.build import build_trace
-from diffstream.scenario.schema import Scenario, load_scenario, scenario_to_yaml
+from diffstream.scenario.load import load_scenario, scenario_to_yaml
+from diffstream.scenario.memory import memory_problem
+from diffstream.scenario.precheck import line_in
+from diffstream.scenario.schema import Scenario
 from diffstream.sim.arm import ArmResult, ArmSimulation
 from diffstream.sim.endpoints import Endpoints, NetworkOnlyEndpoints, WorkerEndpoints
 
@@ -40,6 +45,7 @@ class RunOptions:
     network_only_bytes: int | None = None  # fixed-size payloads instead of the codecs
     arms: list[str] | None = None  # run only these arm labels
     console: Console | None = None
+    overwrite: bool = False  # replace an output folder that already holds results
 
 
 @dataclass
@@ -65,19 +71,39 @@ def run_scenario(path: str | Path, options: RunOptions | None = None) -> RunResu
 def run_loaded(scenario: Scenario, spath: Path, opts: RunOptions) -> RunResult:
     t0 = time.perf_counter()
     console = opts.console or Console()
-    out = output_dir(scenario, opts.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    # every input is checked before anything is written (issue 17: a typo in --arms used to
+    # empty the previous run's frames.jsonl); an existing non-empty --out needs --overwrite
+    arms = [a for a in scenario.arms if not opts.arms or a.label in opts.arms]
+    if not arms:
+        raise InputError(f"--arms {','.join(opts.arms or [])}: matched none of "
+                         f"{[a.label for a in scenario.arms]}")
+    problem = memory_problem(scenario.frames_per_arm, len(arms))
+    if problem:
+        raise InputError(located(spath, line_in(spath, ("duration_s",)),
+                                 f"duration_s x frame.fps: {problem}"))
+    trace = build_trace(scenario, spath)
+    folder = plan_output(output_dir(scenario, opts.out_dir), overwrite=opts.overwrite)
+    out = folder.open()
     (out / "scenario.resolved.yaml").write_text(scenario_to_yaml(scenario), encoding="utf-8")
     frames_path = out / "frames.jsonl"
     frames_path.write_text("", encoding="utf-8")
+    try:
+        result = _run_arms(scenario, spath, opts, console, arms, trace, out, frames_path)
+    except BaseException:
+        if folder.staged:
+            console.print(f"run not finished: {folder.keep_note()}", highlight=False)
+        raise
+    folder.commit()
+    files = [folder.out / p.name for p in result[1]]
+    wall = time.perf_counter() - t0
+    console.print(f"outputs in {folder.out}/ ({', '.join(p.name for p in files)}); "
+                  f"wall {wall:.1f} s")
+    return RunResult(folder.out, result[0], result[2], files, wall)
 
-    arms = [a for a in scenario.arms if not opts.arms or a.label in opts.arms]
-    if not arms:
-        from diffstream.errors import InputError
 
-        raise InputError(f"--arms matched none of {[a.label for a in scenario.arms]}")
-
-    trace = build_trace(scenario, spath)
+def _run_arms(scenario: Scenario, spath: Path, opts: RunOptions, console: Console,
+              arms: list, trace: Trace, out: Path, frames_path: Path,
+              ) -> tuple[list[ArmSummary], list[Path], dict[str, list[FrameRecord]]]:
     stream_trace = trace.scaled(scenario.link.share)
     compute = ComputeModel(scenario.compute)
     _describe(console, scenario, trace, compute, out, live=opts.live_dashboard,
@@ -122,9 +148,7 @@ def run_loaded(scenario: Scenario, spath: Path, opts: RunOptions) -> RunResult:
 
         write_summary_csv(out / "summary.csv", summaries)
         files.append(out / "summary.csv")
-    wall = time.perf_counter() - t0
-    console.print(f"outputs in {out}/ ({', '.join(p.name for p in files)}); wall {wall:.1f} s")
-    return RunResult(out, summaries, records, files, wall)
+    return summaries, files, records
 
 
 def _summarise(scenario: Scenario, result: ArmResult) -> ArmSummary:

@@ -26,6 +26,7 @@ from diffstream.pipeline.encoder import FrameEncoder
 from diffstream.pipeline.receiver_core import ArrivedFrame, ReceiverCore
 from diffstream.scenario.schema import Scenario
 from diffstream.sim.messages import dumps, loads
+from diffstream.sim.secure import join
 
 log = logging.getLogger("diffstream.worker")
 
@@ -129,6 +130,7 @@ def run_sender(endpoint: str) -> int:
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.REP)
     sock.setsockopt(zmq.LINGER, 0)
+    join(sock)  # tcp: CURVE with the coordinator's per-run key
     sock.connect(endpoint)
     scenario, sdir = _hello(sock, reply=True)
     worker = SenderWorker(scenario, sdir)
@@ -151,9 +153,11 @@ def run_receiver(inbound: str, outbound: str) -> int:
     ctx = zmq.Context.instance()
     pull = ctx.socket(zmq.PULL)
     pull.setsockopt(zmq.LINGER, 0)
+    join(pull)
     pull.connect(inbound)
     push = ctx.socket(zmq.PUSH)
     push.setsockopt(zmq.LINGER, 5000)
+    join(push)
     push.connect(outbound)
     scenario, sdir = _hello(pull, reply=False)
     worker = ReceiverWorker(scenario, sdir)

@@ -28,7 +28,8 @@ import yaml
 from pydantic import ValidationError
 
 from diffstream.errors import ConfigError, InputError, located
-from diffstream.scenario.schema import FileTrace, Scenario, _LineMap, read_yaml, resolve_path
+from diffstream.scenario.schema import FileTrace, Scenario
+from diffstream.scenario.yaml_lines import _LineMap, read_yaml, resolve_path
 from diffstream.sweep.schema import Sweep, TraceFiles, format_errors
 
 #: Bump when the meaning of a run's identity changes (invalidates --resume of old folders).

@@ -30,11 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from diffstream.control.policies import PolicySpec
 from diffstream.errors import ConfigError, located
-from diffstream.scenario.schema import (
-    ArmSpec,
-    ConstantTrace,
-    MarkovTrace,
-    StepsTrace,
+from diffstream.scenario.schema import ArmSpec, ConstantTrace, MarkovTrace, StepsTrace
+from diffstream.scenario.yaml_lines import (
     _all_field_names,
     _fmt_loc,
     _hint,

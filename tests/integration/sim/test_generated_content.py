@@ -18,7 +18,8 @@ import pytest
 from diffstream.codecs import CodecError, Encoded, register_codec
 from diffstream.codecs.base import GenerationRequest
 from diffstream.content.sources import GeneratedSequence, make_source
-from diffstream.scenario.schema import ConfigError, load_scenario
+from diffstream.errors import ConfigError
+from diffstream.scenario.load import load_scenario
 from diffstream.sim.workers import ReceiverWorker, SenderWorker
 from diffstream.transport.packets import packetize
 from diffstream.transport.wire import FrameHeader, pack_frame

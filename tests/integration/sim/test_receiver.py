@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from diffstream.codecs import create_codec
-from diffstream.scenario.schema import load_scenario
+from diffstream.scenario.load import load_scenario
 from diffstream.sim.endpoints import WorkerEndpoints
 from diffstream.sim.messages import dumps
 from diffstream.sim.workers import ReceiverWorker

@@ -11,7 +11,7 @@ from rich.console import Console
 from diffstream.cli import run
 from diffstream.output.report import read_frames_jsonl
 from diffstream.pipeline.records import NETWORK_COLUMNS
-from diffstream.scenario.schema import load_scenario
+from diffstream.scenario.load import load_scenario
 from diffstream.sim.endpoints import WorkerError
 from diffstream.sim.session import RunOptions, run_loaded, run_scenario
 from tests.conftest import ROOT, tiny_scenario
@@ -82,10 +82,14 @@ def test_playback_mode_runs(tmp_path: Path) -> None:
 def test_worker_failure_is_reported(tmp_path: Path) -> None:
     path = tiny_scenario(tmp_path, arms=[{"codec": "jpeg", "codec_options": {"bogus": 1},
                                           "policy": {"kind": "fixed", "bpp": 1.0}}])
-    sc, spath = load_scenario(path)
+    # a scenario file gets its codec_options checked before any worker starts (exit 2)...
+    assert run([str(path), "--no-dashboard"]) == 2
+    # ...so a worker failure needs a scenario that bypassed the file checks
+    good, spath = load_scenario(tiny_scenario(tmp_path))
+    arm = good.arms[0].model_copy(update={"codec_options": {"bogus": 1}})
+    sc = good.model_copy(update={"arms": [arm]})
     with pytest.raises(WorkerError, match="bogus"):
         run_loaded(sc, spath, RunOptions(live_dashboard=False, console=quiet()))
-    assert run([str(path), "--no-dashboard"]) == 1
 
 
 def test_cli_writes_outputs_and_respects_arm_filter(tmp_path: Path) -> None:

@@ -216,7 +216,7 @@ def test_shipped_weights_compress_a_photo_crop():
 def test_receiver_shows_the_prefix_that_beat_the_deadline(folder, tmp_path):
     """A DiffC frame cut off by its deadline: the receiver decodes the steps that arrived
     and logs which step it reached (the simulator's ReceiverWorker, real DiffC bytes)."""
-    from diffstream.scenario.schema import load_scenario
+    from diffstream.scenario.load import load_scenario
     from diffstream.sim.workers import ReceiverWorker
     from diffstream.transport.packets import packetize
     from diffstream.transport.wire import FrameHeader, pack_frame

@@ -17,7 +17,7 @@ from diffstream.pipeline.records import (
     Outcome,
 )
 from diffstream.pipeline.sender_core import LinkState, SenderCore, delivery_report
-from diffstream.scenario.schema import load_scenario
+from diffstream.scenario.load import load_scenario
 from diffstream.transport.packets import wire_bytes_for_payload
 from tests.conftest import tiny_scenario
 

@@ -8,7 +8,7 @@ import pytest
 
 from diffstream.cli import run
 from diffstream.errors import ConfigError
-from diffstream.scenario.schema import load_scenario
+from diffstream.scenario.load import load_scenario
 from diffstream.sweep.plan import load_plan
 from diffstream.sweep.schema import is_sweep_file
 

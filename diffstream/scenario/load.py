@@ -1,0 +1,84 @@
+"""Loading a scenario file: YAML -> validated ``Scenario`` with file:line errors, the checks
+that need more than the schema (``scenario.precheck``), and the resolved YAML written with
+every run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from diffstream.errors import ConfigError, located
+from diffstream.scenario.schema import FileTrace, Scenario
+from diffstream.scenario.yaml_lines import (
+    _LineMap,
+    format_validation_error,
+    read_yaml,
+    resolve_path,
+)
+
+
+def load_scenario(path: str | Path, model: type[Scenario] | None = None) -> tuple[Scenario, Path]:
+    """Parse and validate a scenario file. Returns the model and the scenario's path.
+
+    Raises ConfigError naming the file, line and field on any problem, including a trace
+    or content folder that does not exist. ``model``: a Scenario subclass to validate with
+    (live mode's adds a ``live:`` section).
+    """
+    path = Path(path)
+    data, root = read_yaml(path, "scenario")
+    try:
+        scenario = (model or Scenario).model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(path, exc, root, data, model)) from None
+
+    lines = _LineMap(root)
+    if isinstance(scenario.trace, FileTrace):
+        if resolve_path(scenario.trace.path, path) is None:
+            raise ConfigError(
+                located(path, lines.line_of(("trace", "path")),
+                        f"trace.path: file {scenario.trace.path!r} not found (looked next to the "
+                        f"scenario and in {Path.cwd()}); fix the path or generate the trace")
+            )
+        if scenario.trace.kind == "csv" and scenario.trace.csv_unit is None:
+            raise ConfigError(
+                located(path, lines.line_of(("trace",)),
+                        "trace.csv_unit: required for csv traces (bps, kbps or mbps)")
+            )
+    if scenario.content.source == "folder":
+        assert scenario.content.path is not None
+        if resolve_path(scenario.content.path, path) is None:
+            raise ConfigError(
+                located(path, lines.line_of(("content", "path")),
+                        f"content.path: folder {scenario.content.path!r} not found")
+            )
+    if scenario.content.source != "generated":
+        from diffstream.codecs import codec_class
+
+        for i, arm in enumerate(scenario.arms):
+            if hasattr(codec_class(arm.codec), "generate"):
+                raise ConfigError(
+                    located(path, lines.line_of(("arms", i, "codec")),
+                            f"arms[{i}].codec: {arm.codec!r} generates its frames from "
+                            f"generation requests; set content: {{source: generated}} (or use "
+                            f"a codec that compresses captured images)"))
+    if isinstance(scenario.compute.profile, str) and scenario.compute.kind == "profile":
+        from diffstream.pipeline.compute import PROFILES
+
+        if scenario.compute.profile not in PROFILES:
+            raise ConfigError(
+                located(path, lines.line_of(("compute", "profile")),
+                        f"compute.profile: unknown profile {scenario.compute.profile!r}; "
+                        f"known: {', '.join(sorted(PROFILES))}, or give per-codec costs inline")
+            )
+    from diffstream.scenario.precheck import check_inputs
+
+    check_inputs(scenario, path, lines)  # content, codec_options, trace: before any worker
+    return scenario, path
+
+
+def scenario_to_yaml(scenario: Scenario) -> str:
+    """The fully resolved scenario (defaults filled in), as written to the output folder."""
+    return yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False)

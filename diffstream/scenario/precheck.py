@@ -1,0 +1,153 @@
+"""Checks of a scenario's inputs that the schema cannot make, done before any worker starts.
+
+Before these, an empty content folder, a file that is not an image, an unknown scikit-image
+photo or an unknown ``codec_options`` key surfaced only inside a worker process, 7-13 s and
+a gigabyte of model loading later, as exit 1 without a line number. Each is now a
+``ConfigError`` (exit 2) naming the scenario file, the line and the field:
+
+- content: scikit-image photo names against the offline list; a folder is opened the way
+  the workers open it (every image's header is parsed);
+- ``codec_options``: validated against the codec's own constructor (its keyword parameters,
+  following ``**options`` up the class hierarchy and into an inner codec, and their type
+  hints where they resolve), so an unknown key or a value of the wrong type is caught with
+  the codec's list of options, without building the codec (which may load weights);
+- synthetic traces are built (cheap), so an impossible one fails here, not at run time.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from diffstream.errors import ConfigError, DiffstreamError, located
+
+
+def check_inputs(scenario: Any, path: Path, lines: Any) -> None:
+    """Raise ConfigError for the first input problem; ``lines``: config._LineMap."""
+    _check_content(scenario, path, lines)
+    for i, arm in enumerate(scenario.arms):
+        _check_codec_options(i, arm.codec, arm.codec_options, path, lines)
+    _check_trace(scenario, path, lines)
+
+
+def line_in(path: Path, loc: tuple[Any, ...]) -> int | None:
+    """The line of ``loc`` in the YAML file ``path`` (None when it cannot be read)."""
+    from diffstream.scenario.yaml_lines import _LineMap, read_yaml
+
+    try:
+        return _LineMap(read_yaml(path, "scenario")[1]).line_of(loc)
+    except (DiffstreamError, OSError):
+        return None
+
+
+# --------------------------------------------------------------------------- content
+def _check_content(scenario: Any, path: Path, lines: Any) -> None:
+    from diffstream.content.sources import SKIMAGE_OFFLINE, FolderSequence
+    from diffstream.scenario.yaml_lines import resolve_path
+
+    c = scenario.content
+    if c.source == "skimage" and c.photos is not None:
+        if not c.photos:
+            raise ConfigError(located(path, lines.line_of(("content", "photos")),
+                                      "content.photos: empty; list photo names or remove it"))
+        for j, name in enumerate(c.photos):
+            if name not in SKIMAGE_OFFLINE:
+                raise ConfigError(located(
+                    path, lines.line_of(("content", "photos", j)),
+                    f"content.photos[{j}]: unknown scikit-image photo {name!r} (or one that "
+                    f"needs a download); choose from {', '.join(sorted(SKIMAGE_OFFLINE))}"))
+    if c.source == "folder" and c.path:
+        folder = resolve_path(c.path, path)
+        line = lines.line_of(("content", "path"))
+        if folder is None:
+            return  # load_scenario reports a missing folder itself
+        try:
+            FolderSequence(folder, scenario.frame.width, scenario.frame.height)
+        except DiffstreamError as exc:
+            raise ConfigError(located(path, line, f"content.path: {exc}")) from None
+
+
+# --------------------------------------------------------------------------- codec options
+def codec_parameters(cls: type) -> dict[str, tuple[Any, Any]] | None:
+    """Keyword options a codec class's constructor accepts: name -> (function, parameter).
+
+    ``**options`` is followed up the MRO; a class with ``inner_name`` that forwards to an
+    inner codec (the BADiff baselines) gets that codec's options. None: cannot tell (a
+    ``**options`` that goes somewhere else), so any key is accepted.
+    """
+    from diffstream.codecs import codec_class
+
+    out: dict[str, tuple[Any, Any]] = {}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        if klass is object:
+            break
+        var_kw = False
+        for name, p in list(inspect.signature(init).parameters.items())[1:]:
+            if p.kind is p.VAR_KEYWORD:
+                var_kw = True
+            elif p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                out.setdefault(name, (init, p))
+        if not var_kw:
+            return out
+    inner = getattr(cls, "inner_name", None)
+    if isinstance(inner, str) and inner != getattr(cls, "name", None):
+        inner_params = codec_parameters(codec_class(inner))
+        return None if inner_params is None else {**inner_params, **out}
+    return None
+
+
+def _check_codec_options(i: int, codec: str, options: dict[str, Any], path: Path,
+                         lines: Any) -> None:
+    from diffstream.codecs import codec_class
+
+    if not options:
+        return
+    params = codec_parameters(codec_class(codec))
+    if params is None:
+        return
+    for key, value in options.items():
+        where = located(path, lines.line_of(("arms", i, "codec_options", key)),
+                        f"arms[{i}].codec_options.{key}")
+        if key not in params:
+            known = ", ".join(sorted(params)) or "none"
+            raise ConfigError(f"{where}: {codec!r} has no option {key!r}; its options: {known}")
+        func, param = params[key]
+        hint = _hint(func, key)
+        if hint is None:
+            continue
+        try:
+            TypeAdapter(hint).validate_python(value)
+        except ValidationError as exc:
+            first = exc.errors()[0].get("msg", "invalid")
+            raise ConfigError(f"{where}: {first} (expected {_describe(hint)})") from None
+
+
+def _hint(func: Any, name: str) -> Any | None:
+    try:
+        hint = typing.get_type_hints(func).get(name)
+    except Exception:  # an annotation that does not resolve: no type check, keys only
+        return None
+    return None if hint is Any else hint
+
+
+def _describe(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+# --------------------------------------------------------------------------- trace
+def _check_trace(scenario: Any, path: Path, lines: Any) -> None:
+    if scenario.trace.kind not in ("constant", "steps"):
+        return  # files: the loaders raise TraceFormatError with the file's own line
+    from diffstream.scenario.build import build_trace
+
+    try:
+        build_trace(scenario, path)
+    except ValueError as exc:
+        raise ConfigError(located(path, lines.line_of(("trace",)), f"trace: {exc}")) from None
