@@ -36,7 +36,9 @@ from diffstream.transport.wire import FrameHeader, WireError, header_size, pack_
 
 log = logging.getLogger("diffstream.worker")
 
-PARENT = os.getppid()  # the coordinator; checked while waiting for messages
+# the coordinator; checked while waiting for messages. Its pid comes in the environment:
+# a coordinator killed while we were still importing has already made getppid() 1
+PARENT = int(os.environ.get("DIFFSTREAM_COORDINATOR_PID") or os.getppid())
 CALIBRATION_BPP = (0.1, 0.15, 0.25, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
 GREY = 128  # what the viewer sees before the first frame arrives
 
