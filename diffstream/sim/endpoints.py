@@ -78,7 +78,7 @@ class WorkerEndpoints:
         else:
             raise ValueError(f"transport must be 'ipc' or 'tcp', not {transport!r}")
         self._log = open(log_path or os.devnull, "ab")  # noqa: SIM115 - lives with the workers
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", DIFFSTREAM_COORDINATOR_PID=str(os.getpid()))
         env.pop(ENV_KEY, None)
         if transport == "tcp":
             env.update(key.env())

@@ -30,7 +30,9 @@ from diffstream.sim.secure import join
 
 log = logging.getLogger("diffstream.worker")
 
-PARENT = os.getppid()  # the coordinator; checked while waiting for messages
+# the coordinator; checked while waiting for messages. Its pid comes in the environment:
+# a coordinator killed while we were still importing has already made getppid() 1
+PARENT = int(os.environ.get("DIFFSTREAM_COORDINATOR_PID") or os.getppid())
 
 
 # --------------------------------------------------------------------------- sender

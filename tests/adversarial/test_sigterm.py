@@ -75,3 +75,21 @@ def test_sigterm_keeps_finished_arms(tmp_path: Path) -> None:
     assert frames.read_bytes().count(b"\n") == 200  # the finished arm, whole
     assert wait_for(lambda: _gone(workers), 10)
     assert list(tmp.iterdir()) == []
+
+
+@pytest.mark.slow  # waits for the orphans to finish importing torch: 5-15 s
+def test_sigkill_while_the_workers_start_leaves_no_worker(tmp_path: Path) -> None:
+    """SIGKILL gives no chance to clean up, so the workers must notice on their own, even
+    when the coordinator died before they had finished importing (getppid() was then
+    already 1 when they looked, and they waited forever)."""
+    p, tmp, _ = _start(tmp_path)
+    try:
+        assert wait_for(lambda: len(psutil.Process(p.pid).children()) == 2, 30)
+        workers = psutil.Process(p.pid).children()
+        p.kill()  # the coordinator only, not its process group
+        p.wait(10)
+        assert wait_for(lambda: _gone(workers), 60), "orphaned workers never exited"
+    finally:
+        for w in workers if "workers" in locals() else []:
+            if w.is_running():
+                w.kill()
