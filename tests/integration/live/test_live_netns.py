@@ -95,20 +95,22 @@ def test_two_hosts_shaped_stream_logs_agree(tmp_path: Path, hosts: NetnsPair) ->
     records = read_frames_jsonl(sdir / "frames.jsonl")
     assert len(records) == 144 and agreement.compared_fully == 144
     # shaping: the trace's rate is in the records, and the emulated delay in every latency
-    slow = [r for r in records if 3.0 <= r.capture_s < 4.45]
+    # the shaper starts the trace at frame 0's capture (as the simulator does): trace time
+    c0 = records[0].capture_s
+    slow = [r for r in records if 3.0 <= r.capture_s - c0 < 4.45]
     assert len(slow) > 20
     mean_capacity = statistics.mean(r.capacity_bps for r in slow)  # whole 1500 B chances
     assert abs(mean_capacity - 150e3) < 0.25 * 150e3, mean_capacity
     assert all(r.latency_s >= 0.025 for r in records if r.shown)
     # the link never carried more than the slow step allows (plus one queue of slack)
-    t0 = 3.0
+    t0 = 3.0 + c0
     window = [r for r in records if r.first_arrival_s is not None
               and t0 + 0.3 <= r.first_arrival_s < t0 + 1.5]
     carried = sum(r.delivered_bytes for r in window)
     assert carried <= 150e3 / 8 * 1.2 * 1.25 + 1500, carried
     # and the rate policy saw it through the receiver's reports
-    fast = [r.budget_bits for r in records if 2.0 <= r.capture_s < 3.0]
-    late_slow = [r.budget_bits for r in records if 3.8 <= r.capture_s < 4.5]
+    fast = [r.budget_bits for r in records if 2.0 <= r.capture_s - c0 < 3.0]
+    late_slow = [r.budget_bits for r in records if 3.8 <= r.capture_s - c0 < 4.5]
     assert statistics.median(late_slow) < 0.8 * statistics.median(fast)
 
 
