@@ -21,7 +21,6 @@ from typing import Any
 from diffstream.pipeline.records import (
     ARRIVAL_FIELDS,
     OUTCOME_FIELDS,
-    RECEIVER_FIELDS,
     SENDER_FIELDS,
     Arrival,
     FrameRecord,
@@ -29,8 +28,6 @@ from diffstream.pipeline.records import (
     SenderHalf,
 )
 
-SENDER_KEYS = SENDER_FIELDS
-RECEIVER_KEYS = RECEIVER_FIELDS
 # what a REPORT carries beside the receiver's half of the record
 REPORT_EXTRAS: dict[str, Any] = {"throughput_bps": None, "buffer_s": 0.0,
                                  "offset_err_s": None, "rtt_s": None}

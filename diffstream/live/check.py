@@ -16,9 +16,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from diffstream.live.accounting import RECEIVER_KEYS, fate
+from diffstream.live.accounting import fate
 from diffstream.output.report import FRAMES_NAME, read_frames_jsonl
-from diffstream.pipeline.records import FrameRecord
+from diffstream.pipeline.records import RECEIVER_FIELDS, FrameRecord
 
 
 @dataclass
@@ -107,7 +107,7 @@ def compare(sender: list[FrameRecord], receiver: list[FrameRecord]) -> Agreement
             out.compared_fully += 1
             names = a.to_dict().keys()
         elif reported(a):  # a gap frame the receiver reported: its half must match
-            names = RECEIVER_KEYS
+            names = RECEIVER_FIELDS
         else:
             continue
         for name in names:

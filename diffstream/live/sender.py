@@ -114,7 +114,6 @@ class LiveSender:
             raise InputError("the oracle policy needs shaping (--shape or live.shaping: true)")
         self.fps = scenario.frame.fps
         self.interval = 1.0 / self.fps
-        self.pixels = scenario.frame.pixels
         self.target_s = scenario.mode.target_latency_ms / 1000.0  # type: ignore[union-attr]
         duration = opts.duration_s if opts.duration_s is not None else scenario.duration_s
         self.n_frames = max(1, math.floor(duration * self.fps + 1e-9))

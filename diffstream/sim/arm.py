@@ -21,7 +21,6 @@ from diffstream.control.feedback import ThroughputEstimator, report_time
 from diffstream.control.policies.base import Observation, OracleView
 from diffstream.netsim.link import FrameTransfer
 from diffstream.netsim.trace import Trace
-from diffstream.pipeline.compute import ComputeModel
 from diffstream.pipeline.encoder import ArmInfo, EncodedFrame
 from diffstream.pipeline.playout import PlaybackBuffer
 from diffstream.pipeline.records import Arrival, FrameRecord, Outcome, SenderHalf
@@ -51,10 +50,8 @@ class ArmSimulation:
         self.arm = arm
         self.trace = stream_trace
         self.ep = endpoints
-        self.compute = ComputeModel(scenario.compute)
         self.fps = scenario.frame.fps
         self.interval = 1.0 / self.fps
-        self.pixels = scenario.frame.pixels
         self.delay = scenario.link.delay_ms / 1000.0
         fb = scenario.link.feedback_delay_ms
         self.fb_delay = (fb if fb is not None else scenario.link.delay_ms) / 1000.0
