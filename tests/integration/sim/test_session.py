@@ -119,7 +119,7 @@ def test_lte_trace_twice_same_network_columns(tmp_path: Path) -> None:
     sc, _ = load_scenario(ROOT / "scenarios" / "lte_trace.yaml")
     assert len(recs) == len(sc.arms) * sc.frames_per_arm
     # the scenario is tuned so chosen budgets cross the codecs' working range
-    adaptive = [r.budget_bits / (128 * 128) for r in recs if r.policy in ("rate", "mpc")]
+    adaptive = [r.budget_bits / sc.frame.pixels for r in recs if r.policy in ("rate", "mpc")]
     assert min(adaptive) < 0.3 and max(adaptive) > 1.5
 
 

@@ -67,6 +67,15 @@ def test_shipped_scenarios_validate(name: str) -> None:
         raise
 
 
+def test_default_scenario_shows_generative_codecs() -> None:
+    """The first thing a user runs compares the project's generative codec with the classics."""
+    sc, _ = load_scenario(ROOT / "scenarios" / "lte_trace.yaml")
+    codecs = {a.codec for a in sc.arms}
+    assert {"gic", "lic"} <= codecs and {"jpeg", "webp"} <= codecs
+    gic_policies = {a.policy.kind for a in sc.arms if a.codec == "gic"}
+    assert {"rate", "mpc"} <= gic_policies
+
+
 def test_unknown_key_names_line_field_and_suggestion(tmp_path: Path) -> None:
     msg = error_of(write(tmp_path, GOOD.replace("      window: 3", "      windw: 3")))
     assert "s.yaml:13:" in msg
