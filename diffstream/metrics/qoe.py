@@ -1,4 +1,4 @@
-"""Session-level quality of experience: freezes, stalls and one QoE number per arm.
+"""Session-level quality of experience: freezes, pauses, stalls and the QoE presets per arm.
 
 Definitions (the README quotes these):
 
@@ -23,13 +23,34 @@ nothing has ``stalled_fraction = 1``.
 charged before a frame played (Pensieve's and Sabre's rebuffer time). ``freezes`` = number
 of records with ``stall_s > 0``; ``freeze_s`` = sum of ``stall_s``.
 
+**WebRTC counters, both modes** (``freeze_count``, ``total_freezes_duration_s``, ``pauses``,
+``total_pauses_duration_s``). The freeze rule above on the display timeline of either mode,
+with WebRTC's pause rule added: an interval longer than 5 s is a pause, not a freeze, and
+does not enter the averaging window (W3C webrtc-stats ``pauseCount``: "paused if time
+passed since last rendered frame exceeds 5 seconds"; libwebrtc ``VideoQualityObserver``
+skips freeze detection and the window while ``is_paused_``). The boundary intervals follow
+the same rule, so a session that shows nothing for more than 5 s is one pause. In playback
+the display timeline starts when playback starts (derived from the first shown frame:
+``display_k = start + k / fps + sum of stall_s up to k``) and lasts ``duration_s`` plus the
+rebuffer time. Interactive ``freezes``/``freeze_s`` stay as defined above (a gap over 5 s
+is one freeze there), so ``freeze_count`` differs from ``freezes`` only by pauses.
+
+**Ratios.** ``rebuffer_ratio`` = stall time / (play time + stall time): playback
+``freeze_s / (duration_s + freeze_s)``; interactive the stalled time lies inside the
+session, ``freeze_s / duration_s``. ``stalled_pct`` = 100 x (freeze + pause time by the
+WebRTC counters) / the display timeline's length.
+
 **Per-slot quality.** ``Q_k`` = the chosen metric (``psnr_db`` or ``ssim_db``) of what the
 viewer saw in slot ``k``. The session fills in stale-frame scores, so a missing score means
 nothing had been shown yet: the summary means skip such slots, while the QoE counts them
 as ``Q_k = 0 dB``.
 
-**QoE** (Pensieve's linear structure, quality minus smoothness minus rebuffer penalties,
-normalised per slot so arms of different lengths compare)::
+**QoE.** ``qoe`` is the scenario's preset (``qoe: {preset: ...}``, default ``diffstream``);
+``qoe_<preset>`` holds every preset, the chosen one with the scenario's options, the others
+with their published defaults. The presets, their formulas and sources, and how a frame
+slot maps to an ABR chunk are in :mod:`diffstream.metrics.qoe_presets`. ``diffstream``
+(Pensieve's linear structure with quality in dB, normalised per slot so arms of different
+lengths compare)::
 
     QoE = mean_k Q_k - switch_weight * mean_k |Q_k - Q_{k-1}| - stall_weight * stalled_fraction
     stalled_fraction = freeze_s / duration_s
@@ -47,67 +68,93 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
+from diffstream.metrics.qoe_presets import (
+    DiffstreamQoE,
+    QoEPreset,
+    QoEWeights,
+    SlotTrace,
+    diffstream_score,
+    score_all,
+)
 from diffstream.pipeline.records import ArmSummary, FrameRecord
+
+__all__ = [
+    "FREEZE_AVG_WINDOW", "FREEZE_MIN_INCREASE_S", "PAUSE_S", "QoEWeights", "arm_freezes",
+    "qoe_score", "ssim_to_db", "summarise_arm", "webrtc_events", "webrtc_freezes",
+]
 
 #: libwebrtc's minimum increase over the average interval for a freeze (kMinIncreaseForFreezeMs).
 FREEZE_MIN_INCREASE_S = 0.150
 #: libwebrtc's averaging window of inter-frame delays (frames).
 FREEZE_AVG_WINDOW = 30
-
-
-class QoEWeights(BaseModel):
-    """Weights of the linear QoE; defaults put one second-in-fifty of stalling at 1 dB."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    metric: Literal["psnr", "ssim_db"] = "psnr"  # per-slot quality Q_k (dB)
-    switch_weight: float = 1.0  # dB of QoE lost per dB of quality change between slots
-    stall_weight: float = 50.0  # dB of QoE lost per unit of stalled fraction of the session
+#: W3C webrtc-stats ``pauseCount``: no frame rendered for more than 5 s is a pause.
+PAUSE_S = 5.0
 
 
 def _is_freeze(delta: float, avg: float) -> bool:
     return delta > max(3.0 * avg, avg + FREEZE_MIN_INCREASE_S)
 
 
-def webrtc_freezes(
-    display_s: Sequence[float], nominal_interval_s: float, start_s: float, end_s: float
-) -> list[tuple[float, float]]:
-    """Freezes as WebRTC counts them, as ``(start, duration)`` pairs in display time.
+def webrtc_events(
+    display_s: Sequence[float], nominal_interval_s: float, start_s: float, end_s: float,
+    pause_s: float = PAUSE_S,
+) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """(freezes, pauses) as WebRTC counts them, ``(start, duration)`` pairs in display time.
 
-    See the module docstring for the rule and the boundary intervals.
+    An interval longer than ``pause_s`` is a pause: not a freeze, and it stays out of the
+    averaging window. See the module docstring for the rule and the boundary intervals.
     """
     times = sorted(t for t in display_s if t is not None and math.isfinite(t))
-    if not times:
-        span = end_s - start_s
-        return [(start_s, span)] if span > 0 else []
     freezes: list[tuple[float, float]] = []
+    pauses: list[tuple[float, float]] = []
+
+    def judge(at: float, delta: float, avg: float) -> bool:
+        """Record the interval if it is a pause or a freeze; True when it was a pause."""
+        if delta > pause_s:
+            pauses.append((at, delta))
+            return True
+        if _is_freeze(delta, avg):
+            freezes.append((at, delta))
+        return False
+
+    if not times:  # nothing shown: the whole span is one freeze (or one pause)
+        span = end_s - start_s
+        if span > 0:
+            (pauses if span > pause_s else freezes).append((start_s, span))
+        return freezes, pauses
     window: deque[float] = deque(maxlen=FREEZE_AVG_WINDOW)
 
     def avg() -> float:
         return sum(window) / len(window) if window else nominal_interval_s
 
     lead = times[0] - start_s
-    if lead > 0 and _is_freeze(lead, avg()):
-        freezes.append((start_s, lead))
+    if lead > 0:
+        judge(start_s, lead, avg())
     for prev, cur in zip(times[:-1], times[1:], strict=True):
         delta = cur - prev
-        if _is_freeze(delta, avg()):
-            freezes.append((prev, delta))
-        window.append(delta)
+        if not judge(prev, delta, avg()):
+            window.append(delta)
     tail = end_s - times[-1]
-    if tail > 0 and _is_freeze(tail, avg()):
-        freezes.append((times[-1], tail))
-    return freezes
+    if tail > 0:
+        judge(times[-1], tail, avg())
+    return freezes, pauses
 
 
-def qoe_score(q: Sequence[float], stalled_fraction: float, weights: QoEWeights) -> float:
-    """Linear QoE of per-slot qualities ``q`` (dB); see the module docstring."""
-    qa = np.asarray(q, dtype=float)
-    mean_q = float(qa.mean()) if qa.size else 0.0
-    switch = float(np.abs(np.diff(qa)).mean()) if qa.size > 1 else 0.0
-    return mean_q - weights.switch_weight * switch - weights.stall_weight * stalled_fraction
+def webrtc_freezes(
+    display_s: Sequence[float], nominal_interval_s: float, start_s: float, end_s: float
+) -> list[tuple[float, float]]:
+    """Freezes as WebRTC counts them, as ``(start, duration)`` pairs in display time, with
+    no pause rule (a gap of any length is a freeze): the interactive ``freezes`` column.
+
+    See the module docstring for the rule and the boundary intervals.
+    """
+    return webrtc_events(display_s, nominal_interval_s, start_s, end_s, pause_s=math.inf)[0]
+
+
+def qoe_score(q: Sequence[float], stalled_fraction: float, weights: DiffstreamQoE) -> float:
+    """The ``diffstream`` QoE of per-slot qualities ``q`` (dB); see the module docstring."""
+    return diffstream_score(q, stalled_fraction, weights)
 
 
 def _finite(x: float | None) -> bool:
@@ -149,6 +196,44 @@ def arm_freezes(
     return len(found), float(sum(d for _, d in found))
 
 
+def display_window(
+    records: Sequence[FrameRecord], *, mode: Literal["interactive", "playback"], fps: float,
+    duration_s: float,
+) -> tuple[float, float]:
+    """(start, end) of the viewer's display timeline (module docstring, WebRTC counters)."""
+    recs = sorted(records, key=lambda r: r.seq)
+    first = recs[0]
+    if mode == "interactive":
+        lag = first.deadline_s - first.capture_s if first.deadline_s is not None else 0.0
+        start = first.capture_s + lag
+        return start, start + duration_s
+    rebuffer = 0.0
+    start = None
+    for r in recs:  # display_k = start + (k - k0) / fps + rebuffering charged up to k
+        rebuffer += r.stall_s or 0.0
+        if start is None and r.shown and r.display_s is not None:
+            start = r.display_s - (r.seq - first.seq) / fps - rebuffer
+    total = float(sum(r.stall_s or 0.0 for r in recs))
+    if start is None:
+        start = first.capture_s  # nothing played: only the length matters
+    return start, start + duration_s + total
+
+
+def slot_rates_kbps(records: Sequence[FrameRecord], fps: float) -> list[float]:
+    """Delivered bitrate of what the viewer saw per slot: the shown frame's payload bits
+    (a prefix counts prefix_step / codec_steps of them) times fps, repeated while stale."""
+    out = []
+    bits = 0.0  # nothing shown yet
+    for r in sorted(records, key=lambda r: r.seq):
+        if r.shown:
+            frac = 1.0
+            if r.partial and r.prefix_step is not None and r.codec_steps > 0:
+                frac = min(1.0, r.prefix_step / r.codec_steps)
+            bits = 8.0 * r.payload_bytes * frac
+        out.append(bits * fps / 1000.0)
+    return out
+
+
 def summarise_arm(
     records: Sequence[FrameRecord],
     *,
@@ -156,11 +241,12 @@ def summarise_arm(
     fps: float,
     pixels: int,
     duration_s: float,
-    weights: QoEWeights,
+    weights: QoEPreset,
     offered_bytes: float,
 ) -> ArmSummary:
     """Reduce one arm's frame log to the numbers the comparison table shows.
 
+    ``weights`` is the scenario's ``qoe`` spec (any preset; the name predates presets).
     ``pixels`` is accepted so every caller passes the same context; ``bpp`` is already per
     frame in the records. Raises ``ValueError`` for an empty log (the arm has no name).
     """
@@ -184,11 +270,20 @@ def summarise_arm(
         missed = sum(1 for r in recs if (r.stall_s and r.stall_s > 0) or not r.shown)
 
     freezes, freeze_s = arm_freezes(recs, mode=mode, fps=fps, duration_s=duration_s)
-    stalled_fraction = freeze_s / duration_s if duration_s > 0 else 0.0
+    start, end = display_window(recs, mode=mode, fps=fps, duration_s=duration_s)
+    found, paused = webrtc_events([r.display_s for r in shown if r.display_s is not None],
+                                  1.0 / fps, start, end)
+    frozen_s = float(sum(d for _, d in found))
+    paused_s = float(sum(d for _, d in paused))
+    if mode == "playback":
+        rebuffer_ratio = freeze_s / (duration_s + freeze_s) if duration_s + freeze_s > 0 else 0.0
+    else:
+        rebuffer_ratio = freeze_s / duration_s if duration_s > 0 else 0.0
 
-    def slot_q(r: FrameRecord) -> float:
-        v = r.psnr_db if weights.metric == "psnr" else r.ssim_db
-        return float(v) if _finite(v) else 0.0
+    trace = SlotTrace(psnr_db=[r.psnr_db for r in recs], ssim=[r.ssim for r in recs],
+                      ssim_db=[r.ssim_db for r in recs], rate_kbps=slot_rates_kbps(recs, fps),
+                      stall_s=freeze_s, duration_s=duration_s, fps=fps)
+    scores = score_all(trace, weights)
 
     not_skipped = [r.bpp for r in recs if not r.skipped]
     delivered = float(sum(r.delivered_bytes for r in recs))
@@ -212,5 +307,17 @@ def summarise_arm(
         mean_bpp=_mean(not_skipped),
         delivered_kbps=delivered * 8.0 / duration_s / 1000.0 if duration_s > 0 else 0.0,
         utilisation=delivered / offered_bytes if offered_bytes > 0 else 0.0,
-        qoe=qoe_score([slot_q(r) for r in recs], stalled_fraction, weights),
+        qoe=scores[weights.preset],
+        qoe_preset=weights.preset,
+        qoe_diffstream=scores["diffstream"],
+        qoe_pensieve_lin=scores["pensieve-lin"],
+        qoe_pensieve_log=scores["pensieve-log"],
+        qoe_pensieve_hd=scores["pensieve-hd"],
+        qoe_puffer=scores["puffer"],
+        rebuffer_ratio=rebuffer_ratio,
+        stalled_pct=100.0 * (frozen_s + paused_s) / (end - start) if end > start else 0.0,
+        freeze_count=len(found),
+        total_freezes_duration_s=frozen_s,
+        pauses=len(paused),
+        total_pauses_duration_s=paused_s,
     )

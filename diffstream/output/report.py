@@ -143,9 +143,18 @@ def _best(values: list[float], better: str | None) -> float | None:
     return max(finite) if better == "max" else min(finite)
 
 
+def _caption(summaries: Sequence[ArmSummary]) -> str:
+    """Which QoE the QoE column is, and where the rest is (the table keeps its width)."""
+    presets = " / ".join(sorted({s.qoe_preset for s in summaries})) or "–"
+    return (f"QoE: the {presets} preset. summary.csv has every preset, the rebuffer ratio "
+            "and WebRTC freeze and pause counts")
+
+
 def comparison_table(summaries: Sequence[ArmSummary], *, title: str = "") -> Table:
-    """Arms as rows, the best value of each column in bold green (ties all highlighted)."""
-    table = Table(title=title or None, header_style="bold", show_lines=False)
+    """Arms as rows, the best value of each column in bold green (ties all highlighted); the
+    caption names the QoE preset."""
+    table = Table(title=title or None, caption=_caption(summaries), header_style="bold",
+                  show_lines=False)
     table.add_column("arm", style="cyan", no_wrap=True)
     table.add_column("codec")
     table.add_column("policy")

@@ -216,7 +216,19 @@ class ArmSummary:
     mean_bpp: float
     delivered_kbps: float
     utilisation: float  # delivered bits / capacity offered while the sender had data queued
-    qoe: float
+    qoe: float  # the scenario's preset (qoe_preset); every preset below (metrics.qoe_presets)
+    qoe_preset: str
+    qoe_diffstream: float
+    qoe_pensieve_lin: float
+    qoe_pensieve_log: float
+    qoe_pensieve_hd: float
+    qoe_puffer: float
+    rebuffer_ratio: float  # stall time / (play time + stall time)
+    stalled_pct: float  # % of the display timeline frozen or paused (WebRTC rules)
+    freeze_count: int  # WebRTC freezeCount on the display timeline, both modes (no pauses)
+    total_freezes_duration_s: float
+    pauses: int  # WebRTC pauseCount: display gaps > 5 s (not freezes)
+    total_pauses_duration_s: float
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

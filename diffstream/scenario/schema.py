@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from diffstream.control.policies import PolicySpec
-from diffstream.metrics.qoe import QoEWeights
+from diffstream.metrics.qoe_presets import DiffstreamQoE, QoESpec, with_default_preset
 from diffstream.pipeline.compute import ComputeSpec
 
 
@@ -214,9 +214,14 @@ class Scenario(_Strict):
     link: LinkSpec = LinkSpec()
     compute: ComputeSpec = ComputeSpec()
     max_bpp: float = Field(4.0, gt=0, description="cap on any budget, bits per pixel")
-    qoe: QoEWeights = QoEWeights()
+    qoe: QoESpec = DiffstreamQoE()
     arms: list[ArmSpec] = Field(min_length=1)
     output: OutputSpec = OutputSpec()
+
+    @field_validator("qoe", mode="before")
+    @classmethod
+    def _qoe_preset(cls, value: object) -> object:
+        return with_default_preset(value)  # `qoe: {metric, ...}` without a preset: diffstream
 
     @model_validator(mode="after")
     def _unique_arm_names(self) -> Scenario:

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from diffstream.errors import ConfigError, located
+from diffstream.metrics.qoe_presets import DEFAULT_PRESET
 from diffstream.scenario.yamlguard import check_expansion
 
 
@@ -76,13 +77,19 @@ def _models_in(annotation: Any) -> Iterator[Any]:
         yield from _models_in(getattr(annotation, "__origin__", None))
 
 
+def _is_tag(node: dict[str, Any], key: Any) -> bool:
+    """Is ``key`` the union tag pydantic put in a loc for this mapping? Unions are told apart
+    by ``kind``, or by ``qoe``'s ``preset`` (``diffstream`` when the mapping has none)."""
+    return node.get("kind") == key or node.get("preset", DEFAULT_PRESET) == key
+
+
 def _fmt_loc(loc: tuple[Any, ...], data: Any) -> str:
     """'arms[2].policy.window', skipping discriminator tags that are not in the data."""
     out = ""
     node = data
     tagged: set[int] = set()
     for key in loc:
-        if isinstance(node, dict) and node.get("kind") == key and id(node) not in tagged:
+        if isinstance(node, dict) and _is_tag(node, key) and id(node) not in tagged:
             tagged.add(id(node))  # the union tag (trace.steps is also a field of 'steps')
             continue
         if isinstance(key, int) and isinstance(node, list) and 0 <= key < len(node):
@@ -93,7 +100,7 @@ def _fmt_loc(loc: tuple[Any, ...], data: Any) -> str:
             node = node[key]
         elif isinstance(node, dict) and key not in node and isinstance(key, str):
             # a tag (pydantic puts the union member name in loc) or a missing/extra key
-            if node.get("kind") == key:
+            if _is_tag(node, key):
                 continue
             out += ("." if out else "") + str(key)
         else:
@@ -106,6 +113,8 @@ def _hint(err: dict[str, Any], known: set[str]) -> str:
     loc = err.get("loc", ())
     last = loc[-1] if loc else None
     if kind == "extra_forbidden" and isinstance(last, str):
+        if last in known:  # e.g. switch_weight under qoe: {preset: puffer}
+            return "valid elsewhere (another section, kind or preset), not here; remove or move it"
         close = difflib.get_close_matches(last, sorted(known), n=1)
         return f"unknown key; did you mean {close[0]!r}?" if close else "unknown key; remove it"
     if kind == "missing":
@@ -125,10 +134,11 @@ def format_validation_error(path: Path, err: ValidationError, root: yaml.Node | 
     for e in err.errors():
         loc = tuple(e.get("loc", ()))
         msg = e.get("msg", "invalid")
-        line_loc = loc + ("kind",) if e.get("type") == "union_tag_invalid" else loc
+        if e.get("type") == "union_tag_invalid":  # name the tag key: 'qoe.preset', 'trace.kind'
+            loc = loc + (str((e.get("ctx") or {}).get("discriminator", "kind")).strip("'"),)
         hint = _hint(e, known)
         text = f"{_fmt_loc(loc, data)}: {msg}" + (f" ({hint})" if hint else "")
-        msgs.append(located(path, lines.line_of(line_loc), text))
+        msgs.append(located(path, lines.line_of(loc), text))
     n = len(msgs)
     head = f"{path}: scenario has {n} error{'s' if n > 1 else ''}; see the README's Scenario schema"
     return "\n".join([head, *msgs])

@@ -39,7 +39,8 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from diffstream.metrics.qoe import QoEWeights, summarise_arm, webrtc_freezes
+from diffstream.metrics.qoe import summarise_arm, webrtc_freezes
+from diffstream.metrics.qoe_presets import DiffstreamQoE
 from diffstream.output.report import comparison_table
 from diffstream.pipeline.records import ArmSummary, FrameRecord
 
@@ -662,7 +663,7 @@ def render_text_sample(*, width: int = 110, frames_per_arm: int = 300) -> str:
                     fps=10.0,
                     pixels=4096,
                     duration_s=frames_per_arm / 10.0,
-                    weights=QoEWeights(),
+                    weights=DiffstreamQoE(),
                     offered_bytes=float(sum(r.capacity_bps for r in recs) / 8 / 10.0),
                 )
             )

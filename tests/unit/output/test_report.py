@@ -65,6 +65,18 @@ def _summary(arm: str, **kw: float) -> ArmSummary:
         delivered_kbps=40.0,
         utilisation=0.8,
         qoe=20.0,
+        qoe_preset="diffstream",
+        qoe_diffstream=20.0,
+        qoe_pensieve_lin=0.2,
+        qoe_pensieve_log=-0.5,
+        qoe_pensieve_hd=0.6,
+        qoe_puffer=11.0,
+        rebuffer_ratio=0.05,
+        stalled_pct=5.0,
+        freeze_count=1,
+        total_freezes_duration_s=0.5,
+        pauses=0,
+        total_pauses_duration_s=0.0,
     )
     base.update(kw)
     return ArmSummary(**base)  # type: ignore[arg-type]
@@ -136,6 +148,9 @@ def test_comparison_table_lists_every_arm_and_highlights_best() -> None:
     assert "21.50" in text and "1 / 0.50" in text and "–" in text
     table = comparison_table(rows)
     assert [c.header for c in table.columns][:4] == ["arm", "codec", "policy", "PSNR dB"]
+    assert "QoE: the diffstream preset" in str(table.caption)
+    puffer = comparison_table([_summary("a/x", qoe_preset="puffer")])
+    assert "QoE: the puffer preset" in str(puffer.caption)
 
     def column(header: str) -> list[tuple[str, bool]]:
         """(plain text, highlighted) per row, through rich's public Column.cells."""
