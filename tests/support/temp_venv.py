@@ -10,10 +10,11 @@ and the diffstream that ``TempVenv.pip_install`` puts into ``root`` is the one i
 venv's own site-packages comes first). Commands run with ``PYTHONPATH`` removed, from the
 folder the caller gives (an empty one: nothing of the checkout is on the path).
 
-Used by ``tests/integration/install/`` (the wheel install of diffstream). A test that
-installs another package into the same venv (the example plugin package) takes the
-``diffstream_venv`` fixture: ``from tests.support.temp_venv import diffstream_venv`` in the
-test module, then ``diffstream_venv.pip_install(path)``.
+Used by ``tests/integration/install/`` (the wheel install of diffstream), whose conftest
+imports the session-scoped ``diffstream_venv`` fixture. A test there that installs another
+package into the same venv (the example plugin package) takes that fixture and calls
+``diffstream_venv.pip_install(copy_source(path, tmp), cwd=tmp)``; elsewhere, import the
+fixture into the test module or build one with ``make_overlay_venv``.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def copy_source(src: Path, dest: Path) -> Path:
     return dest
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def diffstream_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TempVenv]:
     """An overlay venv with this checkout's diffstream installed non-editable (from a
     copy). Fails the test with pip's output when the install fails."""

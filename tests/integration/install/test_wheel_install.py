@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.temp_venv import TempVenv, diffstream_venv  # noqa: F401 (the fixture)
+from tests.support.temp_venv import TempVenv
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +23,7 @@ def _arms(summary: Path) -> list[str]:
         return [row["arm"] for row in csv.DictReader(fh)]
 
 
-def test_installed_package_is_the_wheel_not_the_checkout(diffstream_venv: TempVenv,  # noqa: F811
+def test_installed_package_is_the_wheel_not_the_checkout(diffstream_venv: TempVenv,
                                                          tmp_path: Path) -> None:
     out = diffstream_venv.run([diffstream_venv.python, "-c",
                                "import diffstream, pathlib; "
@@ -35,7 +35,7 @@ def test_installed_package_is_the_wheel_not_the_checkout(diffstream_venv: TempVe
     assert (where.parent / "examples" / "traces" / "lte_like.down").is_file()
 
 
-def test_run_example_from_an_empty_folder(diffstream_venv: TempVenv,  # noqa: F811
+def test_run_example_from_an_empty_folder(diffstream_venv: TempVenv,
                                           tmp_path: Path) -> None:
     cli = diffstream_venv.bin("diffstream")
     done = diffstream_venv.run([cli, "run", "--example", "lte_trace", "--no-dashboard",
@@ -48,7 +48,7 @@ def test_run_example_from_an_empty_folder(diffstream_venv: TempVenv,  # noqa: F8
     assert "lte_trace" in bad.stderr  # the message lists the examples
 
 
-def test_examples_copied_out_run_and_are_not_overwritten(diffstream_venv: TempVenv,  # noqa: F811
+def test_examples_copied_out_run_and_are_not_overwritten(diffstream_venv: TempVenv,
                                                          tmp_path: Path) -> None:
     cli = diffstream_venv.bin("diffstream")
     done = diffstream_venv.run([cli, "examples", "--out", "ex"], cwd=tmp_path)
