@@ -1,5 +1,6 @@
-"""``python -m diffstream run SCENARIO [options]`` (same options as run_sim.py), and live mode:
-``send``, ``recv`` and ``keys`` (see docs/live.md)."""
+"""``python -m diffstream run SCENARIO [options]`` (same options as run_sim.py),
+``examples`` (copy the shipped scenarios out), and live mode: ``send``, ``recv`` and ``keys``
+(see docs/live.md)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from diffstream import cli
 
 USAGE = """usage: python -m diffstream COMMAND ...
   run SCENARIO [options]              simulate a scenario (see run --help)
+  run --example NAME [options]        simulate a scenario shipped with diffstream
+  examples [--out DIR] [--list]       copy the shipped scenarios and traces into DIR
   send --scenario S [--bind EP]       live: stream to a receiver (see send --help)
   recv --connect tcp://HOST:PORT      live: receive a stream (see recv --help)
   keys [--out keys]                   live: create CURVE certificates"""
@@ -22,11 +25,13 @@ def main(argv: list[str] | None = None) -> int:
     cmd, rest = argv[0], argv[1:]
     if cmd == "run":
         return cli.run(rest, prog="python -m diffstream run")
+    if cmd == "examples":
+        return cli.examples(rest)
     if cmd in {"send", "recv", "keys"}:
         from diffstream.live import cli as live_cli
 
         return getattr(live_cli, cmd)(rest)
-    print(f"unknown command {cmd!r}; available: run, send, recv, keys", file=sys.stderr)
+    print(f"unknown command {cmd!r}; available: run, examples, send, recv, keys", file=sys.stderr)
     return 2
 
 

@@ -21,8 +21,12 @@ from diffstream.sim.signals import EXIT_TERMINATED, Terminated, sigterm_as_inter
 def build_parser(prog: str = "run_sim.py") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog, description="Simulate streaming a frame sequence over a trace-driven link.")
-    p.add_argument("scenario", help="scenario YAML, e.g. scenarios/lte_trace.yaml, or a sweep "
-                                    "YAML, e.g. scenarios/sweep_lte.yaml")
+    p.add_argument("scenario", nargs="?",
+                   help="scenario YAML, e.g. scenarios/lte_trace.yaml, or a sweep YAML, e.g. "
+                        "scenarios/sweep_lte.yaml")
+    p.add_argument("--example", metavar="NAME",
+                   help="run a scenario shipped with diffstream instead of a file, e.g. "
+                        "lte_trace (`diffstream examples --list` lists them)")
     p.add_argument("--out", type=Path, help="output folder (default: the scenario's output.dir)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the results already in the output folder (once this run "
@@ -57,8 +61,25 @@ def run(argv: list[str] | None = None, prog: str = "run_sim.py") -> int:
     return EXIT_TERMINATED if terminated() else rc
 
 
+def _scenario_arg(args: argparse.Namespace) -> str | Path:
+    """The scenario file: the positional path, or the shipped example ``--example`` names."""
+    from diffstream.errors import InputError
+    from diffstream.scenario.examples import example_path
+
+    if args.example is not None:
+        if args.scenario is not None:
+            raise InputError(f"give a scenario file or --example, not both (got "
+                             f"{args.scenario!r} and --example {args.example!r})")
+        return example_path(args.example)
+    if args.scenario is None:
+        raise InputError("no scenario: give a scenario YAML (e.g. scenarios/lte_trace.yaml) "
+                         "or --example NAME (e.g. --example lte_trace)")
+    return args.scenario
+
+
 def _run(args: argparse.Namespace, console: Console, err: Console) -> int:
     try:
+        args.scenario = _scenario_arg(args)
         from diffstream.sweep.cli import reject_sweep_options, run_sweep_command
         from diffstream.sweep.schema import is_sweep_file
 
@@ -89,6 +110,38 @@ def _run(args: argparse.Namespace, console: Console, err: Console) -> int:
         what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
         err.print(f"{what}: arms already finished are in frames.jsonl")
         return EXIT_TERMINATED if isinstance(exc, Terminated) else 130
+    return 0
+
+
+def examples(argv: list[str] | None = None, prog: str = "diffstream examples") -> int:
+    """``diffstream examples [--out DIR] [--overwrite] [--list]``: copy the shipped example
+    scenarios and traces into DIR (to edit and run), or list them."""
+    from diffstream.scenario.examples import copy_examples
+    from diffstream.scenario.examples import examples as shipped
+
+    p = argparse.ArgumentParser(
+        prog=prog, description="Copy the example scenarios and traces shipped with diffstream "
+                               "into a folder, or list them.")
+    p.add_argument("--out", type=Path, default=Path("diffstream-examples"),
+                   help="folder to copy them into (default: diffstream-examples)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace example files already in the folder (without it they are "
+                        "refused and nothing is copied)")
+    p.add_argument("--list", action="store_true", help="list the examples; copy nothing")
+    args = p.parse_args(argv)
+    err = Console(stderr=True)
+    try:
+        if args.list:
+            for ex in shipped():
+                print(f"{ex.name:18s} {ex.description}")
+            return 0
+        written = copy_examples(args.out, overwrite=args.overwrite)
+    except DiffstreamError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    print(f"copied {len(written)} files into {args.out}/ "
+          f"(scenarios, and the traces they use in {args.out}/traces/)")
+    print(f"run one: diffstream run {args.out / 'lte_trace.yaml'}")
     return 0
 
 

@@ -127,3 +127,9 @@ class ComputeModel:
             return "measured on this machine"
         name = self.spec.profile if isinstance(self.spec.profile, str) else "inline"
         return f"device profile '{name}'"
+
+
+# The paper-derived GPU profiles (rtx4090-paper, a40-paper): device_profiles.py, docs/compute.md.
+from diffstream.pipeline.device_profiles import PAPER_PROFILES  # noqa: E402 (uses ProfileCost)
+
+PROFILES.update(PAPER_PROFILES)
