@@ -21,6 +21,10 @@ Making the files (on a machine with internet, once)::
     torch.save(DISTS().state_dict(), "dists.pth")
     EOF
 
+For a ``.safetensors`` file use ``safetensors.torch.save_model(model, "x.safetensors")``
+instead of ``torch.save`` (it drops LPIPS's duplicate names for shared tensors; ``lin0`` and
+``lins.0`` are one tensor, and either name is enough here).
+
 (``lpips.LPIPS(net=...)`` fetches the torchvision ImageNet trunk and adds the calibrated
 linear layers shipped inside the lpips package; ``DISTS()`` fetches torchvision's VGG16 and
 reads the alpha/beta weights that DISTS_pytorch installs.) Then
@@ -43,7 +47,7 @@ Inputs: recon and orig, N x H x W x 3 uint8 RGB (paired). Output: N float64 dist
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -81,10 +85,35 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
-def _load_into(module: nn.Module, path: Path, what: str) -> nn.Module:
-    """Fill every tensor of module from the file at path, or raise ConfigError saying why."""
+def _fill_aliases(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Give every name of a shared tensor the file's tensor under any of its names.
+
+    LPIPS holds each linear layer twice (``lin0`` and ``lins.0``); safetensors files keep
+    one name per tensor (``safetensors.torch.save_model`` drops the others).
+    """
+    groups: dict[int, list[str]] = {}
+    for name, tensor in module.state_dict(keep_vars=True).items():
+        groups.setdefault(id(tensor), []).append(name)
+    for names in groups.values():
+        present = [n for n in names if n in state]
+        for n in names:
+            if present and n not in state:
+                state[n] = state[present[0]]
+
+
+def _load_into(build: Callable[[], nn.Module], path: Path, what: str) -> nn.Module:
+    """The network from build(), every tensor taken from the file at path (else ConfigError).
+
+    The network is built on the meta device (shapes only) and the file's tensors are
+    assigned into it: nothing is initialised only to be overwritten (AlexNet's and VGG's
+    random initialisation takes seconds), and a tensor the file lacks cannot survive as a
+    random one.
+    """
     state = _read_state_dict(path)
+    with torch.device("meta"):
+        module = build()
     expected = module.state_dict()
+    _fill_aliases(module, state)
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
@@ -98,7 +127,12 @@ def _load_into(module: nn.Module, path: Path, what: str) -> nn.Module:
                 parts.append(f"{label}: {', '.join(items[:5])}{more}")
         raise ConfigError(f"{path}: tensors do not match the {what} network ("
                           + "; ".join(parts) + ")")
-    module.load_state_dict(state, strict=True)
+    state = {k: v.to(expected[k].dtype) for k, v in state.items()}  # e.g. a float16 file
+    module.load_state_dict(state, strict=True, assign=True)
+    left = [name for name, t in [*module.named_parameters(), *module.named_buffers()]
+            if t.is_meta]
+    if left:  # a tensor outside the state_dict (non-persistent): would be garbage
+        raise RuntimeError(f"{what}: tensors not set from the state_dict: {left}")
     return module.eval().requires_grad_(False)
 
 
@@ -157,11 +191,13 @@ def load_lpips(path: str | Path, net: str = "alex", *,
         raise ConfigError(f"lpips net must be one of {', '.join(LPIPS_NETS)}, got {net!r}")
     import lpips
 
-    with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=`
-        warnings.simplefilter("ignore", UserWarning)
-        module = lpips.LPIPS(pretrained=False, net=net, pnet_rand=True, verbose=False)
+    def build() -> nn.Module:
+        with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=`
+            warnings.simplefilter("ignore", UserWarning)
+            return lpips.LPIPS(pretrained=False, net=net, pnet_rand=True, verbose=False)
+
     path = Path(path)
-    return PerceptualMetric(f"lpips-{net}", _load_into(module, path, f"LPIPS ({net})"), path,
+    return PerceptualMetric(f"lpips-{net}", _load_into(build, path, f"LPIPS ({net})"), path,
                             signed=True, device=device)
 
 
@@ -196,9 +232,8 @@ class Dists(nn.Module):
         super().__init__()
         from torchvision.models.vgg import cfgs, make_layers
 
-        # VGG16's feature layers, as torchvision numbers them, randomly initialised: the
-        # weights come from the file. (vgg16(weights=None) would also build and initialise
-        # the 120M-parameter classifier, which takes seconds and is thrown away.)
+        # VGG16's feature layers, as torchvision numbers them (vgg16(weights=None) would
+        # also build the 120M-parameter classifier, only to throw it away)
         features = make_layers(cfgs["D"], batch_norm=False)
         bounds = ((0, 4), (5, 9), (10, 16), (17, 23), (24, 30))
         pools = {4: 64, 9: 128, 16: 256, 23: 512}  # VGG's max-pools become L2 pooling
@@ -247,5 +282,5 @@ class Dists(nn.Module):
 def load_dists(path: str | Path, *, device: str | torch.device | None = None) -> PerceptualMetric:
     """DISTS with the weights in the file at path (see the module docstring)."""
     path = Path(path)
-    return PerceptualMetric("dists", _load_into(Dists(), path, "DISTS"), path, signed=False,
+    return PerceptualMetric("dists", _load_into(Dists, path, "DISTS"), path, signed=False,
                             device=device)
