@@ -1,54 +1,59 @@
 """Distribution-level realism metrics that need no learnt weights: SWD and a spectral ratio.
 
-Inputs are sets of images, N x H x W x 3 uint8 RGB arrays (all images of a set the same size).
+Inputs are sets of images, N x H x W x 3 uint8 RGB arrays (all images the same size).
+docs/metrics.md explains the numbers and the measured scales.
 
 Sliced Wasserstein distance (Karras et al. 2018, "Progressive Growing of GANs", App. D)
 ---------------------------------------------------------------------------------------
-Each image is split into a Laplacian pyramid (5-tap binomial filter, as ``cv2.pyrDown``/
-``cv2.pyrUp``) whose coarsest level is the first with a side below 32 px, i.e. levels of
-side >= ``min_resolution`` (16), finest first (64 px crops: 64, 32, 16). At every level
-``patches_per_image`` (128) 7 x 7 x 3 neighbourhoods are taken at random, seeded positions,
-each a 147-vector. Each colour channel of the descriptors is normalised to zero mean and
-unit standard deviation, the SWD between the two descriptor sets is the mean over
-``projections`` (512) random unit directions of the 1-D Wasserstein-1 distance between the
-projected sets, and it is reported x 1e3 like the paper. ``value`` is the mean over levels.
+Each image becomes a Laplacian pyramid (5-tap binomial filter, as ``cv2.pyrDown`` /
+``cv2.pyrUp``) with one level per side >= ``min_resolution`` (16) px, halving, finest first
+(64 px crops: 64, 32, 16; the last level is the low-pass residual). At every level
+``patches_per_image`` (128) 7 x 7 x 3 neighbourhoods are cut at seeded random positions,
+each a 147-vector; each colour channel is normalised to zero mean and unit std; the SWD of
+the two descriptor sets is the mean over ``projections`` (512) random unit directions of the
+1-D Wasserstein-1 distance of the projections, x 1e3 as in the paper. ``value`` is the mean
+over levels.
 
-Where this differs from the reference code (``sliced_wasserstein.py`` of
+Differences from the reference code (``sliced_wasserstein.py`` in
 tkarras/progressive_growing_of_gans), on purpose:
 
-- Normalisation: the reference normalises each set with its own per-channel mean and std.
-  Here the default (``normalise="joint"``) uses the mean and std of the union of both sets,
-  so that a codec that only lowers contrast or fine-detail energy (blur) is not normalised
-  away; ``normalise="separate"`` gives the reference behaviour.
-- Patch positions are drawn per image index from the seed and shared by both sets, so a set
-  compared with itself gives exactly 0 and paired sets (a reconstruction and its original)
-  are compared at the same places, which lowers the sampling noise. The positions do not
-  depend on the content, so the estimand is unchanged.
-- Sets may differ in size: the 1-D distances are then the exact W1 between the two empirical
-  quantile functions (the reference requires equal sizes).
-- Sets are small (tens to hundreds of images rather than 16384), so the SWD of two disjoint
-  sets of real images is well above 0: ``swd_floor`` measures that floor.
+- Normalisation: the reference normalises each set by its own per-channel mean and std.
+  The default here (``normalise="joint"``) uses the statistics of the union of both sets,
+  so that a codec that only lowers contrast or detail energy is not normalised away;
+  ``normalise="separate"`` is the reference behaviour.
+- Patch positions are drawn per image index and shared by both sets (the reference draws
+  them independently), so a set against itself gives exactly 0, and a reconstruction is
+  compared with its original at the same places (less sampling noise). Positions do not
+  depend on content, so the quantity estimated is the same.
+- The 512 directions are drawn in one block (the reference: 4 repeats of 128); the mean
+  over directions is the same thing.
+- Sets may differ in size: the 1-D distance is then the exact W1 of the two empirical
+  quantile functions (the reference needs equal sizes).
+- Sets are small (tens to hundreds of images, not 16384), so two disjoint sets of real
+  images are far from 0 apart: ``swd_floor`` measures that, and ``swd_unpaired`` scores a
+  codec at the same split, so that a perfect codec scores exactly the floor.
 
-Bootstrap CI. Images are resampled with replacement (jointly by index when both sets have
-the same size, so paired sets stay paired), keeping the patches, the normalisation and the
-projection directions fixed. For speed each resample's 1-D distances are computed from
-per-image cumulative counts on a grid of ``bootstrap_grid`` pooled quantiles per direction
-(a matrix product per resample) instead of re-sorting. Resampling duplicates images, which
-raises a distance that has a positive floor, so the percentile interval of the bootstrap
-values sits above the statistic; the reported interval is that bootstrap distribution
-shifted so that its median falls on ``value`` (and clipped at 0): it gives the spread due to
-the choice of images, not a bias correction. Its width is what to read.
+Bootstrap CI: images are resampled with replacement (jointly by index when the sets have
+the same size, so that paired sets stay paired), keeping patches, normalisation and
+directions fixed. Each resample's distances come from per-image cumulative counts on a grid
+of ``bootstrap_grid`` (64) pooled quantiles for the first ``bootstrap_projections`` (64)
+directions, a matrix product per resample instead of a sort. Resampling duplicates images,
+which raises a distance with a positive floor, so the bootstrap distribution sits above the
+statistic; the reported 95 % interval is its 2.5-97.5 % range shifted so that its median
+falls on ``value`` (clipped at 0). It is the spread due to the choice of images (with the
+patches drawn), not a bias correction.
 
 Spectral ratio
 --------------
-``spectral_ratio`` compares the radially averaged power spectra of paired reconstructions
-and originals (mean removed, 2-D Hann window, power summed over RGB and over the set) in
-octave bands of radial frequency (cycles/pixel) below Nyquist: (0.25, 0.5], (0.125, 0.25],
-..., down to the lowest frequency the size resolves. ``per_octave`` lists recon/orig power
-per band, coarsest first; ``ratio`` is recon/orig power over the top two octaves together,
-(0.125, 0.5] cycles/pixel (wavelengths of 2-8 px), where codecs lose detail (< 1: blur) or
-invent texture or noise (> 1). Frequencies beyond Nyquist along the diagonal (r > 0.5) are
-left out so that the bands stay isotropic.
+``spectral_ratio`` compares the radial power spectra of paired reconstructions and
+originals (per image and channel: mean removed, 2-D Hann window; power summed over RGB and
+the set) in octave bands of radial frequency in cycles/pixel, (0.25, 0.5], (0.125, 0.25],
+... down to the coarsest band the size resolves (5 bands at 64 px). ``per_octave`` is
+recon/orig power per band, coarsest first. ``ratio`` is recon/orig power over the top two
+octaves together, (0.125, 0.5] cycles/pixel (periods of 2-8 px), where codecs lose detail
+(< 1: blur) or invent texture or noise (> 1). Diagonal frequencies past Nyquist (r > 0.5)
+are left out so that the bands stay isotropic. A band where the original has no power reads
+1.0 if the reconstruction has none either, else inf.
 """
 
 from __future__ import annotations
@@ -374,9 +379,11 @@ def _octave_power(images: np.ndarray, octaves: int) -> np.ndarray:
     """Total power (summed over images and RGB) per octave band, coarsest first."""
     n, h, w, _ = images.shape
     window = np.outer(np.hanning(h), np.hanning(w))[None, :, :, None]
-    x = images.astype(np.float64)
-    x = (x - x.mean(axis=(1, 2), keepdims=True)) * window
-    power = (np.abs(np.fft.fft2(x, axes=(1, 2))) ** 2).sum(axis=(0, 3))  # H x W
+    power = np.zeros((h, w))
+    for start in range(0, n, 16):  # 16 images at a time: bounds memory on large frames
+        x = images[start : start + 16].astype(np.float64)
+        x = (x - x.mean(axis=(1, 2), keepdims=True)) * window
+        power += (np.abs(np.fft.fft2(x, axes=(1, 2))) ** 2).sum(axis=(0, 3))  # H x W
     radius = np.hypot(*np.meshgrid(np.fft.fftfreq(h), np.fft.fftfreq(w), indexing="ij"))
     out = np.empty(octaves)
     for k in range(octaves):  # band k (finest k = 0): (0.5 / 2**(k+1), 0.5 / 2**k]
