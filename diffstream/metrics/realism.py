@@ -164,7 +164,8 @@ def _descriptors(level: np.ndarray, ys: np.ndarray, xs: np.ndarray, per_image: i
                  patch: int) -> np.ndarray:
     """M x C x patch x patch neighbourhoods; descriptor m comes from image m // per_image."""
     windows = np.lib.stride_tricks.sliding_window_view(level, (patch, patch), axis=(1, 2))
-    return windows[np.arange(len(ys)) // per_image, ys, xs]  # N x h' x w' x C x p x p view
+    # windows: an N x h' x w' x C x p x p view; indexing copies out the M patches
+    return windows[np.arange(len(ys)) // per_image, ys, xs]
 
 
 def _normalise(da: np.ndarray, db: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
@@ -220,9 +221,11 @@ def _w1_sorted(sa: np.ndarray, sb: np.ndarray) -> np.ndarray:
 
 def _cumulative_counts(order: np.ndarray, svals: np.ndarray, edges: np.ndarray, per_image: int,
                        n_images: int) -> np.ndarray:
-    """C[i, d, g] = fraction of all descriptors that are image i's and <= edges[d, g].
+    """C[i, d, g] = the fraction of image i's descriptors whose projection on direction d
+    is <= edges[d, g].
 
-    order/svals: D x M argsort and sorted projections of one set; edges: D x G, sorted.
+    order/svals: D x M argsort and sorted projections of one set (descriptor m belongs to
+    image m // per_image); edges: D x G, sorted.
     """
     d_count, m = svals.shape
     g_count = edges.shape[1]
@@ -241,7 +244,7 @@ def _cumulative_counts(order: np.ndarray, svals: np.ndarray, edges: np.ndarray, 
     hist = np.bincount(index.ravel(), minlength=n_images * d_count * (g_count + 1))
     hist = hist.reshape(n_images, d_count, g_count + 1)
     # a value <= edges[g] iff fewer than g+1 edges lie strictly below it: bin <= g
-    return (np.cumsum(hist, axis=2)[:, :, :g_count] / m).astype(np.float32)
+    return (np.cumsum(hist, axis=2)[:, :, :g_count] / per_image).astype(np.float32)
 
 
 def _bootstrap_level(pa: np.ndarray, pb: np.ndarray, na: int, nb: int, weights_a: np.ndarray,
@@ -256,8 +259,8 @@ def _bootstrap_level(pa: np.ndarray, pb: np.ndarray, na: int, nb: int, weights_a
     qb = np.linspace(0, sb.shape[1] - 1, grid - grid // 2).round().astype(int)
     edges = np.sort(np.concatenate([sa[:, qa], sb[:, qb]], axis=1), axis=1)
     widths = np.diff(edges, axis=1)  # D x (G-1)
-    ca = _cumulative_counts(oa, sa, edges, pa.shape[1] // na, na) * na
-    cb = _cumulative_counts(ob, sb, edges, pb.shape[1] // nb, nb) * nb
+    ca = _cumulative_counts(oa, sa, edges, pa.shape[1] // na, na)
+    cb = _cumulative_counts(ob, sb, edges, pb.shape[1] // nb, nb)
     d_count = pa.shape[0]
     fa = (weights_a.astype(np.float32) / na) @ ca.reshape(na, -1)  # B x (D*G)
     fb = (weights_b.astype(np.float32) / nb) @ cb.reshape(nb, -1)
