@@ -195,12 +195,12 @@ def test_ci_contains_the_value_and_has_width(small):
 
 def test_joint_normalisation_sees_a_contrast_loss_that_separate_normalisation_hides(small):
     # halving the contrast around mid-grey: per-set normalisation (the reference code's)
-    # undoes most of it, the joint one keeps it
+    # undoes nearly all of it (measured: ~4 against ~450), the joint one keeps it
     flat = np.clip(np.round((small.astype(np.float64) - 128) * 0.5 + 128), 0, 255)
     flat = flat.astype(np.uint8)
     joint = sliced_wasserstein(flat, small, bootstrap=0).value
     separate = sliced_wasserstein(flat, small, bootstrap=0, normalise="separate").value
-    assert joint > 3 * separate
+    assert joint > 20 * separate
 
 
 def test_unpaired_perfect_codec_scores_exactly_the_floor(crops, floor):
