@@ -47,8 +47,11 @@ as ``Q_k = 0 dB``.
 
 **QoE.** ``qoe`` is the scenario's preset (``qoe: {preset: ...}``, default ``diffstream``);
 ``qoe_<preset>`` holds every preset, the chosen one with the scenario's options, the others
-with their published defaults. The presets, their formulas and sources, and how a frame
-slot maps to an ABR chunk are in :mod:`diffstream.metrics.qoe_presets`. ``diffstream``
+with their published defaults. The presets, their formulas and sources, and how frame
+slots group into the papers' chunks are in :mod:`diffstream.metrics.qoe_presets`;
+:func:`slot_trace` gives them each slot's quality, delivered bitrate and stall seconds
+(:func:`slot_stalls_s`: a playback rebuffer lies in the slot of the frame it delayed, an
+interactive freeze is split over the slots its interval overlaps). ``diffstream``
 (Pensieve's linear structure with quality in dB, normalised per slot so arms of different
 lengths compare)::
 
@@ -81,7 +84,8 @@ from diffstream.pipeline.records import ArmSummary, FrameRecord
 
 __all__ = [
     "FREEZE_AVG_WINDOW", "FREEZE_MIN_INCREASE_S", "PAUSE_S", "QoEWeights", "arm_freezes",
-    "qoe_score", "ssim_to_db", "summarise_arm", "webrtc_events", "webrtc_freezes",
+    "qoe_score", "slot_stalls_s", "slot_trace", "ssim_to_db", "summarise_arm", "webrtc_events",
+    "webrtc_freezes",
 ]
 
 #: libwebrtc's minimum increase over the average interval for a freeze (kMinIncreaseForFreezeMs).
@@ -175,6 +179,16 @@ def ssim_to_db(ssim: float) -> float:
     return -10.0 * math.log10(1.0 - ssim)
 
 
+def _interactive_freezes(recs: Sequence[FrameRecord], fps: float, duration_s: float
+                         ) -> tuple[float, list[tuple[float, float]]]:
+    """(start of the display timeline, freezes on it) of an interactive arm, seq-sorted."""
+    first = recs[0]
+    lag = first.deadline_s - first.capture_s if first.deadline_s is not None else 0.0
+    start = first.capture_s + lag
+    shown = [r.display_s for r in recs if r.shown and r.display_s is not None]
+    return start, webrtc_freezes(shown, 1.0 / fps, start, start + duration_s)
+
+
 def arm_freezes(
     records: Sequence[FrameRecord],
     *,
@@ -188,12 +202,56 @@ def arm_freezes(
         return len(stalls), float(sum(stalls))
     if not records:
         return 0, 0.0
-    first = min(records, key=lambda r: r.seq)
-    lag = first.deadline_s - first.capture_s if first.deadline_s is not None else 0.0
-    start = first.capture_s + lag
-    shown = [r.display_s for r in records if r.shown and r.display_s is not None]
-    found = webrtc_freezes(shown, 1.0 / fps, start, start + duration_s)
+    _, found = _interactive_freezes(sorted(records, key=lambda r: r.seq), fps, duration_s)
     return len(found), float(sum(d for _, d in found))
+
+
+def slot_stalls_s(
+    records: Sequence[FrameRecord],
+    *,
+    mode: Literal["interactive", "playback"],
+    fps: float,
+    duration_s: float,
+) -> list[float]:
+    """The arm's stall seconds (``arm_freezes``) placed on its frame slots, seq order.
+
+    Playback: a record's ``stall_s`` is the rebuffering just before its frame played, so it
+    lies in that frame's slot. Interactive: each freeze interval is split over the slot
+    spans ``[start + k / fps, start + (k + 1) / fps)`` it overlaps; what lies before the
+    first slot or after the last (a display past the session's end) goes to that slot, so
+    the slots sum to ``freeze_s``.
+    """
+    recs = sorted(records, key=lambda r: r.seq)
+    if mode == "playback":
+        return [float(r.stall_s) if r.stall_s and r.stall_s > 0 else 0.0 for r in recs]
+    if not recs:
+        return []
+    start, found = _interactive_freezes(recs, fps, duration_s)
+    edges = np.arange(1, len(recs)) / fps  # inner slot boundaries, relative to start
+    lo = np.concatenate(([-math.inf], edges))
+    hi = np.concatenate((edges, [math.inf]))
+    out = np.zeros(len(recs))
+    for at, d in found:
+        a = at - start
+        out += np.clip(np.minimum(a + d, hi) - np.maximum(a, lo), 0.0, None)
+    return [float(v) for v in out]
+
+
+def slot_trace(
+    records: Sequence[FrameRecord],
+    *,
+    mode: Literal["interactive", "playback"],
+    fps: float,
+    duration_s: float,
+) -> SlotTrace:
+    """What the QoE presets score of one arm: per-slot quality, bitrate and stall."""
+    recs = sorted(records, key=lambda r: r.seq)
+    _, freeze_s = arm_freezes(recs, mode=mode, fps=fps, duration_s=duration_s)
+    return SlotTrace(psnr_db=[r.psnr_db for r in recs], ssim=[r.ssim for r in recs],
+                     ssim_db=[r.ssim_db for r in recs], rate_kbps=slot_rates_kbps(recs, fps),
+                     stall_s=freeze_s, duration_s=duration_s, fps=fps,
+                     slot_stall_s=slot_stalls_s(recs, mode=mode, fps=fps,
+                                                duration_s=duration_s))
 
 
 def display_window(
@@ -280,10 +338,7 @@ def summarise_arm(
     else:
         rebuffer_ratio = freeze_s / duration_s if duration_s > 0 else 0.0
 
-    trace = SlotTrace(psnr_db=[r.psnr_db for r in recs], ssim=[r.ssim for r in recs],
-                      ssim_db=[r.ssim_db for r in recs], rate_kbps=slot_rates_kbps(recs, fps),
-                      stall_s=freeze_s, duration_s=duration_s, fps=fps)
-    scores = score_all(trace, weights)
+    scores = score_all(slot_trace(recs, mode=mode, fps=fps, duration_s=duration_s), weights)
 
     not_skipped = [r.bpp for r in recs if not r.skipped]
     delivered = float(sum(r.delivered_bytes for r in recs))

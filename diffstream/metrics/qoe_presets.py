@@ -1,11 +1,9 @@
-"""The field's QoE definitions as scenario presets (``qoe: {preset: ...}``), scored per slot.
+"""The field's QoE definitions as scenario presets (``qoe: {preset: ...}``), scored per chunk.
 
 Every preset reduces one arm's frame slots to one number; the summary reports all of them
-(``qoe_<preset>`` columns) and ``qoe`` is the scenario's choice. A "chunk" of the ABR
-papers is a frame slot here, and every preset is normalised per slot (the session total
-divided by the number of slots N), so arms of different lengths compare.
+(``qoe_<preset>`` columns) and ``qoe`` is the scenario's choice.
 
-``diffstream`` (the default, today's project formula)::
+``diffstream`` (the default, today's project formula, on frame slots)::
 
     QoE = mean_k Q_k - switch_weight * mean_k |Q_k - Q_{k-1}| - stall_weight * S / duration_s
 
@@ -22,32 +20,66 @@ Puffer (Yan et al., NSDI 2020, "Learning in situ"; Fugu's objective)::
 
     QoE = (sum_n Q_n - smooth_penalty * sum_n |Q_n - Q_{n-1}| - rebuffer_penalty * S) / N
 
-with Q_n the SSIM dB of slot n clamped to [0, 60] dB, smooth_penalty = 1 and
+with Q_n the SSIM dB of chunk n clamped to [0, 60] dB, smooth_penalty = 1 and
 rebuffer_penalty = 100 per second (Puffer's source; the issue's 20 differs, see below).
+
+**Chunks.** The papers score video chunks: 4 s in Pensieve (§5's setup;
+``VIDEO_CHUNCK_LEN = 4000.0`` ms and ``TOTAL_VIDEO_CHUNCK = 48`` in hongzimao/pensieve
+``sim/env.py``) and 2.002 s in Puffer (``DEFAULT_VIDEO_DURATION = 180180`` at
+``DEFAULT_TIMESCALE = 90000``, "2.002s per chunk", StanfordSNR/puffer
+``src/media-server/channel.cc``). The presets group the frame slots of the display
+timeline, in order, into consecutive chunks of ``C = round(chunk_s * fps)`` slots (at
+least 1); ``chunk_s`` defaults to the paper's length (4.0 for the Pensieve presets, 2.002
+for ``puffer``). Per chunk n:
+
+* **R_n** = the mean of its slots' delivered bitrates (Pensieve scores the chunk's bitrate).
+* **Q_n** (``puffer``) = the SSIM dB of the chunk's mean SSIM index, clamped to [0, 60]:
+  Puffer scores one SSIM per chunk (``ABRAlgo::Chunk::ssim``) and reports the SSIM dB of
+  mean indices (``src/scripts/plot_ssim_rebuffer.py``). A slot without any SSIM counts as
+  index 0 (0 dB, Puffer's MIN_SSIM).
+* **S_n** = the stall seconds that fall in chunk n's time span: each freeze (interactive)
+  is split over the slots, hence chunks, it overlaps; a rebuffer (playback) lies before the
+  frame it delayed, so it belongs to that frame's chunk (Pensieve charges a chunk the
+  rebuffering its download caused). The S_n sum to the session's S, and the score needs
+  only that sum; :func:`chunk_terms` reports them per chunk.
+* Smoothness is |q_n - q_{n-1}| between consecutive chunks.
+* **N** = the number of chunks. A partial last chunk of m < C slots counts as a chunk of
+  weight m / C: its q_n and the switch into it are weighted by m / C, and N = slots / C.
+  (Dropping it instead would lose its stall seconds and leave a session shorter than one
+  chunk with no score.) Its stall seconds count in full: they are seconds the viewer waited.
+
+``chunk_s: null`` scores every frame slot as a chunk (C = 1, the earlier per-slot mode).
+Normalising per chunk (the session total / N) lets arms of different lengths compare.
 
 Inputs, shared by every preset:
 
-* **R_n**, the delivered bitrate of what the viewer saw in slot n: the payload bits of the
-  frame shown there (a stale slot repeats the last shown frame, so it repeats its bits)
-  times fps. A partial (progressive prefix) frame counts ``prefix_step / codec_steps`` of
-  its payload (the record keeps the step count, not the prefix's length). Before anything
-  is shown R = 0.
+* **Slot bitrate**, the delivered bitrate of what the viewer saw in a slot: the payload
+  bits of the frame shown there (a stale slot repeats the last shown frame, so it repeats
+  its bits) times fps. A partial (progressive prefix) frame counts
+  ``prefix_step / codec_steps`` of its payload (the record keeps the step count, not the
+  prefix's length). Before anything is shown it is 0.
 * **S**, the stall seconds of the session: the arm's ``freeze_s`` (playback: the rebuffer
   time; interactive: WebRTC freeze time on the display timeline), the same S the
-  ``diffstream`` preset uses.
+  ``diffstream`` preset uses, with its placement per slot (``SlotTrace.slot_stall_s``).
 
 Deviations, each a choice this mapping needed:
 
-* Chunks are frame slots: Pensieve's chunks are 4 s and Puffer's 2.002 s, so one second of
-  stall weighs about ``4 * fps`` (Pensieve) or ``2 * fps`` (Puffer) times less against the
-  quality sum than in those papers. The constants are the published ones; raise
-  ``rebuffer_penalty`` to restore the papers' trade-off for a given fps.
+* Chunks are whole frame slots, so a chunk lasts ``C / fps``, not exactly ``chunk_s``
+  (2.002 s at 10 fps is 20 slots, 2.0 s; at Puffer's 29.97 fps it is exactly 60 frames).
+  The papers' chunks are each encoded at one bitrate; here the bitrate and quality vary
+  within a chunk and the chunk scores their means, so a switch inside a chunk costs
+  nothing.
+* An interactive freeze (WebRTC's interval, from the last shown frame to the next) is split
+  over slot spans ``[k / fps, (k + 1) / fps)`` of the display timeline; any part before the
+  first slot or after the last (a frame displayed after the session's end) counts in the
+  first or last slot, so the S_n still sum to S.
 * ``pensieve-log`` below R_min goes negative (the log continues); R = 0 (nothing shown) is
   floored at one byte per frame (8 * fps bit/s), below every frame that carries anything,
   so showing nothing never scores above a frame. Pensieve's ladder starts at R_min.
 * ``pensieve-hd`` between rungs interpolates linearly, below the first rung linearly to
   (0 kbit/s, 0) (Pensieve's server maps bitrate 0 to reward 0), above the last rung stays at
-  the top reward. Pensieve only ever scored the rungs themselves.
+  the top reward. Pensieve only ever scored the rungs themselves; a chunk's mean bitrate
+  seldom is one.
 * ``puffer``: the issue quotes ``- 20 * stall s``; Puffer's code and its documented
   ``puffer_ttp`` configuration use 100 (``REBUFFER_LENGTH_COEFF``), so 100 is the default.
 """
@@ -86,6 +118,10 @@ PUFFER_REBUF = 100.0
 PUFFER_SMOOTH = 1.0
 PUFFER_SSIM_DB_MIN = 0.0
 PUFFER_SSIM_DB_MAX = 60.0
+# Chunk lengths (module docstring): Pensieve sim/env.py VIDEO_CHUNCK_LEN = 4000.0  # millisec;
+# Puffer src/media-server/channel.cc DEFAULT_VIDEO_DURATION = 180180 at a 90 kHz timescale.
+PENSIEVE_CHUNK_S = 4.0
+PUFFER_CHUNK_S = 2.002
 
 PRESETS: tuple[str, ...] = ("diffstream", "pensieve-lin", "pensieve-log", "pensieve-hd",
                             "puffer")
@@ -110,9 +146,13 @@ class DiffstreamQoE(_Preset):
 QoEWeights = DiffstreamQoE
 
 
+_CHUNK_HELP = "chunk length in seconds (round(chunk_s * fps) slots); null: one slot a chunk"
+
+
 class _Pensieve(_Preset):
     smooth_penalty: float = Field(PENSIEVE_SMOOTH, ge=0,
                                   description="per unit |q(R_n) - q(R_n-1)|")
+    chunk_s: float | None = Field(PENSIEVE_CHUNK_S, gt=0, description=_CHUNK_HELP)
 
     @property
     def metric(self) -> Literal["psnr", "ssim_db"]:
@@ -152,6 +192,7 @@ class PufferQoE(_Preset):
     preset: Literal["puffer"] = "puffer"
     rebuffer_penalty: float = Field(PUFFER_REBUF, ge=0, description="SSIM dB per stall second")
     smooth_penalty: float = Field(PUFFER_SMOOTH, ge=0, description="per dB of |ΔSSIM dB|")
+    chunk_s: float | None = Field(PUFFER_CHUNK_S, gt=0, description=_CHUNK_HELP)
 
     @property
     def metric(self) -> Literal["psnr", "ssim_db"]:
@@ -188,14 +229,43 @@ class SlotTrace:
     stall_s: float  # stall seconds of the session (S)
     duration_s: float
     fps: float
+    slot_stall_s: Sequence[float]  # S placed on the slots' time spans; sums to stall_s
+
+    def __post_init__(self) -> None:
+        n = len(self.rate_kbps)
+        lengths = {len(self.psnr_db), len(self.ssim), len(self.ssim_db), len(self.slot_stall_s)}
+        if lengths != {n}:
+            raise ValueError(f"SlotTrace: every per-slot sequence needs {n} entries")
+        placed = float(sum(self.slot_stall_s))
+        if not math.isclose(placed, self.stall_s, rel_tol=1e-9, abs_tol=1e-9):
+            raise ValueError(f"SlotTrace: slot_stall_s sums to {placed} s, stall_s is "
+                             f"{self.stall_s} s")
 
 
-def _linear(q: np.ndarray, stall_s: float, rebuffer: float, smooth: float) -> float:
-    """(sum q - rebuffer * S - smooth * sum |dq|) / N: the papers' sum, per slot."""
+@dataclass(frozen=True)
+class ChunkTerms:
+    """One preset's per-chunk terms: weight (1, or m / C for a partial last chunk of m
+    slots), quality q_n (q(R_n) or Q_n) and stall seconds S_n."""
+
+    weight: np.ndarray
+    q: np.ndarray
+    stall_s: np.ndarray
+
+
+def slots_per_chunk(chunk_s: float | None, fps: float) -> int:
+    """C = round(chunk_s * fps) frame slots, at least one; ``None``: one slot a chunk."""
+    if chunk_s is None:
+        return 1
+    return max(1, round(chunk_s * fps))
+
+
+def _linear(terms: ChunkTerms, stall_s: float, rebuffer: float, smooth: float) -> float:
+    """(sum w q - rebuffer * S - smooth * sum w |dq|) / sum w: the papers' sum, per chunk."""
+    w, q = terms.weight, terms.q
     if q.size == 0:
         return 0.0
-    switches = float(np.abs(np.diff(q)).sum()) if q.size > 1 else 0.0
-    return (float(q.sum()) - rebuffer * stall_s - smooth * switches) / q.size
+    switches = float((w[1:] * np.abs(np.diff(q))).sum())
+    return (float((w * q).sum()) - rebuffer * stall_s - smooth * switches) / float(w.sum())
 
 
 def diffstream_score(q: Sequence[float], stalled_fraction: float, spec: DiffstreamQoE) -> float:
@@ -208,7 +278,7 @@ def diffstream_score(q: Sequence[float], stalled_fraction: float, spec: Diffstre
 
 def pensieve_quality(rate_kbps: Sequence[float], spec: PensieveLinQoE | PensieveLogQoE
                      | PensieveHdQoE, fps: float) -> np.ndarray:
-    """q(R_n) per slot for a Pensieve preset (rules for R between rungs: module docstring)."""
+    """q(R_n) per chunk bitrate for a Pensieve preset (rules between rungs: module docstring)."""
     r = np.asarray(rate_kbps, dtype=float)
     if isinstance(spec, PensieveLinQoE):
         return r / 1000.0
@@ -220,18 +290,65 @@ def pensieve_quality(rate_kbps: Sequence[float], spec: PensieveLinQoE | Pensieve
     return np.interp(r, xs, ys)  # flat at the top reward above the last rung
 
 
+def _clamp_db(v: float) -> float:
+    return min(PUFFER_SSIM_DB_MAX, max(PUFFER_SSIM_DB_MIN, v))
+
+
+def _index_to_db(idx: float) -> float:
+    return math.inf if idx >= 1.0 else -10.0 * math.log10(1.0 - idx)
+
+
 def puffer_quality(ssim_db: Sequence[float | None], ssim: Sequence[float | None]) -> np.ndarray:
-    """Q_n: SSIM dB clamped to Puffer's [0, 60]; a slot without a score is MIN_SSIM (0)."""
+    """Q per slot: SSIM dB clamped to Puffer's [0, 60]; a slot without a score is MIN_SSIM (0)."""
     out = []
     for db, idx in zip(ssim_db, ssim, strict=True):
         if db is not None and not math.isnan(db):
             v = float(db)
         elif idx is not None and not math.isnan(idx):  # inf dB comes back from JSON as null
-            v = math.inf if idx >= 1.0 else -10.0 * math.log10(1.0 - idx)
+            v = _index_to_db(idx)
         else:
             v = PUFFER_SSIM_DB_MIN
-        out.append(min(PUFFER_SSIM_DB_MAX, max(PUFFER_SSIM_DB_MIN, v)))
+        out.append(_clamp_db(v))
     return np.asarray(out, dtype=float)
+
+
+def puffer_chunk_quality(ssim_db: Sequence[float | None], ssim: Sequence[float | None]
+                         ) -> float:
+    """Q_n of one chunk: the SSIM dB of its slots' mean SSIM index, clamped to [0, 60].
+
+    A slot's index is its SSIM, else the index of its SSIM dB, else 0 (0 dB, MIN_SSIM).
+    """
+    idx = []
+    for db, s in zip(ssim_db, ssim, strict=True):
+        if s is not None and not math.isnan(s):
+            idx.append(float(s))
+        elif db is not None and not math.isnan(db):
+            idx.append(1.0 - 10.0 ** (-float(db) / 10.0))
+        else:
+            idx.append(0.0)
+    return _clamp_db(_index_to_db(float(np.mean(idx))))
+
+
+def chunk_terms(spec: PensieveLinQoE | PensieveLogQoE | PensieveHdQoE | PufferQoE,
+                trace: SlotTrace) -> ChunkTerms:
+    """Group the slots into chunks of ``slots_per_chunk(spec.chunk_s, fps)`` (module
+    docstring) and give each chunk's weight, quality and stall seconds."""
+    n = len(trace.rate_kbps)
+    size = slots_per_chunk(spec.chunk_s, trace.fps)
+    starts = range(0, n, size)
+    weight = np.array([min(size, n - a) / size for a in starts], dtype=float)
+    stall = np.array([float(sum(trace.slot_stall_s[a:a + size])) for a in starts], dtype=float)
+    if isinstance(spec, PufferQoE):
+        if size == 1:  # per-slot mode: each slot's own dB, as before chunking existed
+            q = puffer_quality(trace.ssim_db, trace.ssim)
+        else:
+            q = np.array([puffer_chunk_quality(trace.ssim_db[a:a + size],
+                                               trace.ssim[a:a + size]) for a in starts])
+    else:
+        rates = np.asarray(trace.rate_kbps, dtype=float)
+        r_n = [float(rates[a:a + size].mean()) for a in starts]  # the chunk's bitrate
+        q = pensieve_quality(r_n, spec, trace.fps)
+    return ChunkTerms(weight=weight, q=np.asarray(q, dtype=float), stall_s=stall)
 
 
 def score(spec: QoEPreset, trace: SlotTrace) -> float:
@@ -241,11 +358,10 @@ def score(spec: QoEPreset, trace: SlotTrace) -> float:
         q = [0.0 if v is None or math.isnan(v) else float(v) for v in values]
         stalled = trace.stall_s / trace.duration_s if trace.duration_s > 0 else 0.0
         return diffstream_score(q, stalled, spec)
-    if isinstance(spec, PufferQoE):
-        q_arr = puffer_quality(trace.ssim_db, trace.ssim)
-    else:
-        q_arr = pensieve_quality(trace.rate_kbps, spec, trace.fps)
-    return _linear(q_arr, trace.stall_s, spec.rebuffer_penalty, spec.smooth_penalty)
+    # S enters whole: the S_n only place it (they sum to S, and a partial chunk's stall
+    # seconds are not discounted)
+    return _linear(chunk_terms(spec, trace), trace.stall_s, spec.rebuffer_penalty,
+                   spec.smooth_penalty)
 
 
 def score_all(trace: SlotTrace, chosen: QoEPreset) -> dict[str, float]:
