@@ -18,6 +18,7 @@ or wrong part.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 from dataclasses import dataclass
@@ -199,6 +200,14 @@ def vae_latent_channels(vae: Component) -> int:
 def unet_downsampling(unet: Component) -> int:
     """How many times the U-Net halves its input (its sides must divide by 2 ** this)."""
     return len(unet.config.get("block_out_channels", (1,))) - 1
+
+
+def config_fingerprint(component: Component) -> str:
+    """sha256 (16 hex) of a model's architecture config (keys not starting with ``_``,
+    ``_class_name`` kept): weights trained on one model refuse another architecture."""
+    keep = {k: v for k, v in component.config.items()
+            if not k.startswith("_") or k == "_class_name"}
+    return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------- null embedding

@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="64x64 crops in the latent bank of the entropy/reverse stages")
     p.add_argument("--stat-batches", type=int, default=16,
                    help="batches of 64 crops for the latent normalisation statistics")
-    p.add_argument("--size", type=int, default=32, help="ddpm: crop / model size")
+    p.add_argument("--size", type=int, default=32,
+                   help="ddpm: crop / model size; badiff --ldm: image size of the crops")
     p.add_argument("--lr", type=float, default=2e-4, help="ddpm: Adam learning rate")
     p.add_argument("--ema", type=float, default=0.999, help="ddpm: weight EMA decay")
     p.add_argument("--variant", choices=["full", "nocond", "nohinge", "nocal"], default="full",

@@ -25,15 +25,13 @@ VAE they were trained on (class, factor, channels and a fingerprint of its confi
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 import torch
 from torch import nn
 
 from diffstream.backbones.latent import LatentVAE
-from diffstream.backbones.pretrained import Component
+from diffstream.backbones.pretrained import Component, config_fingerprint
 
 NORM_KEYS = ("latent_mean", "latent_std")
 
@@ -68,14 +66,6 @@ class VaeAutoencoder(nn.Module):
     def gic_state(self) -> dict[str, torch.Tensor]:
         """What the GIC weights keep of this module: the normalisation, not the VAE."""
         return {k: getattr(self, k) for k in NORM_KEYS}
-
-
-def config_fingerprint(component: Component) -> str:
-    """sha256 (16 hex) of the VAE's architecture config (keys not starting with ``_``,
-    ``_class_name`` kept): GIC weights trained on one VAE refuse another architecture."""
-    keep = {k: v for k, v in component.config.items()
-            if not k.startswith("_") or k == "_class_name"}
-    return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def vae_record(component: Component) -> dict[str, Any]:
