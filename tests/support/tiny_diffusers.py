@@ -73,3 +73,48 @@ def save_ldm(root: Path, vae: str = "kl", conditional: bool = False,
                   beta_end=0.012, prediction_type=prediction_type,
                   clip_sample=False).save_pretrained(root / "scheduler")
     return root
+
+
+def save_gic_weights(vae_dir: Path, out: Path, seed: int = 0) -> Path:
+    """GIC weights for the VAE at ``vae_dir`` without training: random entropy model and
+    reverse network, the VAE latent's statistics measured on two crops. The same files the
+    training CLI writes (``gic.safetensors`` + ``gic.json``), in a second, not minutes."""
+    import numpy as np
+
+    from diffstream.backbones.latent import load_vae
+    from diffstream.backbones.pretrained import find_vae
+    from diffstream.codecs.gic.model import STAGES, GicConfig, GicModel
+    from diffstream.codecs.gic.vae import vae_record
+    from diffstream.training.crops import CropSampler
+
+    torch.manual_seed(seed)
+    comp = find_vae(vae_dir)
+    rec = vae_record(comp)
+    cfg = GicConfig(autoencoder="diffusers", latent_channels=rec["latent_channels"], vae=rec,
+                    unet_channels=(16, 16, 32), stages=list(STAGES))
+    model = GicModel(cfg, load_vae(comp))
+    with torch.no_grad():
+        y = model.ae.encode_raw(CropSampler(("astronaut",)).batch(
+            2, 64, np.random.default_rng(seed)))
+        model.ae.latent_mean.copy_(y.mean(dim=(0, 2, 3)))
+        model.ae.latent_std.copy_(y.std(dim=(0, 2, 3)))
+    model.save(out)
+    return out
+
+
+def save_badiff_weights(ldm_dir: Path, out: Path, seed: int = 0) -> Path:
+    """BADiff weights on the LDM at ``ldm_dir`` without training: the plain U-Net with the
+    identity class embedding, e(H) at zero (BADiff's fine-tuning start), random stop
+    policy, the shipped H_phi. The files the training CLI writes (badiff.json/.safetensors)."""
+    from diffstream.backbones.latent import load_backbone
+    from diffstream.codecs.badiff.codec import load_badiff
+    from diffstream.codecs.badiff.entropy_predictor import load_predictor_state
+    from diffstream.codecs.badiff.model import BADiff, BADiffConfig
+
+    torch.manual_seed(seed)
+    model = BADiff.from_plain(load_backbone(ldm_dir), BADiffConfig())
+    shipped, _ = load_badiff()
+    load_predictor_state(model.predictor, shipped.predictor.state_dict())
+    model.cfg.delta_op = shipped.cfg.delta_op
+    model.save(out)
+    return out

@@ -94,11 +94,15 @@ class BADiffCodec:
                  ) -> None:
         self.ldm = ldm
         self.model, self.coder = load_badiff(weights, model, ldm, device)
-        self.device = self.model.ddpm.alpha_bar.device
         self.adaptive_stop = bool(adaptive_stop)
         self.threshold = float(threshold)
         self.steps = int(steps)
         self._floors: dict[tuple[int, int], int] = {}
+
+    @property
+    def device(self) -> torch.device:
+        """Where the U-Net runs (the model's device)."""
+        return self.model.ddpm.alpha_bar.device
 
     # --- generation ---------------------------------------------------------------------
     @torch.no_grad()
@@ -165,7 +169,7 @@ class BADiffCodec:
     def reference(self, request: GenerationRequest, shape: tuple[int, int]) -> Image:
         """The request's full-step sample of the plain backbone: the shipped pixel DDPM, or
         the plain (not fine-tuned) latent model decoded by its VAE."""
-        if self.ldm is None:
+        if getattr(self, "ldm", None) is None:
             return reference_image(request, shape)
         plain = load_backbone(self.ldm, device=str(self.device))
         h, w = self._check_shape(request, shape)
