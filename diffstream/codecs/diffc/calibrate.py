@@ -58,7 +58,7 @@ def load(args: argparse.Namespace) -> tuple[DDPM, dict[str, str]]:
         src = {"source": f"model:{args.model}"}
         if args.null_embedding:
             src["null_embedding"] = str(args.null_embedding)
-        return load_backbone(args.model, args.null_embedding, "cpu"), src
+        return load_backbone(args.model, args.null_embedding, args.device), src
     if args.diffusers:
         return DDPM.from_diffusers(args.diffusers), {"source": f"diffusers:{args.diffusers}"}
     d = Path(args.weights) if args.weights else WEIGHTS_DIR
@@ -74,16 +74,17 @@ def prediction_errors(model: DDPM, x0: torch.Tensor, batch: int, gen: torch.Gene
 
     ``x0`` is in the model's diffusion space (the image, or its latent)."""
     T = model.T
-    ab = model.alpha_bar
+    dev = x0.device  # the model's device; the noise is drawn on the CPU generator
+    ab = model.alpha_bar.cpu()
     e = torch.zeros(T + 1, dtype=torch.float64)
     for start in range(1, T + 1, batch):
         ts = torch.arange(start, min(start + batch, T + 1))
-        a = ab[ts].float().view(-1, 1, 1, 1)
-        noise = torch.randn((len(ts), *x0.shape[1:]), generator=gen)
+        a = ab[ts].float().view(-1, 1, 1, 1).to(dev)
+        noise = torch.randn((len(ts), *x0.shape[1:]), generator=gen).to(dev)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        eps = model.eps(xt, ts)
+        eps = model.eps(xt, ts.to(dev))
         x0_hat = model.clip_x0((xt - (1 - a).sqrt() * eps) / a.sqrt())
-        e[ts] = ((x0_hat - x0) ** 2).flatten(1).sum(1).double()
+        e[ts] = ((x0_hat - x0) ** 2).flatten(1).sum(1).double().cpu()
     return e
 
 
@@ -106,7 +107,7 @@ def real_runs(cal: Calibration, args: argparse.Namespace, crops: torch.Tensor) -
         for bits in args.chunk_bits:
             hist = {}
             for mode in ("table", "adaptive"):
-                codec = DiffcCodec(chunk_bits=bits, chunking=mode, device="cpu",
+                codec = DiffcCodec(chunk_bits=bits, chunking=mode, device=args.device,
                                    calibration=str(provisional), **src)
                 counts = [1] * (bits + 1)  # add-one: every bucket stays codable
                 for img in images:
@@ -150,7 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None,
                     help=f"default: {CALIBRATION_FILE} (MODEL/diffc_calibration.json with "
                          "--model)")
+    ap.add_argument("--device", default=None,
+                    help="with --model: where the model runs (default: CUDA when present); "
+                         "the shipped pixel calibration is made on the CPU")
     args = ap.parse_args(argv)
+    if args.device is None:
+        args.device = "cuda" if args.model and torch.cuda.is_available() else "cpu"
     if args.out is None:
         args.out = (str(Path(args.model) / "diffc_calibration.json") if args.model
                     else str(CALIBRATION_FILE))
@@ -163,8 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     crops = CropSampler().batch(args.images, args.size, np.random.default_rng(args.seed))
     gen = torch.Generator().manual_seed(args.seed)
     errs = []
-    with torch.no_grad():
-        x0s = [model.to_latent(crops[i:i + 1]) for i in range(args.images)]  # identity: pixels
+    dev = model.alpha_bar.device
+    with torch.no_grad():  # the latents of the crops (the crops themselves for pixels)
+        x0s = [model.to_latent(crops[i:i + 1].to(dev)) for i in range(args.images)]
     for i in range(args.images):
         errs.append(prediction_errors(model, x0s[i], args.batch, gen))
         print(f"[calibrate] image {i + 1}/{args.images}  {time.perf_counter() - t_start:.0f}s",

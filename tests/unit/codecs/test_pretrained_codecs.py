@@ -263,3 +263,52 @@ def test_badiff_ldm_and_weights_must_belong_together(models, badiff_weights):
         with pytest.raises(PretrainedFolderError, match="pixel DDPM"):
             BADiffCodec.check_options({"ldm": str(models / "ldm"),
                                        "weights": str(WEIGHTS_DIR)})
+
+
+# --------------------------------------------------------------------------- across processes
+DECODE_ELSEWHERE = """
+import json, sys
+import numpy as np
+import torch
+torch.set_num_threads(4)  # the codecs pin one thread themselves
+from diffstream.codecs.registry import create_codec
+jobs = json.loads(open(sys.argv[1]).read())
+for job in jobs:
+    codec = create_codec(job["codec"], **job["options"])
+    payload = open(job["payload"], "rb").read()
+    out = codec.decode(payload, job["meta"], tuple(job["shape"]))
+    np.save(job["payload"] + ".npy", out)
+    if job["codec"] == "diffc":
+        torch.save(codec.trajectory(payload, job["meta"], tuple(job["shape"]))[-1][1],
+                   job["payload"] + ".xt")
+"""
+
+
+@pytest.mark.slow  # a fresh interpreter with torch + diffusers: 10-20 s here
+def test_decoders_in_another_process_agree_bit_for_bit(models, gic_weights, image, tmp_path):
+    import subprocess
+    import sys
+
+    sd = {"model": str(models / "sd"), **DIFFC,
+          "null_embedding": str(models / "sd" / "null_embedding.safetensors")}
+    gic = {"vae": str(models / "ldm"), "weights": str(gic_weights), "device": "cpu"}
+    jobs, local = [], []
+    for name, opts, img in (("diffc", sd, _crop(image)), ("gic", gic, image)):
+        codec = create_codec(name, **opts)
+        enc = codec.encode(img, 20_000)
+        f = tmp_path / f"{name}.bin"
+        f.write_bytes(enc.payload)
+        jobs.append({"codec": name, "options": opts, "payload": str(f), "meta": enc.meta,
+                     "shape": list(img.shape[:2])})
+        local.append((codec.decode(enc.payload, enc.meta, img.shape[:2]),
+                      codec.last_stats.x_t if name == "diffc" else None))
+    spec = tmp_path / "jobs.json"
+    spec.write_text(json.dumps(jobs))
+    root = Path(__file__).resolve().parents[3]
+    out = subprocess.run([sys.executable, "-c", DECODE_ELSEWHERE, str(spec)], cwd=root,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for job, (img, x_t) in zip(jobs, local, strict=True):
+        np.testing.assert_array_equal(np.load(job["payload"] + ".npy"), img)
+        if x_t is not None:  # DiffC: the decoder's latent is the encoder's, bit for bit
+            assert torch.equal(torch.load(job["payload"] + ".xt", weights_only=True), x_t)
