@@ -61,8 +61,9 @@ _LOCK = threading.Lock()
 
 
 def default_device(ldm: str | Path | None) -> str:
-    """CUDA when present for a latent model; the shipped pixel model keeps the CPU (its
-    generated frames are compared with the CPU reference sample of the same seed)."""
+    """CUDA when present for a latent model. The shipped pixel model keeps the CPU, so its
+    samples stay those of the documented CPU runs (CPU and CUDA round differently and give
+    different images); ``device: cuda`` moves it."""
     return "cuda" if ldm is not None and torch.cuda.is_available() else "cpu"
 
 

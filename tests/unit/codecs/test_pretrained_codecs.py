@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ import torch
 from diffstream.backbones.pretrained import PretrainedFolderError
 from diffstream.codecs.badiff.codec import BADiffCodec
 from diffstream.codecs.base import CodecError, GenerationRequest
-from diffstream.codecs.diffc.codec import DiffcCodec
+from diffstream.codecs.diffc.codec import PURPOSE_NOISE, DiffcCodec
 from diffstream.codecs.diffc.schedule import CALIBRATION_FILE
 from diffstream.codecs.gic.codec import GicCodec
 from diffstream.codecs.gic.model import GicModel, WeightsMissingError
@@ -81,7 +82,7 @@ def test_diffc_codes_the_latent_and_decoder_rebuilds_it_exactly(models, image, n
     out = codec.decode(enc.payload, enc.meta, SHAPE)
     assert out.shape == (*SHAPE, 3) and out.dtype == np.uint8
     # decode = diffusion denoising of that latent, then the VAE decoder
-    direct = codec.denoise(x_t, t, codec._key(0x4E4F, __import__("zlib").crc32(enc.payload)))
+    direct = codec.denoise(x_t, t, codec._key(PURPOSE_NOISE, zlib.crc32(enc.payload)))
     np.testing.assert_array_equal(out, direct)
 
 
