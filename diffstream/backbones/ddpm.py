@@ -114,6 +114,24 @@ class DDPM(nn.Module):
     def T(self) -> int:
         return self.cfg.T
 
+    # --- the diffusion space (shared interface with backbones.latent.LatentDiffusion) ----
+    channels = 3
+    factor = 1  # pixel space: the diffusion runs on the image itself
+    conditional = False
+
+    def latent_shape(self, h: int, w: int) -> tuple[int, int, int]:
+        return (3, h, w)
+
+    def to_latent(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def to_image(self, z: torch.Tensor) -> torch.Tensor:
+        return z
+
+    def clip_x0(self, x: torch.Tensor) -> torch.Tensor:
+        """x0 predictions are clipped to the image range (as diffusers' clip_sample)."""
+        return x.clamp(-1.0, 1.0)
+
     def eps(self, x: torch.Tensor, t: int | torch.Tensor,
             cond: torch.Tensor | None = None) -> torch.Tensor:
         """Predicted noise at paper time t (1..T), batch-broadcast."""

@@ -10,7 +10,9 @@ a gigabyte of model loading later, as exit 1 without a line number. Each is now 
 - ``codec_options``: validated against the codec's own constructor (its keyword parameters,
   following ``**options`` up the class hierarchy and into an inner codec, and their type
   hints where they resolve), so an unknown key or a value of the wrong type is caught with
-  the codec's list of options, without building the codec (which may load weights);
+  the codec's list of options, without building the codec (which may load weights); then
+  the codec's ``check_options(options)`` classmethod, when it has one, checks the files
+  the options name (a pretrained-model folder without unet/, a wrong config);
 - synthetic traces are built (cheap), so an impossible one fails here, not at run time.
 """
 
@@ -127,6 +129,16 @@ def _check_codec_options(i: int, codec: str, options: dict[str, Any], path: Path
         except ValidationError as exc:
             first = exc.errors()[0].get("msg", "invalid")
             raise ConfigError(f"{where}: {first} (expected {_describe(hint)})") from None
+    # the codec's own check of the files its options name (pretrained-model folders), still
+    # without loading weights: ``check_options(options)`` raises ConfigError / ValueError
+    check = getattr(codec_class(codec), "check_options", None)
+    if callable(check):
+        try:
+            check(dict(options))
+        except (ConfigError, ValueError, OSError) as exc:
+            where = located(path, lines.line_of(("arms", i, "codec_options")),
+                            f"arms[{i}].codec_options")
+            raise ConfigError(f"{where}: {exc}") from None
 
 
 def _hint(func: Any, name: str) -> Any | None:

@@ -4,6 +4,17 @@ One entry point for the three trainable models; each model's training lives with
 GIC in ``diffstream.codecs.gic.train``, the DDPM backbone in ``diffstream.backbones.train``,
 BADiff in ``diffstream.codecs.badiff.train``. Each exports its shipped weights into its own
 package's ``weights/`` folder unless ``--export`` says otherwise.
+
+On pretrained diffusers models from local folders (no downloads; docs/gic.md and
+docs/badiff.md, "Pretrained models from local folders"):
+
+    python -m diffstream.training gic --vae DIR --images DIR [--steps N] --out OUT
+        # GIC's entropy model + reverse network on a frozen VAE; weights -> OUT
+    python -m diffstream.training badiff --ldm LDM_DIR [--size 32] --out OUT
+        # BADiff on an unconditional latent diffusion model; weights -> OUT
+
+(The issue that asked for these names the old module path ``diffstream.models.train``;
+the entry point is ``diffstream.training``.)
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ from diffstream.codecs.gic.train import (
     train_ae,
     train_entropy,
     train_reverse,
+    train_vae_stats,
 )
 from diffstream.training.crops import CropSampler
 from diffstream.training.loop import Trainer
@@ -55,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="64x64 crops in the latent bank of the entropy/reverse stages")
     p.add_argument("--stat-batches", type=int, default=16,
                    help="batches of 64 crops for the latent normalisation statistics")
-    p.add_argument("--size", type=int, default=32, help="ddpm: crop / model size")
+    p.add_argument("--size", type=int, default=32,
+                   help="ddpm: crop / model size; badiff --ldm: image size of the crops")
     p.add_argument("--lr", type=float, default=2e-4, help="ddpm: Adam learning rate")
     p.add_argument("--ema", type=float, default=0.999, help="ddpm: weight EMA decay")
     p.add_argument("--variant", choices=["full", "nocond", "nohinge", "nocal"], default="full",
@@ -68,10 +81,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--teacher-runs", type=int, default=48, help="badiff: teacher sampler runs")
     p.add_argument("--ddpm-weights", type=Path, default=None,
                    help="badiff: folder with ddpm.safetensors (default: shipped weights)")
+    p.add_argument("--vae", type=Path, default=None,
+                   help="gic: a pretrained diffusers VAE folder (AutoencoderKL/VQModel, or a "
+                        "pipeline with vae/): train the entropy model and reverse network "
+                        "in its latent; --export defaults to --out")
+    p.add_argument("--images", type=Path, default=None,
+                   help="gic/badiff: train on crops of the images in this folder (default: "
+                        "the scikit-image photographs)")
+    p.add_argument("--ldm", type=Path, default=None,
+                   help="badiff: an unconditional latent diffusion pipeline folder (unet/, "
+                        "scheduler/, vae/ or vqvae/); --export defaults to --out")
+    p.add_argument("--device", default=None,
+                   help="gic --vae: where the VAE encodes crops (default: CUDA when present)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.vae is not None and args.model != "gic":
+        p.error("--vae is a gic option (badiff takes --ldm)")
+    if args.ldm is not None and args.model != "badiff":
+        p.error("--ldm is a badiff option")
     if args.export is None:
-        args.export = EXPORT_DIRS[args.model]
+        pretrained = args.vae is not None or args.ldm is not None
+        if pretrained and args.model == "badiff" and args.out == Path("runs/gic_train"):
+            args.out = Path("runs/badiff_ldm")
+        args.export = args.out if pretrained else EXPORT_DIRS[args.model]
     torch.manual_seed(args.seed)
     if args.model == "ddpm":
         if args.out == Path("runs/gic_train"):
@@ -99,19 +131,35 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     stages = STAGES if args.stage == "all" else (args.stage,)
     per_stage_steps = args.steps
-    sampler = CropSampler()
+    sampler = _sampler(args)
     for stage in stages:
         args.steps = per_stage_steps or DEFAULT_STEPS[stage]
         model = _load_for(stage, args)
         if stage == "ae":
-            logs = train_ae(model, args, sampler)
+            logs = (train_vae_stats if args.vae is not None else train_ae)(model, args, sampler)
         else:
             bank = latent_bank(model, args, sampler)
             logs = (train_entropy if stage == "entropy" else train_reverse)(model, args, bank)
-        model.cfg.training["_steps"] = args.steps
+        model.cfg.training["_steps"] = 0 if stage == "ae" and args.vae else args.steps
         path = export_stage(model, stage, args.export, logs)
         print(f"[{stage}] done ({args.steps} steps): {logs} -> {path}", flush=True)
     return 0
+
+
+def _sampler(args: argparse.Namespace) -> CropSampler:
+    """Training crops: ``--images DIR`` or the scikit-image photographs. The smallest side
+    kept must fit the largest crop (the latent bank's 16 x factor pixels)."""
+    if args.images is None:
+        return CropSampler()
+    return CropSampler.from_folder(args.images, min_side=_min_side(args))
+
+
+def _min_side(args: argparse.Namespace) -> int:
+    if args.vae is None:
+        return max(96, args.size)
+    from diffstream.backbones.pretrained import find_vae, vae_factor
+
+    return max(64, 16 * vae_factor(find_vae(args.vae)))
 
 
 if __name__ == "__main__":

@@ -6,15 +6,22 @@ The simulator streams 60 % windows of these photos resized to the frame size (a 
 downscale), while the benchmark codes native-resolution Kodak crops, so training covers
 both: each photo is kept at six scales (1, 1/1.5, 1/2, 1/3, 1/4, 1/6, LANCZOS) and a crop
 is cut from a random scale, then randomly flipped / rotated by 90 degrees.
+
+``CropSampler.from_folder(DIR)`` draws the same crops from a user's own images instead
+(``--images DIR`` of the training CLI; for training on top of a pretrained VAE, where
+the photographs' variety is too small).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from diffstream.content.sources import SKIMAGE_PHOTOS, load_photo
+from diffstream.content.sources import IMAGE_SUFFIXES, SKIMAGE_PHOTOS, load_photo
+from diffstream.errors import InputError
 
 # Colour photos plus grayscale textures (as RGB) for variety of detail.
 TRAIN_PHOTOS: tuple[str, ...] = SKIMAGE_PHOTOS + ("camera", "brick", "grass", "gravel",
@@ -25,16 +32,40 @@ SCALES: tuple[float, ...] = (1.0, 1 / 1.5, 1 / 2, 1 / 3, 1 / 4, 1 / 6)
 class CropSampler:
     """Draws random crops as float tensors in [-1, 1] (N x 3 x size x size)."""
 
-    def __init__(self, photos: tuple[str, ...] = TRAIN_PHOTOS, min_side: int = 96) -> None:
+    def __init__(self, photos: tuple[str, ...] = TRAIN_PHOTOS, min_side: int = 96,
+                 images: list[Image.Image] | None = None) -> None:
         self.levels: list[np.ndarray] = []
-        for name in photos:
-            im = load_photo(name)
+        for im in images if images is not None else (load_photo(n) for n in photos):
             for s in SCALES:
                 w, h = round(im.width * s), round(im.height * s)
                 if min(w, h) < min_side:
                     continue
                 self.levels.append(np.asarray(
                     im.resize((w, h), Image.Resampling.LANCZOS), dtype=np.uint8))
+        if not self.levels:
+            raise InputError(f"no training image has a side of at least {min_side} px")
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, min_side: int = 96) -> CropSampler:
+        """Crops of every image in ``folder`` (sorted names; RGB), at the same six scales."""
+        root = Path(folder)
+        if not root.is_dir():
+            raise InputError(f"{root}: training image folder not found")
+        files = sorted(p for p in root.iterdir()
+                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise InputError(f"{root}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+        images = []
+        for f in files:
+            try:
+                with Image.open(f) as im:
+                    images.append(im.convert("RGB"))
+            except Exception as exc:
+                raise InputError(f"{f}: cannot read image ({exc})") from exc
+        try:
+            return cls(min_side=min_side, images=images)
+        except InputError as exc:
+            raise InputError(f"{root}: {exc}") from None
 
     def batch(self, n: int, size: int, rng: np.random.Generator) -> torch.Tensor:
         out = np.empty((n, size, size, 3), dtype=np.uint8)

@@ -16,6 +16,14 @@ generate(request, budget):
 
 decode(payload): the logistic decoder (two parallel checkerboard passes); bit-exact.
 encode(image, budget): the same coder on a captured image (no generation).
+
+On a latent diffusion model (``ldm: DIR`` with ``weights:`` a BADiff trained on it by
+``python -m diffstream.training badiff --ldm DIR``; paper 000's LDM-200 setup): sampling
+and the stop policy run in the latent, the stopped step's latent x0_hat is decoded by the
+VAE, and that image is coded by the same pixel-domain coder (so the receiver needs no
+VAE: the payload decodes to pixels). ``steps: 200`` gives the paper's LDM-200 sampler.
+``device`` (default: CUDA when present) is where the U-Net (and VAE) run; the sampler's
+noise is drawn on the CPU in a fixed order, and the coder always runs on the CPU.
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from diffstream.backbones.ddpm import DDPMWeightsError
+from diffstream.backbones.latent import load_backbone
 from diffstream.codecs.badiff.entropy_predictor import DELTAS
 from diffstream.codecs.badiff.logistic_coder import LogisticCoder
 from diffstream.codecs.badiff.model import BADiff, target_bpp
@@ -46,17 +56,30 @@ from diffstream.training.crops import to_uint8
 
 log = logging.getLogger(__name__)
 
-_CACHE: dict[tuple[str, str], tuple[BADiff, LogisticCoder]] = {}
+_CACHE: dict[tuple[str, str, str, str], tuple[BADiff, LogisticCoder]] = {}
 _LOCK = threading.Lock()
 
 
-def load_badiff(weights: str | Path | None = None, name: str = "badiff"
+def default_device(ldm: str | Path | None) -> str:
+    """CUDA when present for a latent model. The shipped pixel model keeps the CPU, so its
+    samples stay those of the documented CPU runs (CPU and CUDA round differently and give
+    different images); ``device: cuda`` moves it."""
+    return "cuda" if ldm is not None and torch.cuda.is_available() else "cpu"
+
+
+def load_badiff(weights: str | Path | None = None, name: str = "badiff",
+                ldm: str | Path | None = None, device: str | None = None
                 ) -> tuple[BADiff, LogisticCoder]:
-    """The BADiff model and its coder, loaded once per process (CPU)."""
-    key = (str(weights or ""), name)
+    """The BADiff model and its coder, loaded once per process."""
+    if ldm is not None and weights is None:
+        raise DDPMWeightsError(f"badiff with ldm: {ldm} needs the BADiff weights trained on "
+                               f"it: run `python -m diffstream.training badiff --ldm {ldm} "
+                               "--out OUT` and pass codec_options.weights: OUT")
+    dev = device or default_device(ldm)
+    key = (str(weights or ""), name, str(Path(ldm).resolve()) if ldm else "", dev)
     with _LOCK:
         if key not in _CACHE:
-            model = BADiff.load(weights, name)
+            model = BADiff.load(weights, name, ldm=ldm, device=dev)
             _CACHE[key] = (model, LogisticCoder(model.predictor))
         return _CACHE[key]
 
@@ -68,12 +91,19 @@ class BADiffCodec:
 
     def __init__(self, weights: str | None = None, model: str = "badiff",
                  adaptive_stop: bool = True, threshold: float = 0.5,
-                 steps: int = N_FULL) -> None:
-        self.model, self.coder = load_badiff(weights, model)
+                 steps: int = N_FULL, ldm: str | None = None, device: str | None = None
+                 ) -> None:
+        self.ldm = ldm
+        self.model, self.coder = load_badiff(weights, model, ldm, device)
         self.adaptive_stop = bool(adaptive_stop)
         self.threshold = float(threshold)
         self.steps = int(steps)
         self._floors: dict[tuple[int, int], int] = {}
+
+    @property
+    def device(self) -> torch.device:
+        """Where the U-Net runs (the model's device)."""
+        return self.model.ddpm.alpha_bar.device
 
     # --- generation ---------------------------------------------------------------------
     @torch.no_grad()
@@ -88,16 +118,26 @@ class BADiffCodec:
                 nonlocal last_p
                 if not self.adaptive_stop or feats.value is None:
                     return False
-                temb = time_embedding(m.unet, torch.tensor([t - 1]))
+                temb = time_embedding(m.unet, torch.tensor([t - 1], device=self.device))
                 last_p = float(m.policy.p_stop(feats.value, temb, cond)[0])
                 return should_stop(last_p, self.threshold)
 
             x0, calls = ddpm_sample(m.ddpm, request.seed, shape, self.steps, cond, stop)
-        return to_uint8(x0)[0], calls, last_p
+            image = m.ddpm.to_image(x0)  # the VAE decoder on a latent model
+        return to_uint8(image)[0], calls, last_p
+
+    def _check_shape(self, request: GenerationRequest, shape: tuple[int, int]
+                     ) -> tuple[int, int]:
+        h, w = _check_request(request, shape)
+        mult = int(getattr(self.model.ddpm, "multiple", 4))
+        if h % mult or w % mult:
+            raise ValueError(f"this latent model needs frame sides that are multiples of "
+                             f"{mult} (autoencoder x U-Net downsampling), got {w}x{h}")
+        return h, w
 
     def generate(self, request: GenerationRequest, budget_bits: int,
                  shape: tuple[int, int]) -> Encoded:
-        h, w = _check_request(request, shape)
+        h, w = self._check_shape(request, shape)
         budget = int(budget_bits)
         target = target_bpp(budget, (h, w))
         image, calls, p = self.sample(request, (h, w), target)
@@ -128,7 +168,49 @@ class BADiffCodec:
         return Encoded(payload=payload, meta={"delta_index": di, "passes": passes})
 
     def reference(self, request: GenerationRequest, shape: tuple[int, int]) -> Image:
-        return reference_image(request, shape)
+        """The request's full-step sample of the plain backbone: the shipped pixel DDPM, or
+        the plain (not fine-tuned) latent model decoded by its VAE."""
+        if getattr(self, "ldm", None) is None:
+            return reference_image(request, shape)
+        plain = load_backbone(self.ldm, device=str(self.device))
+        h, w = self._check_shape(request, shape)
+        with torch.no_grad(), one_thread():
+            x0, _ = ddpm_sample(plain, request.seed, (h, w), self.steps)
+            return to_uint8(plain.to_image(x0))[0]
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> None:
+        """The scenario precheck's hook: an ``ldm`` folder and the BADiff weights trained on
+        it, from their files (no weights loaded); ConfigError naming the path."""
+        import json
+
+        from diffstream.backbones.pretrained import PretrainedFolderError, inspect_model
+        from diffstream.codecs.badiff.model import BADiffConfig, check_backbone_folder
+
+        ldm, weights = options.get("ldm"), options.get("weights")
+        if ldm is not None:
+            m = inspect_model(ldm)
+            if m.vae is None or m.conditional:
+                raise PretrainedFolderError(f"{m.root}: badiff's ldm must be an unconditional "
+                                            "latent model (unet/ with a UNet2DModel, vae/ or "
+                                            "vqvae/, scheduler/)")
+        if weights is None:
+            if ldm is not None:
+                raise PretrainedFolderError(
+                    f"ldm {ldm} needs codec_options.weights: the BADiff weights trained on it "
+                    f"(`python -m diffstream.training badiff --ldm {ldm} --out OUT`)")
+            return
+        name = str(options.get("model", "badiff"))
+        cfg_path = Path(weights) / f"{name}.json"
+        for p in (cfg_path, Path(weights) / f"{name}.safetensors"):
+            if not p.is_file():
+                raise PretrainedFolderError(f"{p}: missing (BADiff weights are NAME.json + "
+                                            "NAME.safetensors, NAME = codec_options.model)")
+        try:
+            cfg = BADiffConfig.from_json(json.loads(cfg_path.read_text()))
+        except (OSError, ValueError, TypeError) as exc:
+            raise PretrainedFolderError(f"{cfg_path}: unreadable ({exc})") from None
+        check_backbone_folder(cfg, ldm, cfg_path)
 
     # --- plain codec ----------------------------------------------------------------------
     def encode(self, image: Image, budget_bits: int) -> Encoded:

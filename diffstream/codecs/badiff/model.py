@@ -26,6 +26,16 @@ we use the per-image form the brief allows: the squared error between H_phi's me
 length at the LIC-matched step delta_lic(x) = sqrt(12 MSE_lic(x)) and LIC's *real* coded
 bpp of that crop (cached offline from real rANS bytes). H_phi's own rate loss (its NLL
 at random steps, which makes its probabilities the real coder's) is trained alongside.
+
+Backbones. ``cfg.backbone`` empty: the project's pixel DDPM (the shipped weights, paper
+000's DDPM-1k setup scaled down). ``{"kind": "latent", ...}``: an unconditional latent
+diffusion model from a local diffusers folder (paper 000's LDM-200 setup), given to
+``load`` as ``ldm=DIR``: the U-Net is loaded with diffusers' identity class embedding so
+e(H) is added to its time embedding exactly as above, sampling runs in the latent, the
+stop policy reads the latent U-Net's mid-block features, and the image the coder and H_phi
+see is the VAE decoding of the latent x0_hat (the paper: "the current latent is decoded to
+the final image"). The weights file then holds the fine-tuned latent U-Net and the BADiff
+heads, not the VAE.
 """
 
 from __future__ import annotations
@@ -42,6 +52,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from diffstream.backbones.ddpm import DDPM, FP16_MIN, DDPMConfig, DDPMWeightsError
+from diffstream.backbones.latent import LatentDiffusion, load_latent_diffusion
+from diffstream.backbones.pretrained import config_fingerprint, inspect_model
 from diffstream.codecs.badiff.entropy_predictor import DELTAS, EntropyPredictor
 from diffstream.codecs.badiff.stop_policy import StopPolicy
 
@@ -62,6 +74,7 @@ class BADiffConfig:
     conditioned: bool = True  # False: the "w/o conditioning" ablation (e(H) = 0)
     delta_op: tuple[tuple[float, float], ...] = DEFAULT_DELTA_OP  # (H bpp, delta) table
     training: dict[str, Any] = field(default_factory=dict)
+    backbone: dict[str, Any] = field(default_factory=dict)  # {} pixel; latent: latent_record
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BADiffConfig:
@@ -111,21 +124,73 @@ def calibration_loss(h_pred: torch.Tensor, bpp_ref: torch.Tensor) -> torch.Tenso
     return ((h_pred - bpp_ref) ** 2).mean()
 
 
-class BADiff(nn.Module):
-    """Conditioned DDPM + entropy embedding + H_phi + stop policy."""
+def latent_record(model: LatentDiffusion) -> dict[str, Any]:
+    """``cfg.backbone`` of a BADiff on a latent model: which folder, which architecture."""
+    assert model.folder is not None and model.folder.vae is not None
+    return {"kind": "latent", "source": str(model.folder.root),
+            "unet_config_sha256_16": config_fingerprint(model.folder.unet),
+            "vae_class": model.folder.vae.class_name,
+            "vae_config_sha256_16": config_fingerprint(model.folder.vae)}
 
-    def __init__(self, cfg: BADiffConfig) -> None:
+
+def check_backbone_folder(cfg: BADiffConfig, ldm: str | Path | None, where: Path) -> None:
+    """The LDM folder must be there exactly when the weights were trained on one, and be
+    the architecture they were trained on (JSON only; the precheck calls this)."""
+    from diffstream.backbones.pretrained import PretrainedFolderError
+
+    latent = cfg.backbone.get("kind") == "latent"
+    if latent and ldm is None:
+        raise PretrainedFolderError(f"{where}: these BADiff weights were trained on the latent "
+                                    f"diffusion model at {cfg.backbone.get('source')}; pass "
+                                    "codec_options.ldm: that folder")
+    if not latent and ldm is not None:
+        raise PretrainedFolderError(f"{where}: these BADiff weights are for the pixel DDPM, "
+                                    f"not a latent model; train BADiff on {ldm} with `python -m "
+                                    f"diffstream.training badiff --ldm {ldm} --out OUT` and pass "
+                                    "weights: OUT")
+    if latent:
+        m = inspect_model(ldm)
+        if m.vae is None or m.conditional:
+            raise PretrainedFolderError(f"{m.root}: BADiff needs an unconditional latent "
+                                        "model (UNet2DModel + vae/ or vqvae/)")
+        for part, comp in (("unet", m.unet), ("vae", m.vae)):
+            if cfg.backbone.get(f"{part}_config_sha256_16") != config_fingerprint(comp):
+                raise PretrainedFolderError(
+                    f"{where}: trained on another {part} architecture "
+                    f"({cfg.backbone.get('source')}) than {comp.path}")
+
+
+class BADiff(nn.Module):
+    """Conditioned DDPM + entropy embedding + H_phi + stop policy.
+
+    ``backbone``: for ``cfg.backbone["kind"] == "latent"``, the ``LatentDiffusion`` whose
+    U-Net has the identity class embedding (``load_latent_diffusion(...,
+    class_embed_identity=True)``); the pixel DDPM is built from ``cfg.ddpm`` otherwise.
+    """
+
+    def __init__(self, cfg: BADiffConfig, backbone: LatentDiffusion | None = None) -> None:
         super().__init__()
-        dcfg = DDPMConfig.from_json(cfg.ddpm) if cfg.ddpm else DDPMConfig()
-        dcfg.cond_dim = dcfg.time_embed_dim
-        dcfg.training = {}
-        cfg.ddpm = asdict(dcfg)
         self.cfg = cfg
-        self.ddpm = DDPM(dcfg)
-        dim = dcfg.time_embed_dim
+        self.ddpm: DDPM | LatentDiffusion
+        if cfg.backbone.get("kind") == "latent":
+            if backbone is None:
+                raise DDPMWeightsError("a BADiff on a latent model needs its LDM folder")
+            if getattr(backbone.unet.config, "class_embed_type", None) != "identity":
+                raise ValueError("the latent U-Net must be loaded with the identity class "
+                                 "embedding (class_embed_identity=True)")
+            self.ddpm = backbone
+            dim = int(backbone.unet.time_embedding.linear_2.out_features)
+            feat = int(backbone.unet.config.block_out_channels[-1])
+        else:
+            dcfg = DDPMConfig.from_json(cfg.ddpm) if cfg.ddpm else DDPMConfig()
+            dcfg.cond_dim = dcfg.time_embed_dim
+            dcfg.training = {}
+            cfg.ddpm = asdict(dcfg)
+            self.ddpm = DDPM(dcfg)
+            dim, feat = dcfg.time_embed_dim, dcfg.channels[-1]
         self.embed = EntropyEmbedding(dim, cfg.embed_hidden)
         self.predictor = EntropyPredictor()
-        self.policy = StopPolicy(dcfg.channels[-1], dim, dim)
+        self.policy = StopPolicy(feat, dim, dim)
 
     @property
     def unet(self) -> nn.Module:
@@ -133,7 +198,8 @@ class BADiff(nn.Module):
 
     def cond(self, h: torch.Tensor | float, n: int = 1) -> torch.Tensor:
         """e(H) as the U-Net's class-embedding input (zeros for the unconditioned variant)."""
-        ht = torch.as_tensor(h, dtype=torch.float32).reshape(-1)
+        dev = next(self.embed.parameters()).device
+        ht = torch.as_tensor(h, dtype=torch.float32).reshape(-1).to(dev)
         ht = ht.expand(n) if ht.numel() == 1 else ht
         e = self.embed(ht)
         return e if self.cfg.conditioned else torch.zeros_like(e)
@@ -146,9 +212,20 @@ class BADiff(nn.Module):
         return delta_op(h, self.cfg.delta_op)
 
     @classmethod
-    def from_plain(cls, plain: DDPM, cfg: BADiffConfig | None = None) -> BADiff:
-        """Fine-tuning start: the plain DDPM's weights, the new conditioning path at zero."""
+    def from_plain(cls, plain: DDPM | LatentDiffusion, cfg: BADiffConfig | None = None
+                   ) -> BADiff:
+        """Fine-tuning start: the plain DDPM's weights, the new conditioning path at zero.
+
+        A ``LatentDiffusion`` is reloaded from its folder with the identity class embedding
+        (a fresh, trainable copy: the cached plain model stays untouched)."""
         cfg = cfg or BADiffConfig()
+        if isinstance(plain, LatentDiffusion):
+            assert plain.folder is not None
+            bb = load_latent_diffusion(plain.folder.root, device=plain.alpha_bar.device,
+                                       class_embed_identity=True)
+            bb.unet.requires_grad_(True)
+            cfg.ddpm, cfg.backbone = {}, latent_record(bb)
+            return cls(cfg, bb)
         cfg.ddpm = {k: v for k, v in asdict(plain.cfg).items() if k != "training"}
         model = cls(cfg)
         model.ddpm.unet.load_state_dict(plain.unet.state_dict(), strict=True)
@@ -171,14 +248,23 @@ class BADiff(nn.Module):
         return out / f"{name}.safetensors"
 
     @classmethod
-    def load(cls, directory: str | Path | None = None, name: str = "badiff") -> BADiff:
+    def load(cls, directory: str | Path | None = None, name: str = "badiff",
+             ldm: str | Path | None = None, device: str | torch.device = "cpu") -> BADiff:
+        """Weights (+ JSON) from ``directory``; ``ldm``: the latent diffusion folder the
+        weights were trained on (``python -m diffstream.training badiff --ldm DIR``)."""
         d = Path(directory) if directory is not None else WEIGHTS_DIR
         cfg_path, w_path = d / f"{name}.json", d / f"{name}.safetensors"
         for p in (cfg_path, w_path):
             if not p.is_file():
+                how = (f"--ldm {ldm} --out {d}" if ldm is not None
+                       else "(needs ddpm weights)")
                 raise DDPMWeightsError(f"{p} is missing: train it with `python -m "
-                                       f"diffstream.training badiff` (needs ddpm weights)")
-        model = cls(BADiffConfig.from_json(json.loads(cfg_path.read_text())))
+                                       f"diffstream.training badiff {how}`")
+        cfg = BADiffConfig.from_json(json.loads(cfg_path.read_text()))
+        check_backbone_folder(cfg, ldm, cfg_path)
+        backbone = (load_latent_diffusion(ldm, class_embed_identity=True)
+                    if ldm is not None else None)
+        model = cls(cfg, backbone)
         state = load_file(str(w_path), device="cpu")
         for prefix, mod in (("unet.", model.unet), ("embed.", model.embed),
                             ("predictor.", model.predictor), ("policy.", model.policy)):
@@ -192,7 +278,7 @@ class BADiff(nn.Module):
             except RuntimeError as exc:
                 raise DDPMWeightsError(f"{w_path}: {exc}") from exc
         model.predictor.entropy_bottleneck.update(force=True)
-        return model.eval()
+        return model.to(device).eval()
 
 
 def target_bpp(budget_bits: int, shape: tuple[int, int]) -> float:

@@ -63,19 +63,24 @@ def noise_generator(seed: int) -> torch.Generator:
 def ddpm_sample(model: DDPM, seed: int, shape: tuple[int, int], steps: int = N_FULL,
                 cond: torch.Tensor | None = None, callback: StepCallback | None = None
                 ) -> tuple[torch.Tensor, int]:
-    """Ancestral sampling on respaced steps -> (x_0 in [-1, 1], 1 x 3 x H x W; U-Net calls).
+    """Ancestral sampling on respaced steps -> (x_0, U-Net calls).
 
-    ``callback`` may stop the run early; the predicted x_0 of that step is returned.
+    x_0 is in the model's diffusion space: the image in [-1, 1] (1 x 3 x H x W) for the
+    pixel DDPM, the latent (1 x C x H/f x W/f, not clipped) for a ``LatentDiffusion``, whose
+    ``to_image`` decodes it. The noise is drawn on the CPU generator in the same order on
+    every device and moved to the model's device. ``callback`` may stop the run early; the
+    predicted x_0 of that step is returned.
     """
     h, w = shape
     gen = noise_generator(seed)
     ab = model.alpha_bar
+    dev = ab.device
     times = respaced_times(model.T, steps)
-    x = torch.randn(1, 3, h, w, generator=gen)
+    x = torch.randn((1, *model.latent_shape(h, w)), generator=gen).to(dev)
     x0 = x
     for i, t in enumerate(times):
         eps = model.eps(x, t, cond)
-        x0 = model.x0_from_eps(x, t, eps).clamp(-1.0, 1.0)
+        x0 = model.clip_x0(model.x0_from_eps(x, t, eps))
         if i == len(times) - 1:
             return x0, i + 1
         if callback is not None and callback(i, t, x, x0):
@@ -86,7 +91,7 @@ def ddpm_sample(model: DDPM, seed: int, shape: tuple[int, int], steps: int = N_F
         c0 = a_p ** 0.5 * beta / (1.0 - a_t)
         ct = (1.0 - beta) ** 0.5 * (1.0 - a_p) / (1.0 - a_t)
         var = beta * (1.0 - a_p) / (1.0 - a_t)
-        x = c0 * x0 + ct * x + var ** 0.5 * torch.randn(x.shape, generator=gen)
+        x = c0 * x0 + ct * x + var ** 0.5 * torch.randn(x.shape, generator=gen).to(dev)
     return x0, len(times)
 
 

@@ -21,6 +21,14 @@ Stages (each resumable, outputs cached under ``--out``, default runs/badiff_trai
    (features from a no-grad U-Net call). Adam 1e-4 constant, clip 1.0 (App. E); an EMA
    (0.999) of the U-Net + embedding is what is exported, as for the plain DDPM.
 
+On a latent diffusion model (``--ldm DIR``, paper 000's LDM-200 setup): stages 1 and 2 are
+the same (H_phi and LIC live in pixel space); stage 3 runs the plain LDM in its latent and
+labels every step by the VAE decoding of its x0_hat; stage 4 fine-tunes the latent U-Net
+(loaded with the identity class embedding) on the VAE latents of ``--size`` crops, with
+the hinge on H_phi of the VAE decoding of the unclamped latent x0_hat (gradients flow
+through the frozen decoder). The weights (fine-tuned U-Net + heads, no VAE) go to
+``--export`` (default ``--out``). ``--images DIR`` trains on a folder's crops.
+
 Deviations (docs/badiff.md): fine-tuning for a few thousand steps instead of 800 k from
 scratch; batch 16 instead of 64/128; the hinge does not update H_phi (it would teach the
 estimator to under-report); ablation variants (``--variant nocond|nohinge|nocal``) are
@@ -100,6 +108,21 @@ class NoSched:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         return None
+
+
+def plain_backbone(args: argparse.Namespace) -> Any:
+    """The plain model BADiff starts from: a latent model (``--ldm``) or the pixel DDPM."""
+    ldm = getattr(args, "ldm", None)
+    if ldm is not None:
+        from diffstream.backbones.latent import load_backbone
+
+        return load_backbone(ldm, device="cpu")
+    return load_plain_ddpm(args.ddpm_weights)
+
+
+def crop_size(args: argparse.Namespace) -> int:
+    """Training and teacher image size: 32 for the pixel DDPM, ``--size`` on an LDM."""
+    return int(args.size) if getattr(args, "ldm", None) is not None else 32
 
 
 def random_deltas(rng: np.random.Generator, n: int) -> torch.Tensor:
@@ -185,24 +208,26 @@ def teacher_data(args: argparse.Namespace, phi: EntropyPredictor) -> dict[str, t
     path = args.out / "teacher.pt"
     if path.is_file():
         return torch.load(path, map_location="cpu", weights_only=True)
-    model = load_plain_ddpm(args.ddpm_weights)
+    model = plain_backbone(args)
     times = respaced_times(model.T, N_FULL)
     ab = model.alpha_bar
     gen = torch.Generator().manual_seed(args.seed + 4242)
     n_runs, bs = args.teacher_runs, 16
     deltas = DELTAS[::LABEL_DELTA_STRIDE]
-    states = torch.zeros(n_runs, len(times), 3, 32, 32, dtype=torch.float16)
+    size = crop_size(args)
+    lshape = model.latent_shape(size, size)  # (3, 32, 32) for the pixel DDPM
+    states = torch.zeros(n_runs, len(times), *lshape, dtype=torch.float16)
     labels = torch.zeros(n_runs, len(LABEL_H), len(times))
     t0 = time.time()
     for b0 in range(0, n_runs, bs):
         n = min(bs, n_runs - b0)
-        x = torch.randn(n, 3, 32, 32, generator=gen)
+        x = torch.randn((n, *lshape), generator=gen)
         x0s = []
         for i, t in enumerate(times):
             states[b0:b0 + n, i] = x.half()
             eps = model.eps(x, t)
-            x0 = model.x0_from_eps(x, t, eps).clamp(-1, 1)
-            x0s.append(x0)
+            x0 = model.clip_x0(model.x0_from_eps(x, t, eps))
+            x0s.append(model.to_image(x0))  # the image of this step (VAE-decoded on an LDM)
             if i < len(times) - 1:
                 tp = times[i + 1]
                 a_t, a_p = float(ab[t]), float(ab[tp])
@@ -211,7 +236,7 @@ def teacher_data(args: argparse.Namespace, phi: EntropyPredictor) -> dict[str, t
                     (1 - beta) ** 0.5 * (1 - a_p) / (1 - a_t)) * x
                 x = mean + (beta * (1 - a_p) / (1 - a_t)) ** 0.5 * torch.randn(
                     x.shape, generator=gen)
-        traj = torch.stack(x0s, 1)  # n x steps x 3 x 32 x 32
+        traj = torch.stack(x0s, 1)  # n x steps x 3 x size x size
         ref = to_levels(traj[:, -1]).round()
         lv = to_levels(traj).round()  # the uint8 image at each step
         sub = np.unique(np.r_[np.arange(0, len(times), LABEL_STEP_STRIDE), len(times) - 1])
@@ -243,12 +268,15 @@ def teacher_data(args: argparse.Namespace, phi: EntropyPredictor) -> dict[str, t
 def finetune(args: argparse.Namespace, sampler: CropSampler, phi: EntropyPredictor,
              bank: dict[str, Any], teacher: dict[str, torch.Tensor], trainer_cls: type
              ) -> tuple[BADiff, dict[str, float]]:
-    plain: DDPM = load_plain_ddpm(args.ddpm_weights)
+    plain: DDPM = plain_backbone(args)
     table = tuple((float(h), float(d)) for h, d in bank["table"].tolist())
     cfg = BADiffConfig(conditioned=args.variant != "nocond", delta_op=table)
     model = BADiff.from_plain(plain, cfg)
     load_predictor_state(model.predictor, phi.state_dict())
     model.train()
+    latent = model.cfg.backbone.get("kind") == "latent"
+    if latent:
+        model.ddpm.vae.eval()  # frozen: no training-mode behaviour either
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
@@ -263,24 +291,29 @@ def finetune(args: argparse.Namespace, sampler: CropSampler, phi: EntropyPredict
     times, hs = teacher["times"], teacher["h"]
     n_bank = bank["images"].shape[0]
 
+    size = crop_size(args)
+
     def step_fn(step: int, rng: np.random.Generator) -> dict[str, float]:
         torch.manual_seed(args.seed * 100003 + step)
         n = args.batch or 16
-        x0 = sampler.batch(n, 32, rng)
+        x0 = sampler.batch(n, size, rng)
+        with torch.no_grad():
+            z0 = model.ddpm.to_latent(x0)  # the image itself for the pixel DDPM
         h = torch.from_numpy(rng.uniform(H_MIN, H_MAX, n)).float()
         t = torch.from_numpy(rng.integers(1, T + 1, n))
-        noise = torch.from_numpy(rng.standard_normal(x0.shape, dtype=np.float32))
-        x_t = model.ddpm.q_sample(x0, t, noise)
+        noise = torch.from_numpy(rng.standard_normal(z0.shape, dtype=np.float32))
+        x_t = model.ddpm.q_sample(z0, t, noise)
         eps = model.eps(x_t, t, h)
         l_simple = F.mse_loss(eps, noise)
         ab = model.ddpm.alpha_bar[t].float().view(-1, 1, 1, 1)
-        x0_hat = ((x_t - (1 - ab).sqrt() * eps) / ab.sqrt()).clamp(-1, 1)
+        x0_hat = model.ddpm.clip_x0((x_t - (1 - ab).sqrt() * eps) / ab.sqrt())
         # hinge only where x0_hat is an image estimate (t <= T_HINGE), see module docstring
         near = t <= T_HINGE
         if near.any():
             # unclamped: clamping gave saturated pixels a zero-gradient, zero-cost escape
             raw = (x_t[near] - (1 - ab[near]).sqrt() * eps[near]) / ab[near].sqrt()
-            h_pred = model.predictor((raw + 1.0) * 127.5, model.delta_op(h[near]),
+            img = model.ddpm.to_image(raw)  # through the frozen VAE decoder on an LDM
+            h_pred = model.predictor((img + 1.0) * 127.5, model.delta_op(h[near]),
                                      noise=True)["bpp"]
             l_ent = hinge_loss(h_pred, h[near]) * near.float().mean()
         else:
@@ -291,7 +324,9 @@ def finetune(args: argparse.Namespace, sampler: CropSampler, phi: EntropyPredict
         # H_phi: own rate on crops and on the generator's x0_hat, + Eq. 11 calibration
         opt_p.zero_grad(set_to_none=True)
         half = n // 2  # H_phi batches halved: its six-pass head dominates the step time
-        xs = torch.cat([to_levels(x0[:half]), to_levels(x0_hat[:half].detach())])
+        with torch.no_grad():
+            gen_img = model.ddpm.to_image(x0_hat[:half].detach())
+        xs = torch.cat([to_levels(x0[:half]), to_levels(gen_img)])
         l_rate = model.predictor(xs, random_deltas(rng, 2 * half), noise=True)["bpp"].mean()
         bi = torch.from_numpy(rng.integers(0, n_bank, max(2, n // 4)))
         xb = bank["images"][bi].permute(0, 3, 1, 2).float()
@@ -336,7 +371,9 @@ def finetune(args: argparse.Namespace, sampler: CropSampler, phi: EntropyPredict
 
 def main_badiff(args: argparse.Namespace, trainer_cls: type) -> Path:
     args.out.mkdir(parents=True, exist_ok=True)
-    sampler = CropSampler()
+    images = getattr(args, "images", None)
+    sampler = (CropSampler.from_folder(images, min_side=max(96, crop_size(args)))
+               if images is not None else CropSampler())
     stages = STAGES if args.stage == "all" else (args.stage,)
     record: dict[str, Any] = {}
     rec_path = args.out / "record.json"
@@ -368,8 +405,12 @@ def main_badiff(args: argparse.Namespace, trainer_cls: type) -> Path:
         model, logs = finetune(args, sampler, phi, bank, teacher, trainer_cls)
         model.cfg.training = {
             "variant": args.variant, "steps": args.steps, "batch": args.batch or 16,
-            "lr": args.lr, "ema": args.ema, "init": "plain DDPM (weights/ddpm.safetensors)",
-            "data": "scikit-image photograph crops 32x32",
+            "lr": args.lr, "ema": args.ema,
+            "init": (f"plain latent diffusion model ({args.ldm})"
+                     if getattr(args, "ldm", None) is not None
+                     else "plain DDPM (weights/ddpm.safetensors)"),
+            "data": (f"crops of {images}" if images is not None
+                     else "scikit-image photograph crops") + f" {crop_size(args)}px",
             "lambda": {"ent": args.lambda_ent if args.variant != "nohinge" else 0.0,
                        "cal": LAMBDA_CAL if args.variant != "nocal" else 0.0,
                        "stop": LAMBDA_STOP},

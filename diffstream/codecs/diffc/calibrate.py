@@ -2,8 +2,14 @@
 chunk models, from crops of scikit-image photographs (never Kodak: that is evaluation data).
 
     python -m diffstream.codecs.diffc.calibrate [--images 24] [--size 32] [--t-final 10]
-        [--weights DIR | --diffusers FOLDER] [--run-images 12]
-        [--out diffstream/codecs/diffc/weights/diffc_calibration.json]
+        [--weights DIR | --diffusers FOLDER | --model DIR [--null-embedding FILE]]
+        [--run-images 12] [--out diffstream/codecs/diffc/weights/diffc_calibration.json]
+
+``--model DIR`` calibrates any diffusers pipeline folder, a latent one (vae/ or vqvae/)
+included: the prediction errors, the KL table (per latent value) and the index statistics
+are then those of the latent; the crops are ``--size`` pixels (use the model's resolution,
+e.g. 256 or 512) and the output defaults to ``DIR/diffc_calibration.json``, where the codec
+finds it.
 
 For every calibration crop x_0 and every t in 1..T it draws x_t ~ q(x_t | x_0) (the paper's
 "each x_i we send is statistically indistinguishable from a sample of q(x_i | x_0)", so
@@ -29,6 +35,7 @@ import numpy as np
 import torch
 
 from diffstream.backbones.ddpm import DDPM, WEIGHTS_DIR
+from diffstream.backbones.latent import load_backbone
 from diffstream.codecs.diffc.diffusion import kl_coef_matrix
 from diffstream.codecs.diffc.schedule import (
     CALIBRATION_FILE,
@@ -47,6 +54,11 @@ SCHEDULE_ID = 1
 
 
 def load(args: argparse.Namespace) -> tuple[DDPM, dict[str, str]]:
+    if args.model:
+        src = {"source": f"model:{args.model}"}
+        if args.null_embedding:
+            src["null_embedding"] = str(args.null_embedding)
+        return load_backbone(args.model, args.null_embedding, args.device), src
     if args.diffusers:
         return DDPM.from_diffusers(args.diffusers), {"source": f"diffusers:{args.diffusers}"}
     d = Path(args.weights) if args.weights else WEIGHTS_DIR
@@ -58,18 +70,21 @@ def load(args: argparse.Namespace) -> tuple[DDPM, dict[str, str]]:
 @torch.no_grad()
 def prediction_errors(model: DDPM, x0: torch.Tensor, batch: int, gen: torch.Generator
                       ) -> torch.Tensor:
-    """e[t] = |x_0 - clip(x0_hat(x_t))|^2 for t = 1..T (index 0 unused), float64."""
+    """e[t] = |x_0 - clip(x0_hat(x_t))|^2 for t = 1..T (index 0 unused), float64.
+
+    ``x0`` is in the model's diffusion space (the image, or its latent)."""
     T = model.T
-    ab = model.alpha_bar
+    dev = x0.device  # the model's device; the noise is drawn on the CPU generator
+    ab = model.alpha_bar.cpu()
     e = torch.zeros(T + 1, dtype=torch.float64)
     for start in range(1, T + 1, batch):
         ts = torch.arange(start, min(start + batch, T + 1))
-        a = ab[ts].float().view(-1, 1, 1, 1)
-        noise = torch.randn((len(ts), *x0.shape[1:]), generator=gen)
+        a = ab[ts].float().view(-1, 1, 1, 1).to(dev)
+        noise = torch.randn((len(ts), *x0.shape[1:]), generator=gen).to(dev)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        eps = model.unet(xt, ts - 1).sample
-        x0_hat = ((xt - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-1, 1)
-        e[ts] = ((x0_hat - x0) ** 2).flatten(1).sum(1).double()
+        eps = model.eps(xt, ts.to(dev))
+        x0_hat = model.clip_x0((xt - (1 - a).sqrt() * eps) / a.sqrt())
+        e[ts] = ((x0_hat - x0) ** 2).flatten(1).sum(1).double().cpu()
     return e
 
 
@@ -81,7 +96,10 @@ def real_runs(cal: Calibration, args: argparse.Namespace, crops: torch.Tensor) -
     from diffstream.training.crops import to_uint8
 
     images = to_uint8(crops)
-    src = {"diffusers": args.diffusers} if args.diffusers else {"weights": args.weights}
+    if args.model:
+        src = {"model": args.model, "null_embedding": args.null_embedding}
+    else:
+        src = {"diffusers": args.diffusers} if args.diffusers else {"weights": args.weights}
     with tempfile.TemporaryDirectory() as tmp:
         provisional = Path(tmp) / "provisional.json"
         cal.save(provisional)
@@ -89,7 +107,7 @@ def real_runs(cal: Calibration, args: argparse.Namespace, crops: torch.Tensor) -
         for bits in args.chunk_bits:
             hist = {}
             for mode in ("table", "adaptive"):
-                codec = DiffcCodec(chunk_bits=bits, chunking=mode, device="cpu",
+                codec = DiffcCodec(chunk_bits=bits, chunking=mode, device=args.device,
                                    calibration=str(provisional), **src)
                 counts = [1] * (bits + 1)  # add-one: every bucket stays codable
                 for img in images:
@@ -116,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     src = ap.add_mutually_exclusive_group()
     src.add_argument("--weights", help="folder with ddpm.safetensors (default: shipped)")
     src.add_argument("--diffusers", help="a local diffusers DDPM folder")
+    src.add_argument("--model", help="a diffusers pipeline folder (latent: vae/ or vqvae/); "
+                                     "the output defaults to MODEL/diffc_calibration.json")
+    ap.add_argument("--null-embedding", default=None,
+                    help="with --model: the null-prompt embedding of a conditional U-Net")
     ap.add_argument("--images", type=int, default=24)
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--t-final", type=int, default=10)
@@ -126,8 +148,18 @@ def main(argv: list[str] | None = None) -> int:
                     help="simulated PFR chunks per provisional chunk model")
     ap.add_argument("--run-images", type=int, default=12,
                     help="crops encoded by the codec itself for the index statistics")
-    ap.add_argument("--out", default=str(CALIBRATION_FILE))
+    ap.add_argument("--out", default=None,
+                    help=f"default: {CALIBRATION_FILE} (MODEL/diffc_calibration.json with "
+                         "--model)")
+    ap.add_argument("--device", default=None,
+                    help="with --model: where the model runs (default: CUDA when present); "
+                         "the shipped pixel calibration is made on the CPU")
     args = ap.parse_args(argv)
+    if args.device is None:
+        args.device = "cuda" if args.model and torch.cuda.is_available() else "cpu"
+    if args.out is None:
+        args.out = (str(Path(args.model) / "diffc_calibration.json") if args.model
+                    else str(CALIBRATION_FILE))
     torch.set_num_threads(1)
     from diffstream.training.crops import CropSampler
 
@@ -137,8 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     crops = CropSampler().batch(args.images, args.size, np.random.default_rng(args.seed))
     gen = torch.Generator().manual_seed(args.seed)
     errs = []
+    dev = model.alpha_bar.device
+    with torch.no_grad():  # the latents of the crops (the crops themselves for pixels)
+        x0s = [model.to_latent(crops[i:i + 1].to(dev)) for i in range(args.images)]
     for i in range(args.images):
-        errs.append(prediction_errors(model, crops[i:i + 1], args.batch, gen))
+        errs.append(prediction_errors(model, x0s[i], args.batch, gen))
         print(f"[calibrate] image {i + 1}/{args.images}  {time.perf_counter() - t_start:.0f}s",
               flush=True)
     coef = kl_coef_matrix(model.alpha_bar, t_min=args.t_final)  # nats per squared error
@@ -151,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         kl_all.append(kl_bits)
     cost = torch.where(valid, cost / len(errs), torch.full_like(cost, math.inf))
     path = shortest_path(cost.numpy(), T, args.t_final)
-    dims = 3 * args.size * args.size
+    dims = x0s[0].numel()  # values in the diffusion space (3 H W, or C h w for a latent)
     per_image = [[float(kl[a, b]) / dims for a, b in zip(path[:-1], path[1:], strict=True)]
                  for kl in kl_all]
     mean = np.mean(np.array(per_image), axis=0).tolist()
@@ -159,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     edges = list(zip(path[:-1], path[1:], strict=True))
     expected = float(sum(cost[a, b] for a, b in edges))
     print(f"[calibrate] mean total KL {sum(mean) * dims:.0f} bits "
-          f"({sum(mean) * 3:.3f} bpp), expected cost {expected:.0f} bits")
+          f"({sum(mean) * dims / args.size ** 2:.3f} bpp), expected cost {expected:.0f} bits")
     cal = Calibration(id=SCHEDULE_ID, T=T, schedule=path, kl_bits_per_dim=mean,
                       chunk_models={}, kl_bits_per_dim_images=[[round(v, 7) for v in r]
                                                                 for r in per_image])

@@ -46,13 +46,15 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from diffstream.backbones.ddpm import DDPM, load_cached
+from diffstream.backbones.ddpm import load_cached
+from diffstream.backbones.latent import check_model_folder, load_backbone
+from diffstream.backbones.pretrained import PretrainedFolderError
 from diffstream.codecs.base import CodecError, Encoded, Image
 from diffstream.codecs.classic.pillow import _check_image, _pink_noise
 from diffstream.codecs.diffc import pfr, prng
 from diffstream.codecs.diffc.bitstream import HEADER_BYTES, Header, Step, StepCoder
 from diffstream.codecs.diffc.diffusion import DENOISERS, denoise, predict_x0, step_coefs
-from diffstream.codecs.diffc.schedule import RATIO_SYMBOLS, Calibration
+from diffstream.codecs.diffc.schedule import CALIBRATION_FILE, RATIO_SYMBOLS, Calibration
 from diffstream.codecs.gic.bitstream import one_thread
 from diffstream.codecs.registry import register_codec
 from diffstream.training.crops import to_tensor, to_uint8
@@ -62,6 +64,7 @@ log = logging.getLogger(__name__)
 MULTIPLE = 8
 CHUNKINGS = ("table", "adaptive")
 MAX_STEPS = 255  # one header byte
+MODEL_CALIBRATION = "diffc_calibration.json"  # a model folder's own calibration
 EMPTY_STREAM_BYTES = 8  # compressai's rANS flush: the smallest stream
 PURPOSE_XT, PURPOSE_PERM, PURPOSE_CAND, PURPOSE_NOISE = 0x5854, 0x5045, 0x4341, 0x4E4F
 
@@ -74,9 +77,42 @@ def default_device() -> str:
 
 
 def load_model(weights: str | Path | None = None, diffusers: str | Path | None = None,
-               device: str | None = None) -> DDPM:
-    """The DDPM on ``device`` (default: CUDA when present), shared per process."""
+               device: str | None = None, model: str | Path | None = None,
+               null_embedding: str | Path | None = None) -> Any:
+    """The diffusion model on ``device`` (default: CUDA when present), shared per process:
+    the shipped pixel DDPM, ``weights`` (ddpm.safetensors), ``diffusers`` (a pixel DDPM
+    folder) or ``model`` (any diffusers pipeline folder: a latent one with vae/ or vqvae/
+    becomes a ``LatentDiffusion``, see diffstream/backbones/latent.py)."""
+    given = [k for k, v in (("weights", weights), ("diffusers", diffusers), ("model", model))
+             if v is not None]
+    if len(given) > 1:
+        raise ValueError(f"diffc: give one of weights, diffusers, model (got {given})")
+    if model is not None:
+        return load_backbone(model, null_embedding, device or default_device())
+    if null_embedding is not None:
+        raise ValueError("diffc: null_embedding goes with model: DIR (a conditional U-Net)")
     return load_cached(weights, diffusers, device or default_device())
+
+
+def default_calibration_path(model: str | Path | None) -> str | None:
+    own = Path(model) / MODEL_CALIBRATION if model is not None else None
+    return str(own) if own is not None and own.is_file() else None
+
+
+def default_calibration(model: str | Path | None) -> str | None:
+    """A model folder's own calibration (``DIR/diffc_calibration.json``, written by
+    ``python -m diffstream.codecs.diffc.calibrate --model DIR``) when it has one; else the
+    shipped one (calibrated on the shipped pixel DDPM: valid for any T = 1000 model, but
+    its KL table plans the wrong chunk counts for another model, so the rate suffers)."""
+    if model is None:
+        return None
+    own = Path(model) / MODEL_CALIBRATION
+    if own.is_file():
+        return str(own)
+    log.warning("diffc: %s has no %s; using the shipped pixel-DDPM calibration (run `python "
+                "-m diffstream.codecs.diffc.calibrate --model %s` for this model's schedule "
+                "and KL table)", model, MODEL_CALIBRATION, model)
+    return None
 
 
 def load_calibration(path: str | Path | None = None) -> Calibration:
@@ -87,10 +123,14 @@ def load_calibration(path: str | Path | None = None) -> Calibration:
         return _CALS[key]
 
 
-def check_frame_shape(h: int, w: int, error: type[Exception]) -> None:
-    if h < MULTIPLE or w < MULTIPLE or h % MULTIPLE or w % MULTIPLE or max(h, w) > 2048:
-        raise error(f"DiffC needs frame sides that are multiples of {MULTIPLE} up to 2048 "
-                    f"(the U-Net downsamples twice), got {w}x{h}")
+def check_frame_shape(h: int, w: int, error: type[Exception], multiple: int = MULTIPLE
+                      ) -> None:
+    """``multiple``: 8 for the pixel DDPM (the header codes H/8, W/8); a latent model needs
+    lcm(8, autoencoder factor x 2 ** U-Net downsamplings)."""
+    if h < multiple or w < multiple or h % multiple or w % multiple or max(h, w) > 2048:
+        raise error(f"DiffC needs frame sides that are multiples of {multiple} up to 2048 "
+                    f"(header in units of 8 px; autoencoder and U-Net downsampling), "
+                    f"got {w}x{h}")
 
 
 @dataclass
@@ -124,15 +164,18 @@ class DiffcCodec:
                  weights: str | None = None, diffusers: str | None = None,
                  calibration: str | None = None, device: str | None = None, seed: int = 0,
                  block: int = pfr.DEFAULT_BLOCK, backend: str = "auto",
-                 max_steps: int | None = None, chunking: str = "table") -> None:
+                 max_steps: int | None = None, chunking: str = "table",
+                 model: str | None = None, null_embedding: str | None = None) -> None:
         if denoiser not in DENOISERS:
             raise ValueError(f"denoiser must be one of {DENOISERS}, got {denoiser!r}")
         if chunking not in CHUNKINGS:
             raise ValueError(f"chunking must be one of {CHUNKINGS}, got {chunking!r}")
         self.adaptive = chunking == "adaptive"
-        self.model = load_model(weights, diffusers, device)
+        self.model = load_model(weights, diffusers, device, model, null_embedding)
         self.device = self.model.alpha_bar.device
-        self.cal = load_calibration(calibration)
+        self.multiple = math.lcm(MULTIPLE, int(getattr(self.model, "multiple", MULTIPLE)))
+        self.cal = load_calibration(calibration if calibration is not None
+                                    else default_calibration(model))
         if self.cal.T != self.model.T:
             raise ValueError(f"the DiffC calibration is for T={self.cal.T} but the model has "
                              f"T={self.model.T}; calibrate it: python -m "
@@ -152,6 +195,30 @@ class DiffcCodec:
         self._perms: dict[tuple[int, int], torch.Tensor] = {}
         self.last_stats = EncodeStats()
 
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> None:
+        """The scenario precheck's hook: the files an arm names, checked without loading
+        weights (a missing unet/, a wrong config, a missing null embedding, a calibration
+        for another T raise ``ConfigError`` naming the path and the part)."""
+        model, null = options.get("model"), options.get("null_embedding")
+        if model is None:
+            if null is not None:
+                raise PretrainedFolderError("null_embedding goes with model: DIR (the folder "
+                                            "of a conditional U-Net)")
+            return
+        m = check_model_folder(model, null)
+        cal = options.get("calibration") or default_calibration_path(model)
+        cal_path = Path(cal) if cal is not None else CALIBRATION_FILE
+        if not cal_path.is_file():
+            raise PretrainedFolderError(f"{cal_path}: no such calibration file")
+        T = int(m.scheduler_config["num_train_timesteps"])
+        cal_T = Calibration.load(cal_path).T
+        if cal_T != T:
+            raise PretrainedFolderError(
+                f"{cal_path}: calibrated for T={cal_T}, but {m.scheduler_path} has "
+                f"num_train_timesteps={T}; run `python -m diffstream.codecs.diffc.calibrate "
+                f"--model {model}`")
+
     # ------------------------------------------------------------------ shared protocol
     @contextmanager
     def _exec(self) -> Iterator[None]:
@@ -163,7 +230,14 @@ class DiffcCodec:
         return prng.derive_key(self.seed, purpose, self.cal.id, *parts)
 
     def x_T(self, h: int, w: int) -> torch.Tensor:
-        return prng.vector(self._key(PURPOSE_XT, h, w), (1, 3, h, w), self.device)
+        """x_T ~ N(0, I) in the diffusion space: the image (pixel DDPM) or the latent."""
+        return prng.vector(self._key(PURPOSE_XT, h, w), (1, *self.model.latent_shape(h, w)),
+                           self.device)
+
+    def dims(self, h: int, w: int) -> int:
+        """Values per frame in the diffusion space (3 H W in pixels, C h w in a latent)."""
+        c, lh, lw = self.model.latent_shape(h, w)
+        return c * lh * lw
 
     def chunks_of(self, dims: int) -> Any:
         """(step, chunk-count symbol) -> chunk count, for a frame of ``dims`` values."""
@@ -202,7 +276,7 @@ class DiffcCodec:
     def encode(self, image: Image, budget_bits: int) -> Encoded:
         arr = _check_image(image)
         h, w = arr.shape[:2]
-        check_frame_shape(h, w, ValueError)
+        check_frame_shape(h, w, ValueError, self.multiple)
         budget = int(budget_bits)
         floor = 8 * (HEADER_BYTES + EMPTY_STREAM_BYTES)
         stats = EncodeStats()
@@ -228,11 +302,11 @@ class DiffcCodec:
         import time
 
         h, w = arr.shape[:2]
-        dims = 3 * h * w
+        dims = self.dims(h, w)
         payload, kept = b"", 0
         done: list[Step] = []
         with self._exec():
-            x0 = to_tensor(arr).to(self.device)
+            x0 = self.model.to_latent(to_tensor(arr).to(self.device))
             x = self.x_T(h, w)
             for k in range(self.max_steps):
                 t0 = time.perf_counter()
@@ -287,7 +361,7 @@ class DiffcCodec:
         if shape is not None and (head.height, head.width) != (int(shape[0]), int(shape[1])):
             raise CodecError(f"DiffC payload is for {head.width}x{head.height}, expected "
                              f"{int(shape[1])}x{int(shape[0])}")
-        dims = 3 * head.height * head.width
+        dims = self.dims(head.height, head.width)
         stream = payload[HEADER_BYTES:]
         full_len = (meta or {}).get("bytes")
         if isinstance(full_len, int) and len(payload) > full_len:
@@ -312,7 +386,7 @@ class DiffcCodec:
             h, w = (int(v) for v in shape)
         except (TypeError, ValueError):
             raise CodecError(f"shape must be (H, W), got {shape!r}") from None
-        check_frame_shape(h, w, CodecError)
+        check_frame_shape(h, w, CodecError, self.multiple)
         head, steps = self._parse(payload, meta, (h, w))
         if not steps:
             raise CodecError(f"DiffC prefix of {len(payload)} bytes holds no complete step "
@@ -329,7 +403,8 @@ class DiffcCodec:
     def denoise(self, x_t: torch.Tensor, t: int, noise_key: int = 0) -> Image:
         with self._exec():
             x0 = denoise(self.model, x_t, t, self.denoiser, self.ddim_steps, noise_key)
-        return to_uint8(x0)[0]
+            img = self.model.to_image(x0)  # the VAE decoder for a latent model
+        return to_uint8(img)[0]
 
     def decode(self, payload: bytes, meta: dict[str, Any], shape: tuple[int, int]) -> Image:
         traj = self.trajectory(payload, meta, shape)
@@ -353,7 +428,7 @@ class DiffcCodec:
     def min_bits(self, shape: tuple[int, int]) -> int:
         """Real size of the first step of a pink-noise frame (natural-image spectrum)."""
         h, w = (int(v) for v in shape)
-        check_frame_shape(h, w, ValueError)
+        check_frame_shape(h, w, ValueError, self.multiple)
         if (h, w) not in self._floors:
             saved, self.max_steps = self.max_steps, 1
             try:

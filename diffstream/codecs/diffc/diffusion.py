@@ -81,13 +81,14 @@ def kl_coef_matrix(alpha_bar: torch.Tensor, t_min: int = 1) -> torch.Tensor:
 
 
 def predict_x0(model: DDPM, x_t: torch.Tensor, t: int) -> torch.Tensor:
-    """x0_hat(x_t) = (x_t - sqrt(1 - abar) eps) / sqrt(abar), clipped to the image range.
+    """x0_hat(x_t) = (x_t - sqrt(1 - abar) eps) / sqrt(abar), clipped to the image range
+    (``model.clip_x0``; a latent model does not clip).
 
     Clipping (as diffusers' DDPM/DDIM schedulers do with clip_sample) only moves the
     prediction towards [-1, 1], where x_0 lives, so it never increases the KL per pixel.
     """
     eps = model.eps(x_t, t)
-    return model.x0_from_eps(x_t, t, eps).clamp(-1.0, 1.0)
+    return model.clip_x0(model.x0_from_eps(x_t, t, eps))
 
 
 def denoise_grid(t: int, steps_full: int, T: int) -> list[int]:
@@ -116,7 +117,7 @@ def denoise(model: DDPM, x_t: torch.Tensor, t: int, method: str = "flow",
     if method not in DENOISERS:
         raise ValueError(f"denoiser must be one of {DENOISERS}, got {method!r}")
     if t <= 0:
-        return x_t.clamp(-1.0, 1.0)
+        return model.clip_x0(x_t)
     if method == "mse":
         return predict_x0(model, x_t, t)
     ab = model.alpha_bar
@@ -136,4 +137,4 @@ def denoise(model: DDPM, x_t: torch.Tensor, t: int, method: str = "flow",
             z = prng.vector(prng.derive_key(noise_key, ANCESTRAL_PURPOSE, a), tuple(x.shape),
                             x.device)
             x = c.c0 * x0 + c.ct * x + c.std * z
-    return x.clamp(-1.0, 1.0)
+    return model.clip_x0(x)

@@ -51,6 +51,8 @@ class AutoEncoder(nn.Module):
     widths: channels at full, 1/2 and 1/4 resolution.
     """
 
+    factor = 4  # spatial downsampling (the VAE adapter in vae.py has the same attribute)
+
     def __init__(self, latent_channels: int = 8, widths: tuple[int, int, int] = (32, 64, 96)
                  ) -> None:
         super().__init__()

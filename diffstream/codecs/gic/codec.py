@@ -58,7 +58,7 @@ TOLERANCE = 0.03  # stop when a fitting payload is within 3 % of the budget
 FIRST_AIM = 0.985  # first probe aims at 98.5 % of the budget
 MULTIPLE = 16  # H and W must be multiples of this (4x AE down, 4x hyperprior down)
 
-_CACHE: dict[tuple[str, str], tuple[GicModel, LatentCoder]] = {}
+_CACHE: dict[tuple[str, str, str], tuple[GicModel, LatentCoder]] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -66,24 +66,35 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_bundle(weights: str | Path | None = None, device: str | None = None
-                ) -> tuple[GicModel, LatentCoder]:
-    """The GIC model on ``device`` and its entropy coder, loaded once per process."""
+def load_bundle(weights: str | Path | None = None, device: str | None = None,
+                vae: str | Path | None = None) -> tuple[GicModel, LatentCoder]:
+    """The GIC model on ``device`` and its entropy coder, loaded once per process.
+
+    ``vae``: a pretrained diffusers VAE folder; ``weights`` must then be GIC weights trained
+    on it (``python -m diffstream.training gic --vae DIR --images DIR --out OUT``)."""
+    if vae is not None and weights is None:
+        raise WeightsMissingError(
+            f"gic with vae: {vae} needs GIC weights trained on it (its entropy model and "
+            "reverse network): run `python -m diffstream.training gic --vae "
+            f"{vae} --images DIR --out OUT` and pass codec_options.weights: OUT")
     path = str(Path(weights).resolve()) if weights is not None else str(WEIGHTS_DIR)
     dev = device or default_device()
-    key = (path, dev)
+    key = (path, dev, str(Path(vae).resolve()) if vae is not None else "")
     with _CACHE_LOCK:
         if key not in _CACHE:
-            model = GicModel.load(path, device=dev, require=("ae", "entropy"))
+            model = GicModel.load(path, device=dev, require=("ae", "entropy"), vae=vae)
             coder = LatentCoder(model.hyper, model.cfg.q_lo, model.cfg.q_hi)
             _CACHE[key] = (model, coder)
         return _CACHE[key]
 
 
-def check_frame_shape(h: int, w: int, error: type[Exception]) -> None:
-    if h < MULTIPLE or w < MULTIPLE or h % MULTIPLE or w % MULTIPLE:
-        raise error(f"GIC needs frame sides that are multiples of {MULTIPLE} "
-                    f"(4x autoencoder x 4x hyperprior), got {w}x{h}")
+def check_frame_shape(h: int, w: int, error: type[Exception], multiple: int = MULTIPLE
+                      ) -> None:
+    """``multiple``: autoencoder factor x 4 (the hyperprior's downsampling): 16 for ours
+    and KL-f4, 32 for an 8x VAE."""
+    if h < multiple or w < multiple or h % multiple or w % multiple:
+        raise error(f"GIC needs frame sides that are multiples of {multiple} "
+                    f"({multiple // 4}x autoencoder x 4x hyperprior), got {w}x{h}")
 
 
 class _LatentCodec:
@@ -96,10 +107,12 @@ class _LatentCodec:
     def __init__(self, steps: int | None = None, beta: float | None = None,
                  noise: str = "gaussian", q1: float | None = None,
                  weights: str | None = None, device: str | None = None, seed: int = 0,
-                 max_passes: int = MAX_PASSES, tolerance: float = TOLERANCE) -> None:
-        self.model, self.coder = load_bundle(weights, device)
+                 max_passes: int = MAX_PASSES, tolerance: float = TOLERANCE,
+                 vae: str | None = None) -> None:
+        self.model, self.coder = load_bundle(weights, device, vae)
         cfg = self.model.cfg
         self.device = next(self.model.ae.parameters()).device
+        self.multiple = 4 * self.model.factor
         self.steps = self.steps_default if steps is None else int(steps)
         if self.steps < 0:
             raise ValueError(f"steps must be >= 0, got {steps}")
@@ -113,11 +126,18 @@ class _LatentCodec:
         self._floors: dict[tuple[int, int], int] = {}
         self.last_passes = 0
 
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> None:
+        """The scenario precheck's hook: a ``vae`` folder and the ``weights`` trained on it,
+        checked from their files (no weights loaded): ConfigError naming the path."""
+        check_vae_options(options.get("vae"), options.get("weights"),
+                          ("entropy", "reverse") if cls.steps_default > 0 else ("entropy",))
+
     # --- encoder --------------------------------------------------------------------
     @torch.no_grad()
     def analyse(self, image: Image) -> Analysis:
         arr = _check_image(image)
-        check_frame_shape(arr.shape[0], arr.shape[1], ValueError)
+        check_frame_shape(arr.shape[0], arr.shape[1], ValueError, self.multiple)
         x = to_tensor(arr).to(self.device)
         with one_thread() if self.device.type == "cpu" else _null():
             y = self.model.ae.encode(x)
@@ -234,7 +254,7 @@ class _LatentCodec:
     def min_bits(self, shape: tuple[int, int]) -> int:
         """Real payload bits at q_hi of a fixed pink-noise frame (natural-image spectrum)."""
         h, w = (int(v) for v in shape)
-        check_frame_shape(h, w, ValueError)
+        check_frame_shape(h, w, ValueError, self.multiple)
         if (h, w) not in self._floors:
             a = self.analyse(_pink_noise(h, w))
             self._floors[(h, w)] = 8 * len(self.coder.encode(a, Q_LEVELS - 1))
@@ -247,12 +267,13 @@ class _LatentCodec:
             h, w = (int(v) for v in shape)
         except (TypeError, ValueError):
             raise CodecError(f"shape must be (H, W), got {shape!r}") from None
-        check_frame_shape(h, w, CodecError)
+        check_frame_shape(h, w, CodecError, self.multiple)
         if not payload:
             raise CodecError(f"empty {self.name} payload (a skipped frame has nothing to decode)")
         try:
+            f = self.model.factor
             y_hat, q, _ = self.coder.decode(bytes(payload), self.model.cfg.latent_channels,
-                                            (h // 4, w // 4))
+                                            (h // f, w // f))
         except CodecError:
             raise
         except Exception as exc:  # compressai / torch on hostile input: always "corrupt"
@@ -277,6 +298,50 @@ class _LatentCodec:
         if img.shape != (int(shape[0]), int(shape[1]), 3):
             raise CodecError(f"{self.name} decoded to {img.shape}, expected {tuple(shape)}")
         return img
+
+
+def check_vae_options(vae: str | None, weights: str | None, stages: tuple[str, ...]) -> None:
+    """What ``load_bundle`` would refuse about a vae/weights pair, from JSON and file names."""
+    import json
+
+    from diffstream.backbones.pretrained import PretrainedFolderError, find_vae
+    from diffstream.codecs.gic.model import CONFIG_NAME, WEIGHTS_NAME
+    from diffstream.codecs.gic.vae import config_fingerprint
+
+    comp = find_vae(vae) if vae is not None else None
+    if weights is None:
+        if comp is not None:
+            raise PretrainedFolderError(
+                f"vae {vae} needs codec_options.weights: the GIC weights trained on it "
+                f"(`python -m diffstream.training gic --vae {vae} --images DIR --out OUT`)")
+        return
+    wdir = Path(weights)
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        if not (wdir / name).is_file():
+            raise PretrainedFolderError(f"{wdir}: {name} is missing (GIC weights are "
+                                        f"{WEIGHTS_NAME} + {CONFIG_NAME})")
+    try:
+        cfg = json.loads((wdir / CONFIG_NAME).read_text())
+    except (OSError, ValueError) as exc:
+        raise PretrainedFolderError(f"{wdir / CONFIG_NAME}: unreadable ({exc})") from None
+    trained_on_vae = cfg.get("autoencoder", "own") == "diffusers"
+    if trained_on_vae and comp is None:
+        raise PretrainedFolderError(f"{wdir / CONFIG_NAME}: trained on the VAE at "
+                                    f"{cfg.get('vae', {}).get('source', '?')}; add "
+                                    "codec_options.vae: that folder")
+    if comp is not None and not trained_on_vae:
+        raise PretrainedFolderError(f"{wdir / CONFIG_NAME}: these weights are for GIC's own "
+                                    f"autoencoder, not the VAE {comp.path}")
+    missing = [s for s in ("ae", *stages) if s not in cfg.get("stages", [])]
+    if missing:
+        raise PretrainedFolderError(f"{wdir / WEIGHTS_NAME}: stage(s) {', '.join(missing)} "
+                                    "not trained (python -m diffstream.training gic --stage "
+                                    f"{missing[0]})")
+    if comp is not None:
+        rec = cfg.get("vae", {})
+        if rec.get("config_sha256_16") not in (None, config_fingerprint(comp)):
+            raise PretrainedFolderError(f"{wdir / CONFIG_NAME}: trained on another VAE "
+                                        f"architecture ({rec.get('source')}) than {comp.path}")
 
 
 class _null:

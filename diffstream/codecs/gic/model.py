@@ -12,6 +12,13 @@ use q in those units, i.e. we assume the paper's KL-f4 latent is O(1) in scale; 
 intermediate level q1 = 0.13 then leaves residual quantization noise of std
 0.13 / sqrt(12) = 0.0375, about 3.8 % of the latent's std, which is App. A's "close to the
 noise-free state". The q range of our entropy model is [q_lo, q_hi] = [0.03, 3.0].
+
+Two autoencoders. ``autoencoder: "own"`` (the shipped weights) is our small trained
+autoencoder (``autoencoder.py``); ``autoencoder: "diffusers"`` is a frozen pretrained
+diffusers VAE from a local folder (``vae.py``; the paper's setup), given to ``load`` as
+``vae=DIR``. Then the weights file holds only the VAE latent's normalisation (``ae.``),
+the entropy model and the reverse network, and ``vae`` in the JSON records which VAE
+they were trained on.
 """
 
 from __future__ import annotations
@@ -25,9 +32,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from diffstream.backbones.latent import LatentVAE
 from diffstream.codecs.gic.autoencoder import AutoEncoder
 from diffstream.codecs.gic.hyperprior import RateVariableHyperprior
 from diffstream.codecs.gic.reverse import ReverseNet
+from diffstream.codecs.gic.vae import NORM_KEYS, VaeAutoencoder, config_fingerprint
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 WEIGHTS_NAME = "gic.safetensors"
@@ -61,6 +70,8 @@ class GicConfig:
     beta: float = 0.075
     stages: list[str] = field(default_factory=list)  # trained stages
     training: dict[str, Any] = field(default_factory=dict)  # per-stage time / loss notes
+    autoencoder: str = "own"  # "own" (autoencoder.py) or "diffusers" (a pretrained VAE)
+    vae: dict[str, Any] = field(default_factory=dict)  # the VAE's record (vae.vae_record)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> GicConfig:
@@ -72,21 +83,45 @@ class GicConfig:
 
 
 class GicModel(nn.Module):
-    """The three trained parts; device placement is the caller's (``.to(device)``)."""
+    """The three trained parts; device placement is the caller's (``.to(device)``).
 
-    def __init__(self, cfg: GicConfig) -> None:
+    ``vae``: the pretrained VAE when ``cfg.autoencoder == "diffusers"``."""
+
+    def __init__(self, cfg: GicConfig, vae: LatentVAE | None = None) -> None:
         super().__init__()
         self.cfg = cfg
-        self.ae = AutoEncoder(cfg.latent_channels, cfg.ae_widths)
+        self.ae: AutoEncoder | VaeAutoencoder
+        if cfg.autoencoder == "diffusers":
+            if vae is None:
+                raise WeightsMissingError(
+                    f"these GIC weights were trained on the VAE at "
+                    f"{cfg.vae.get('source', '?')}; pass its folder (codec_options.vae)")
+            if vae.channels != cfg.latent_channels:
+                raise WeightsMissingError(
+                    f"the VAE at {vae.source} has {vae.channels} latent channels; these GIC "
+                    f"weights were trained on {cfg.latent_channels}")
+            self.ae = VaeAutoencoder(vae)
+        elif vae is not None:
+            raise WeightsMissingError(
+                "these GIC weights are for GIC's own autoencoder, not a pretrained VAE: "
+                "train GIC on the VAE with `python -m diffstream.training gic --vae DIR "
+                "--images DIR --out OUT` and pass weights: OUT")
+        else:
+            self.ae = AutoEncoder(cfg.latent_channels, cfg.ae_widths)
         self.hyper = RateVariableHyperprior(cfg.latent_channels, cfg.z_channels,
                                             cfg.hyper_hidden, cfg.scale_max, cfg.scale_levels)
         self.reverse = ReverseNet(cfg.latent_channels, cfg.unet_channels, cfg.unet_layers,
                                   cfg.unet_attention, cfg.sigma_data)
 
+    @property
+    def factor(self) -> int:
+        """The autoencoder's spatial downsampling (4 for ours and for KL-f4, 8 for SD's)."""
+        return int(self.ae.factor)
+
     def stage_state(self, stage: str) -> dict[str, torch.Tensor]:
         module = {"ae": self.ae, "entropy": self.hyper, "reverse": self.reverse}[stage]
         return {PREFIX[stage] + k: v.detach().cpu().contiguous()
-                for k, v in module.state_dict().items() if _persist(k)}
+                for k, v in own_state(module).items()}
 
     def save(self, directory: str | Path) -> Path:
         """Write gic.safetensors (trained stages only) and gic.json into ``directory``."""
@@ -105,11 +140,14 @@ class GicModel(nn.Module):
 
     @classmethod
     def load(cls, directory: str | Path | None = None, device: str | torch.device = "cpu",
-             require: tuple[str, ...] = STAGES) -> GicModel:
+             require: tuple[str, ...] = STAGES, vae: str | Path | LatentVAE | None = None
+             ) -> GicModel:
         """Load config + weights (safetensors, mapped to ``device``); eval mode.
 
-        Raises WeightsMissingError naming the file and the training command when the files
-        or a required stage are missing.
+        ``vae``: the pretrained VAE's folder (or the loaded ``LatentVAE``) for weights
+        trained with ``--vae``. Raises WeightsMissingError naming the file and the training
+        command when the files or a required stage are missing, or when the weights and the
+        VAE do not belong together.
         """
         d = Path(directory) if directory is not None else WEIGHTS_DIR
         cfg_path, w_path = d / CONFIG_NAME, d / WEIGHTS_NAME
@@ -122,10 +160,11 @@ class GicModel(nn.Module):
         cfg = GicConfig.from_json(json.loads(cfg_path.read_text()))
         missing = [s for s in require if s not in cfg.stages]
         if missing:
+            extra = " --vae DIR --images DIR" if cfg.autoencoder == "diffusers" else ""
             raise WeightsMissingError(
                 f"{w_path} lacks trained stage(s) {', '.join(missing)}; run "
-                f"`python -m diffstream.training gic --stage {missing[0]}`.")
-        model = cls(cfg)
+                f"`python -m diffstream.training gic --stage {missing[0]}{extra}`.")
+        model = cls(cfg, _open_vae(vae, cfg, d))
         state = load_file(str(w_path), device="cpu")
         for stage in cfg.stages:
             prefix = PREFIX[stage]
@@ -140,8 +179,35 @@ def _persist(key: str) -> bool:
     return key.split(".")[-1] not in ("_offset", "_quantized_cdf", "_cdf_length")
 
 
+def own_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The tensors GIC ships for a module: compressai tables and a pretrained VAE left out."""
+    if isinstance(module, VaeAutoencoder):
+        return module.gic_state()
+    return {k: v for k, v in module.state_dict().items() if _persist(k)}
+
+
+def _open_vae(vae: str | Path | LatentVAE | None, cfg: GicConfig, weights_dir: Path
+              ) -> LatentVAE | None:
+    """The VAE for ``cfg`` (loaded on the CPU; the caller moves the model), checked against
+    the record the weights carry."""
+    if vae is None or isinstance(vae, LatentVAE):
+        return vae
+    from diffstream.backbones.latent import load_vae
+    from diffstream.backbones.pretrained import find_vae
+
+    comp = find_vae(vae)
+    if cfg.autoencoder == "diffusers":
+        want = cfg.vae.get("config_sha256_16")
+        if want and want != config_fingerprint(comp):
+            raise WeightsMissingError(
+                f"{weights_dir / CONFIG_NAME} was trained on another VAE architecture "
+                f"({cfg.vae.get('class')} from {cfg.vae.get('source')}) than {comp.path}; "
+                "retrain with `python -m diffstream.training gic --vae DIR --images DIR`")
+    return load_vae(comp)
+
+
 def _load_module(module: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
-    own = {k: v for k, v in module.state_dict().items() if _persist(k)}
+    own = own_state(module)
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
@@ -151,5 +217,10 @@ def _load_module(module: nn.Module, state: dict[str, torch.Tensor], path: Path) 
         if v.shape != state[k].shape:
             raise WeightsMissingError(f"{path}: {k} has shape {tuple(state[k].shape)}, "
                                       f"expected {tuple(v.shape)}")
+    if isinstance(module, VaeAutoencoder):
+        with torch.no_grad():
+            for k in NORM_KEYS:
+                getattr(module, k).copy_(state[k].float())
+        return
     module.load_state_dict({k: v.float() if v.is_floating_point() else v
                             for k, v in state.items()}, strict=False)

@@ -16,6 +16,14 @@ Stages 2 and 3 train on a bank of latents of random 64x64 crops (encoded once by
 autoencoder, cached in the output folder). After each stage the shipped weights
 (safetensors + JSON) are exported to ``--export`` (default: diffstream/codecs/gic/weights).
 The loop itself (checkpoints, resume) is ``diffstream.training.loop``.
+
+On a pretrained VAE (``--vae DIR``, the paper's setup; usually with ``--images DIR``):
+stage 1 trains nothing: the VAE stays frozen and ``ae`` measures the per-channel mean and
+std of its posterior-mean latent over 16 x 64 random crops (``train_vae_stats``); stages 2
+and 3 then train on a bank of latents of random (16 x factor)^2 crops (16 x 16 latents,
+as for our own autoencoder). The VAE encodes on ``--device`` (CUDA when present); the
+small entropy model and reverse network train on the CPU, as for the shipped weights. The
+weights (without the VAE) go to ``--export``, by default ``--out``.
 """
 
 from __future__ import annotations
@@ -95,19 +103,53 @@ def train_ae(model: GicModel, args: argparse.Namespace, sampler: CropSampler) ->
     return logs
 
 
+@torch.no_grad()
+def train_vae_stats(model: GicModel, args: argparse.Namespace, sampler: CropSampler
+                    ) -> dict[str, float]:
+    """Stage ``ae`` on a pretrained VAE: no training, the latent's per-channel statistics
+    (posterior mean over ``--stat-batches`` x 64 random crops of 16 x factor pixels)."""
+    ae = model.ae
+    size = 16 * model.factor
+    rng = step_rng(args.seed + 1, 0)
+    dev = _encode_device(args)
+    ae.to(dev)
+    ys = torch.cat([ae.encode_raw(sampler.batch(64, size, rng).to(dev)).cpu()
+                    for _ in range(args.stat_batches)])
+    ae.latent_mean.copy_(ys.mean(dim=(0, 2, 3)).to(dev))
+    ae.latent_std.copy_(ys.std(dim=(0, 2, 3)).clamp_min(1e-3).to(dev))
+    x = sampler.batch(16, size, rng).to(dev)
+    rec = ae.decode(ae.encode(x)).clamp(-1, 1)
+    ae.cpu()
+    return {"crops": float(ys.shape[0]),
+            "clean_psnr": 10 * math.log10(4.0 / max(F.mse_loss(rec.cpu(), x.cpu()).item(),
+                                                    1e-10)),
+            "latent_std_mean": float(ys.std(dim=(0, 2, 3)).mean())}
+
+
+def _encode_device(args: argparse.Namespace) -> str:
+    dev = getattr(args, "device", None)
+    return dev or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def latent_bank(model: GicModel, args: argparse.Namespace, sampler: CropSampler) -> torch.Tensor:
-    """Normalised latents of BANK_SIZE random 64x64 crops (cached next to the checkpoints)."""
+    """Normalised latents of BANK_SIZE random crops of 16 x factor pixels (64x64 for a 4x
+    autoencoder: 16 x 16 latents), cached next to the checkpoints."""
     path = args.out / "latent_bank.pt"
+    size = 16 * model.factor
     if path.is_file():
         bank = torch.load(path, map_location="cpu", weights_only=True)
-        if bank.shape[1] == model.cfg.latent_channels and bank.shape[0] >= args.bank:
+        if (bank.shape[1] == model.cfg.latent_channels and bank.shape[0] >= args.bank
+                and bank.shape[2] == size // model.factor):
             return bank
     rng = step_rng(args.seed + 2, 0)
     chunks = []
+    dev = _encode_device(args) if model.cfg.autoencoder == "diffusers" else "cpu"
+    model.ae.to(dev)
     with torch.no_grad():
-        for _ in range(max(1, args.bank // 100)):
-            chunks.append(model.ae.encode(sampler.batch(100, 64, rng)))
-    bank = torch.cat(chunks).contiguous()
+        for _ in range(max(1, math.ceil(args.bank / 100))):
+            chunks.append(model.ae.encode(sampler.batch(100, size, rng).to(dev)).cpu())
+    model.ae.cpu()
+    bank = torch.cat(chunks)[:max(args.bank, 1)].contiguous()
     torch.save(bank, path)
     return bank
 
@@ -130,7 +172,7 @@ def train_entropy(model: GicModel, args: argparse.Namespace, bank: torch.Tensor
         y = bank[idx]
         q = torch.from_numpy(np.exp(rng.uniform(lo, hi, n))).float()
         out = hyper(y, q)
-        pixels = y.shape[2] * y.shape[3] * 16  # image pixels per sample
+        pixels = y.shape[2] * y.shape[3] * model.factor ** 2  # image pixels per sample
         bits_y = -torch.log2(out["y_likelihoods"]).sum(dim=(1, 2, 3))
         bits_z = -torch.log2(out["z_likelihoods"]).sum(dim=(1, 2, 3))
         lam = q_to_lambda(q)
@@ -202,10 +244,21 @@ def train_reverse(model: GicModel, args: argparse.Namespace, bank: torch.Tensor
 
 
 def _load_for(stage: str, args: argparse.Namespace) -> GicModel:
-    """A fresh model; for the entropy and reverse stages, with the trained autoencoder."""
+    """A fresh model; for the entropy and reverse stages, with the trained autoencoder (or
+    the pretrained VAE and its measured statistics)."""
+    vae = getattr(args, "vae", None)
     if stage == "ae":
-        return GicModel(GicConfig())
-    return GicModel.load(args.export, require=("ae",))
+        if vae is None:
+            return GicModel(GicConfig())
+        from diffstream.backbones.latent import load_vae
+        from diffstream.backbones.pretrained import find_vae
+        from diffstream.codecs.gic.vae import vae_record
+
+        comp = find_vae(vae)
+        cfg = GicConfig(autoencoder="diffusers", latent_channels=vae_record(comp)[
+            "latent_channels"], vae=vae_record(comp))
+        return GicModel(cfg, load_vae(comp))
+    return GicModel.load(args.export, require=("ae",), vae=vae)
 
 
 def export_stage(model: GicModel, stage: str, export: Path, logs: dict[str, float]) -> Path:
@@ -217,10 +270,11 @@ def export_stage(model: GicModel, stage: str, export: Path, logs: dict[str, floa
     note = {"steps": model.cfg.training.get("_steps", 0),
             **{k: round(v, 5) for k, v in logs.items()}}
     if stage != "ae" and (export / "gic.json").is_file():
-        base = GicModel.load(export, require=())
+        vae = model.ae.vae if model.cfg.autoencoder == "diffusers" else None
+        base = GicModel.load(export, require=(), vae=vae)
         base_modules = {"ae": base.ae, "entropy": base.hyper, "reverse": base.reverse}
         own = {"ae": model.ae, "entropy": model.hyper, "reverse": model.reverse}[stage]
-        keep = {k: v for k, v in own.state_dict().items() if _persist(k)}
+        keep = {k: v for k, v in own.state_dict().items() if _persist(k)}  # not "ae" here
         base_modules[stage].load_state_dict(keep, strict=False)
         out = base
     else:
