@@ -288,7 +288,7 @@ def folder_sequence(path: str | Path, width: int, height: int) -> FrameSource:
 
 
 SPEC_KEYS = {"skimage": {"source", "shot_frames", "photos"}, "folder": {"source", "path"},
-              "generated": {"source", "requests", "seed"}}
+              "generated": {"source", "requests", "seed", "model", "model_steps"}}
 
 
 def make_source(spec: Mapping[str, Any], width: int, height: int,

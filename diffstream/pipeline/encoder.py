@@ -8,9 +8,11 @@ live mode calls it directly in the sending process. Either way the same code enc
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -59,22 +61,38 @@ class EncodedFrame:
 
 
 def scenario_content(scenario: Scenario, scenario_dir: str) -> FrameSource:
-    """The scenario's frames (generated content gets the plain DDPM as its reference)."""
+    """The scenario's frames (generated content: the reference of ``content.model``, the
+    shipped pixel DDPM by default)."""
     c = scenario.content
     # The schema fills defaults for every source's keys; pass on only this source's.
     spec = {k: v for k, v in c.model_dump(exclude_none=True).items() if k in SPEC_KEYS[c.source]}
+    reference = None
     if c.source == "generated":
         spec.setdefault("seed", scenario.seed)
+        model = content_model_path(c.model, scenario_dir)
+        reference = functools.partial(_reference_image, model=model, steps=c.model_steps)
     return make_source(spec, scenario.frame.width, scenario.frame.height, scenario_dir,
-                       reference=_reference_image)
+                       reference=reference)
 
 
-def _reference_image(request: GenerationRequest, shape: tuple[int, int]) -> np.ndarray:
-    """The generated content's reference: the plain DDPM's full-step sample (imported on
+def content_model_path(model: str | None, scenario_dir: str) -> str | None:
+    """``content.model`` as an absolute path: the scenario's folder first, then the cwd
+    (the order every scenario path resolves in; load_scenario has checked it exists)."""
+    if model is None:
+        return None
+    p = Path(model).expanduser()
+    if not p.is_absolute() and (Path(scenario_dir) / p).exists():
+        p = Path(scenario_dir) / p
+    return str(p.resolve())
+
+
+def _reference_image(request: GenerationRequest, shape: tuple[int, int],
+                     model: str | None = None, steps: int = 100) -> np.ndarray:
+    """The generated content's reference: the generator's full-step sample (imported on
     first use: torch models cost nothing until a scenario generates)."""
     from diffstream.codecs.badiff.samplers import reference_image
 
-    return np.asarray(reference_image(request, shape))
+    return np.asarray(reference_image(request, shape, model, steps))
 
 
 class FrameEncoder:

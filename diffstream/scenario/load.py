@@ -6,6 +6,7 @@ every run.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -54,6 +55,8 @@ def load_scenario(path: str | Path, model: type[Scenario] | None = None) -> tupl
                 located(path, lines.line_of(("content", "path")),
                         f"content.path: folder {scenario.content.path!r} not found")
             )
+    if scenario.content.source == "generated":
+        _check_generator(scenario, path, lines)
     if scenario.content.source != "generated":
         from diffstream.codecs import codec_class
 
@@ -82,3 +85,48 @@ def load_scenario(path: str | Path, model: type[Scenario] | None = None) -> tupl
 def scenario_to_yaml(scenario: Scenario) -> str:
     """The fully resolved scenario (defaults filled in), as written to the output folder."""
     return yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False)
+
+
+def _check_generator(scenario: Scenario, path: Path, lines: Any) -> None:
+    """Generated content: every generative arm must sample the model whose full-step sample
+    is the reference (``content.model``), else arms are scored against images they could not
+    have produced (paper 000 compares each method on one model)."""
+    from diffstream.codecs import codec_class
+    from diffstream.scenario.precheck import codec_parameters
+
+    c = scenario.content
+    model = None
+    if c.model is not None:
+        found = resolve_path(c.model, path)
+        if found is None:
+            raise ConfigError(located(path, lines.line_of(("content", "model")),
+                                      f"content.model: folder {c.model!r} not found (relative "
+                                      "paths start at the scenario's folder, then the cwd)"))
+        model = found.resolve()
+    for i, arm in enumerate(scenario.arms):
+        cls = codec_class(arm.codec)
+        if not hasattr(cls, "generate"):
+            continue
+        params = codec_parameters(cls) or {}
+        ldm = arm.codec_options.get("ldm")
+        where = located(path, lines.line_of(("arms", i, "codec_options")) or
+                        lines.line_of(("arms", i, "codec")), f"arms[{i}]")
+        if "ldm" not in params:
+            if model is not None:
+                raise ConfigError(f"{where}: {arm.codec!r} generates with the shipped pixel "
+                                  f"DDPM only, but content.model is {c.model!r}; drop "
+                                  "content.model or this arm")
+            continue
+        mine = None if ldm is None else Path(str(ldm)).expanduser().resolve()
+        if mine != model:
+            raise ConfigError(
+                f"{where}.codec_options.ldm: this arm samples "
+                f"{'the shipped pixel DDPM' if mine is None else str(mine)} but the content's "
+                f"reference comes from {'the shipped pixel DDPM' if model is None else model}; "
+                f"set content.model to the arm's ldm folder (and content.model_steps to its "
+                f"steps)")
+        steps = int(arm.codec_options.get("steps", c.model_steps if model else 100))
+        if model is not None and steps != c.model_steps:
+            raise ConfigError(f"{where}.codec_options.steps: {steps} differs from "
+                              f"content.model_steps {c.model_steps}: the reference is the "
+                              "generator's full run, so they must match")

@@ -146,11 +146,19 @@ class ContentSpec(_Strict):
     requests: int = Field(20, ge=1, description="generated: distinct requests before looping")
     seed: int | None = Field(None, description="generated: request seeds (default: the "
                              "scenario's seed)")
+    model: str | None = Field(
+        None, description="generated: the diffusion model folder (diffusers layout) whose "
+        "full-step sample of each request is the quality reference, and which every "
+        "generative arm must use (its ldm: option); default: the shipped pixel DDPM")
+    model_steps: int = Field(100, ge=1, description="generated with model: sampler steps of "
+                             "the reference (the generator's full run: 200 for LDM-200)")
 
     @model_validator(mode="after")
     def _folder_needs_path(self) -> ContentSpec:
         if self.source == "folder" and not self.path:
             raise ValueError("source 'folder' needs 'path'")
+        if self.model is not None and self.source != "generated":
+            raise ValueError("'model' is the generator of source 'generated' only")
         return self
 
 

@@ -37,7 +37,6 @@ import numpy as np
 import torch
 
 from diffstream.backbones.ddpm import DDPMWeightsError
-from diffstream.backbones.latent import load_backbone
 from diffstream.codecs.badiff.entropy_predictor import DELTAS
 from diffstream.codecs.badiff.logistic_coder import LogisticCoder
 from diffstream.codecs.badiff.model import BADiff, target_bpp
@@ -45,6 +44,7 @@ from diffstream.codecs.badiff.samplers import (
     N_FULL,
     _check_request,
     ddpm_sample,
+    default_device,
     one_thread,
     reference_image,
 )
@@ -58,13 +58,6 @@ log = logging.getLogger(__name__)
 
 _CACHE: dict[tuple[str, str, str, str], tuple[BADiff, LogisticCoder]] = {}
 _LOCK = threading.Lock()
-
-
-def default_device(ldm: str | Path | None) -> str:
-    """CUDA when present for a latent model. The shipped pixel model keeps the CPU, so its
-    samples stay those of the documented CPU runs (CPU and CUDA round differently and give
-    different images); ``device: cuda`` moves it."""
-    return "cuda" if ldm is not None and torch.cuda.is_available() else "cpu"
 
 
 def load_badiff(weights: str | Path | None = None, name: str = "badiff",
@@ -170,13 +163,9 @@ class BADiffCodec:
     def reference(self, request: GenerationRequest, shape: tuple[int, int]) -> Image:
         """The request's full-step sample of the plain backbone: the shipped pixel DDPM, or
         the plain (not fine-tuned) latent model decoded by its VAE."""
-        if getattr(self, "ldm", None) is None:
-            return reference_image(request, shape)
-        plain = load_backbone(self.ldm, device=str(self.device))
-        h, w = self._check_shape(request, shape)
-        with torch.no_grad(), one_thread():
-            x0, _ = ddpm_sample(plain, request.seed, (h, w), self.steps)
-            return to_uint8(plain.to_image(x0))[0]
+        if self.ldm is not None:
+            self._check_shape(request, shape)
+        return reference_image(request, shape, self.ldm, self.steps, str(self.device))
 
     @classmethod
     def check_options(cls, options: dict[str, Any]) -> None:

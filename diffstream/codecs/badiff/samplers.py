@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -137,11 +138,31 @@ def _check_request(request: GenerationRequest, shape: tuple[int, int]) -> tuple[
     return h, w
 
 
-def reference_image(request: GenerationRequest, shape: tuple[int, int]) -> np.ndarray:
-    """The quality reference: the request's unconstrained 100-step sample of the plain DDPM
-    (H x W x 3 uint8), identical in every process on the same device type."""
+def reference_image(request: GenerationRequest, shape: tuple[int, int],
+                    model: str | Path | None = None, steps: int = N_FULL,
+                    device: str | None = None) -> np.ndarray:
+    """The quality reference: the request's unconstrained full-step sample (H x W x 3 uint8),
+    identical in every process on the same device type.
+
+    ``model`` None: the shipped pixel DDPM, ``N_FULL`` respaced steps. ``model`` a diffusers
+    pipeline folder (``content.model``, paper 000's LDM-200 setup): that model's ``steps``-step
+    sample decoded by its VAE, on CUDA when present (as the BADiff codec runs it)."""
     h, w = _check_request(request, shape)
-    model = load_plain_ddpm()
-    with one_thread():
-        x0, _ = ddpm_sample(model, request.seed, (h, w), N_FULL)
-    return to_uint8(x0)[0]
+    if model is None:
+        plain: Any = load_plain_ddpm()
+        steps = N_FULL
+    else:
+        from diffstream.backbones.latent import load_backbone
+
+        plain = load_backbone(model, device=device or default_device(model))
+    with torch.no_grad(), one_thread():
+        x0, _ = ddpm_sample(plain, request.seed, (h, w), int(steps))
+        image = x0 if model is None else plain.to_image(x0)
+    return to_uint8(image)[0]
+
+
+def default_device(ldm: str | Path | None) -> str:
+    """CUDA when present for a latent model. The shipped pixel model keeps the CPU, so its
+    samples stay those of the documented CPU runs (CPU and CUDA round differently and give
+    different images); ``device: cuda`` moves it."""
+    return "cuda" if ldm is not None and torch.cuda.is_available() else "cpu"

@@ -103,7 +103,8 @@ def test_badiff_on_an_ldm_runs_end_to_end(models, tmp_path):
     arms = [{"codec": "badiff", "name": "badiff-ldm", "policy": {"kind": "rate"},
              "codec_options": {"ldm": str(models / "ldm"), "weights": str(weights),
                                "steps": 8, "device": "cpu"}}]
-    path = _scenario(tmp_path, arms, content={"source": "generated", "requests": 3},
+    path = _scenario(tmp_path, arms, content={"source": "generated", "requests": 3,
+                                              "model": str(models / "ldm"), "model_steps": 8},
                      link={"share": 0.2, "delay_ms": 20, "queue": {"bytes": 20000}})
     res = run_scenario(path, RunOptions(live_dashboard=False, console=_quiet()))
     recs = res.records["badiff-ldm"]
@@ -111,3 +112,56 @@ def test_badiff_on_an_ldm_runs_end_to_end(models, tmp_path):
     sent = [r for r in recs if not r.skipped]
     assert sent and all(r.payload_bytes * 8 <= r.budget_bits for r in sent)
     assert any(r.decoded for r in sent)
+
+
+# --------------------------------------------------------------------- generated content
+@pytest.fixture(scope="module")
+def badiff_weights(models: Path, tmp_path_factory) -> Path:
+    return save_badiff_weights(models / "ldm", tmp_path_factory.mktemp("badiff") / "w")
+
+
+def _badiff_arm(models: Path, weights: Path, **opts: object) -> dict:
+    return {"codec": "badiff", "name": "badiff-ldm", "policy": {"kind": "rate"},
+            "codec_options": {"ldm": str(models / "ldm"), "weights": str(weights),
+                              "steps": 8, "device": "cpu", **opts}}
+
+
+def test_generated_reference_comes_from_content_model(models, badiff_weights, tmp_path):
+    """The receiver scores BADiff-on-an-LDM against that LDM's full run, not the pixel DDPM's."""
+    from diffstream.codecs.badiff.codec import BADiffCodec
+    from diffstream.codecs.badiff.samplers import reference_image
+    from diffstream.pipeline.encoder import scenario_content
+
+    content = {"source": "generated", "requests": 2, "model": str(models / "ldm"),
+               "model_steps": 8}
+    path = _scenario(tmp_path, [_badiff_arm(models, badiff_weights)], content=content)
+    sc, spath = load_scenario(path)
+    frames = scenario_content(sc, str(spath.parent))
+    codec = BADiffCodec(ldm=str(models / "ldm"), weights=str(badiff_weights), steps=8,
+                        device="cpu")
+    ref = frames.frame(0)
+    assert (ref == codec.reference(frames.request(0), (32, 32))).all()
+    assert not (ref == reference_image(frames.request(0), (32, 32))).all()
+
+
+@pytest.mark.parametrize("content_over, arm_over, expect", [
+    ({}, {}, "set content.model to the arm's ldm folder"),
+    ({"model": "LDM", "model_steps": 8}, {"steps": 12}, "content.model_steps 8"),
+    ({"model": "nowhere"}, {}, "content.model: folder 'nowhere' not found"),
+])
+def test_generated_content_and_generator_must_agree(models, badiff_weights, tmp_path,
+                                                    content_over, arm_over, expect):
+    content = {"source": "generated", "requests": 2, **content_over}
+    if content.get("model") == "LDM":
+        content["model"] = str(models / "ldm")
+    path = _scenario(tmp_path, [_badiff_arm(models, badiff_weights, **arm_over)],
+                     content=content)
+    with pytest.raises(ConfigError, match=expect.replace(".", r"\.")):
+        load_scenario(path)
+
+
+def test_pixel_only_generators_refuse_a_content_model(models, tmp_path):
+    content = {"source": "generated", "requests": 2, "model": str(models / "ldm")}
+    arms = [{"codec": "cascade-lic", "policy": {"kind": "rate"}}]
+    with pytest.raises(ConfigError, match="shipped pixel DDPM only"):
+        load_scenario(_scenario(tmp_path, arms, content=content))
