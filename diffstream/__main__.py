@@ -1,5 +1,5 @@
-"""``python -m diffstream run SCENARIO [options]`` (same options as run_sim.py), and live mode:
-``send``, ``recv`` and ``keys`` (see docs/live.md)."""
+"""``python -m diffstream run SCENARIO [options]`` (same options as run_sim.py), live mode:
+``send``, ``recv`` and ``keys`` (see docs/live.md), and ``codecs`` (docs/plugins.md)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ USAGE = """usage: python -m diffstream COMMAND ...
   run SCENARIO [options]              simulate a scenario (see run --help)
   send --scenario S [--bind EP]       live: stream to a receiver (see send --help)
   recv --connect tcp://HOST:PORT      live: receive a stream (see recv --help)
-  keys [--out keys]                   live: create CURVE certificates"""
+  keys [--out keys]                   live: create CURVE certificates
+  codecs [CODEC ...] [--size WxH]     list codecs: origin, capabilities, floor, weights"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +27,11 @@ def main(argv: list[str] | None = None) -> int:
         from diffstream.live import cli as live_cli
 
         return getattr(live_cli, cmd)(rest)
-    print(f"unknown command {cmd!r}; available: run, send, recv, keys", file=sys.stderr)
+    if cmd == "codecs":
+        from diffstream.codecs.listing import main as list_codecs
+
+        return list_codecs(rest)
+    print(f"unknown command {cmd!r}; available: run, send, recv, keys, codecs", file=sys.stderr)
     return 2
 
 
