@@ -137,12 +137,15 @@ def _import(module_name: str, ref: str) -> ModuleType:
 
 
 def _where(exc: BaseException) -> str:
-    """``file:line`` of the failure: the syntax error's line, else the deepest frame."""
+    """``file:line`` of the failure: the syntax error's line, else the deepest frame in the
+    user's own code (not in an installed library that the plugin called), else the deepest."""
     if isinstance(exc, SyntaxError) and exc.filename:
         return f"at {exc.filename}:{exc.lineno}"
     frames = [f for f in traceback.extract_tb(exc.__traceback__)
               if not f.filename.startswith("<frozen")]
-    return f"at {frames[-1].filename}:{frames[-1].lineno}" if frames else "no traceback"
+    own = [f for f in frames if not _is_installed(f.filename)]
+    frame = (own or frames or [None])[-1]
+    return f"at {frame.filename}:{frame.lineno}" if frame is not None else "no traceback"
 
 
 def _attribute(module: ModuleType, attr: str, ref: str) -> Any:

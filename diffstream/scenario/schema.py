@@ -204,8 +204,10 @@ class ArmSpec(_Strict):
     @property
     def needs_rate_quality(self) -> bool:
         """MPC plans with the codec's measured rate-quality curve; the sender measures it
-        only for such arms (a diffusion codec pays seconds per calibration frame)."""
-        return self.policy.kind == "mpc"
+        only for such arms (a diffusion codec pays seconds per calibration frame). A plugin
+        policy asks for it with a ``needs_rate_quality = True`` class attribute."""
+        return self.policy.kind == "mpc" or getattr(self.policy, "needs_rate_quality",
+                                                    False) is True
 
 
 class OutputSpec(_Strict):

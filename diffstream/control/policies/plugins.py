@@ -55,6 +55,11 @@ class ClassPolicy(PolicyModel):
         label = getattr(self._impl, "label", None)
         return label if isinstance(label, str) else self.kind
 
+    @property
+    def needs_rate_quality(self) -> bool:
+        """The wrapped class's ``needs_rate_quality`` (``obs.rate_quality`` is then filled)."""
+        return getattr(self._impl, "needs_rate_quality", False) is True
+
     def budget_bits(self, obs: Observation) -> int:
         return int(self._impl.budget_bits(obs))
 

@@ -105,6 +105,11 @@ def test_an_import_that_raises_names_the_plugins_line(plugin_dir: Path) -> None:
     assert "RuntimeError: no GPU here" in msg and f"{plugin_dir / 'pj_boom.py'}:3" in msg
     write_module(plugin_dir, "pj_syntax", "class C(:\n")
     assert f"{plugin_dir / 'pj_syntax.py'}:1" in error_of("pj_syntax:C")
+    # raised inside a library the plugin calls: the plugin's own line is the one to fix
+    write_module(plugin_dir, "pj_lib", "from pydantic import BaseModel\n\n\n"
+                 "class C(BaseModel):\n    x = 1\n")
+    msg = error_of("pj_lib:C")
+    assert "PydanticUserError" in msg and f"{plugin_dir / 'pj_lib.py'}:4" in msg
     write_module(plugin_dir, "pj_dep", "import not_installed_dependency\n")
     msg = error_of("pj_dep:C")
     assert "not_installed_dependency" in msg and "install what the plugin imports" in msg

@@ -139,3 +139,16 @@ def test_the_example_aimd_policy_by_hand(monkeypatch: pytest.MonkeyPatch) -> Non
     assert aimd.budget_bits(make_obs(now_s=0.7, **lossy)) == 179
     assert aimd.budget_bits(make_obs(now_s=0.8, min_bits=300, **lossy)) == 300  # floor
     assert aimd.label == "aimd(+0.05,x0.5)"
+
+
+def test_a_plugin_policy_can_ask_for_the_rate_quality_curve(plugin_dir: Path) -> None:
+    from diffstream.scenario.schema import ArmSpec
+
+    write_module(plugin_dir, "pp_rq", "from typing import ClassVar\n" + MODEL_POLICY +
+                 "\n\nclass RQ(Share):\n    needs_rate_quality: ClassVar[bool] = True\n")
+    write_module(plugin_dir, "pp_rq_plain", PLAIN_POLICY + "\n\nclass RQ(Half):\n"
+                 "    needs_rate_quality = True\n")
+    asks = [ArmSpec(codec="jpeg", policy={"kind": k}).needs_rate_quality
+            for k in ("pp_rq:Share", "pp_rq:RQ", "pp_rq_plain:Half", "pp_rq_plain:RQ", "mpc",
+                      "rate")]
+    assert asks == [False, True, False, True, True, False]
