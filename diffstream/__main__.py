@@ -1,6 +1,6 @@
 """``python -m diffstream run SCENARIO [options]`` (same options as run_sim.py),
-``examples`` (copy the shipped scenarios out), and live mode: ``send``, ``recv`` and ``keys``
-(see docs/live.md)."""
+``examples`` (copy the shipped scenarios out), live mode: ``send``, ``recv`` and ``keys``
+(see docs/live.md), and ``codecs`` (docs/plugins.md)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ USAGE = """usage: python -m diffstream COMMAND ...
   examples [--out DIR] [--list]       copy the shipped scenarios and traces into DIR
   send --scenario S [--bind EP]       live: stream to a receiver (see send --help)
   recv --connect tcp://HOST:PORT      live: receive a stream (see recv --help)
-  keys [--out keys]                   live: create CURVE certificates"""
+  keys [--out keys]                   live: create CURVE certificates
+  codecs [CODEC ...] [--size WxH]     list codecs: origin, capabilities, floor, weights"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +32,12 @@ def main(argv: list[str] | None = None) -> int:
         from diffstream.live import cli as live_cli
 
         return getattr(live_cli, cmd)(rest)
-    print(f"unknown command {cmd!r}; available: run, examples, send, recv, keys", file=sys.stderr)
+    if cmd == "codecs":
+        from diffstream.codecs.listing import main as list_codecs
+
+        return list_codecs(rest)
+    print(f"unknown command {cmd!r}; available: run, examples, send, recv, keys, codecs",
+          file=sys.stderr)
     return 2
 
 

@@ -12,6 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from diffstream.errors import ConfigError, located
+from diffstream.plugins import add_search_dirs, mentions_import_path
 from diffstream.scenario.schema import FileTrace, Scenario
 from diffstream.scenario.yaml_lines import (
     _LineMap,
@@ -30,6 +31,8 @@ def load_scenario(path: str | Path, model: type[Scenario] | None = None) -> tupl
     """
     path = Path(path)
     data, root = read_yaml(path, "scenario")
+    if mentions_import_path(data):  # plugins next to the scenario, or in the cwd
+        add_search_dirs([path.parent, Path.cwd()])
     try:
         scenario = (model or Scenario).model_validate(data)
     except ValidationError as exc:

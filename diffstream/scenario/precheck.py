@@ -7,7 +7,8 @@ a gigabyte of model loading later, as exit 1 without a line number. Each is now 
 
 - content: scikit-image photo names against the offline list; a folder is opened the way
   the workers open it (every image's header is parsed);
-- ``codec_options``: validated against the codec's own constructor (its keyword parameters,
+- ``codec_options``: validated by the codec's ``Options`` pydantic model when it declares
+  one (plugins, docs/plugins.md), else against the codec's own constructor (its keyword parameters,
   following ``**options`` up the class hierarchy and into an inner codec, and their type
   hints where they resolve), so an unknown key or a value of the wrong type is caught with
   the codec's list of options, without building the codec (which may load weights); then
@@ -107,11 +108,16 @@ def codec_parameters(cls: type) -> dict[str, tuple[Any, Any]] | None:
 
 def _check_codec_options(i: int, codec: str, options: dict[str, Any], path: Path,
                          lines: Any) -> None:
-    from diffstream.codecs import codec_class
+    from diffstream.codecs.registry import codec_class, codec_options_model
 
+    cls = codec_class(codec)
+    model = codec_options_model(cls)
+    if model is not None:  # a plugin's own options model (docs/plugins.md)
+        _check_options_model(i, codec, model, options, path, lines)
+        return
     if not options:
         return
-    params = codec_parameters(codec_class(codec))
+    params = codec_parameters(cls)
     if params is None:
         return
     for key, value in options.items():
@@ -139,6 +145,28 @@ def _check_codec_options(i: int, codec: str, options: dict[str, Any], path: Path
             where = located(path, lines.line_of(("arms", i, "codec_options")),
                             f"arms[{i}].codec_options")
             raise ConfigError(f"{where}: {exc}") from None
+
+
+def _check_options_model(i: int, codec: str, model: Any, options: dict[str, Any],
+                         path: Path, lines: Any) -> None:
+    """Options validated by the codec's ``Options`` pydantic model; an unknown key is an
+    error even when the model allows extras (a typo must not pass silently)."""
+    known = ", ".join(sorted(model.model_fields)) or "none"
+    for key in options:
+        if key not in model.model_fields:
+            where = located(path, lines.line_of(("arms", i, "codec_options", key)),
+                            f"arms[{i}].codec_options.{key}")
+            raise ConfigError(f"{where}: {codec!r} has no option {key!r}; its options: {known}")
+    try:
+        model.model_validate(options)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err.get("loc", ()))
+        field = ".".join(str(p) for p in loc)
+        where = located(path, lines.line_of(("arms", i, "codec_options", *loc)),
+                        f"arms[{i}].codec_options" + (f".{field}" if field else ""))
+        raise ConfigError(f"{where}: {err.get('msg', 'invalid')} ({codec!r} options: "
+                          f"{known})") from None
 
 
 def _hint(func: Any, name: str) -> Any | None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from diffstream.control.policies import PolicySpec
 from diffstream.metrics.qoe_presets import DiffstreamQoE, QoESpec, with_default_preset
@@ -179,9 +180,28 @@ class PlaybackMode(_Strict):
 ModeSpec = Annotated[InteractiveMode | PlaybackMode, Field(discriminator="kind")]
 
 
+def check_codec_reference(ref: str) -> str:
+    """A codec reference resolves: a built-in or registered name (nothing imported), else an
+    import path or entry-point name, imported and checked against the codec contract now,
+    so a wrong module or class fails at load time with the arm's line, not in a worker."""
+    from diffstream.codecs.registry import codec_class, is_known_name
+
+    if not is_known_name(ref):
+        try:
+            codec_class(ref)
+        except KeyError as exc:  # UnknownCodecError: the message says what to fix
+            raise PydanticCustomError("codec_reference", "{reason}", {"reason": str(exc)}
+                                      ) from None
+    return ref
+
+
+# A scenario's ``codec:``: a built-in name, an import path or an entry-point name.
+CodecRef = Annotated[str, AfterValidator(check_codec_reference)]
+
+
 class ArmSpec(_Strict):
     name: str | None = None
-    codec: str
+    codec: CodecRef
     codec_options: dict[str, Any] = Field(default_factory=dict)
     policy: PolicySpec
 
@@ -192,17 +212,10 @@ class ArmSpec(_Strict):
     @property
     def needs_rate_quality(self) -> bool:
         """MPC plans with the codec's measured rate-quality curve; the sender measures it
-        only for such arms (a diffusion codec pays seconds per calibration frame)."""
-        return self.policy.kind == "mpc"
-
-    @field_validator("codec")
-    @classmethod
-    def _known_codec(cls, name: str) -> str:
-        from diffstream.codecs import available_codecs
-
-        if name not in available_codecs():
-            raise ValueError(f"unknown codec {name!r}; available: {', '.join(available_codecs())}")
-        return name
+        only for such arms (a diffusion codec pays seconds per calibration frame). A plugin
+        policy asks for it with a ``needs_rate_quality = True`` class attribute."""
+        return self.policy.kind == "mpc" or getattr(self.policy, "needs_rate_quality",
+                                                    False) is True
 
 
 class OutputSpec(_Strict):

@@ -24,6 +24,7 @@ from diffstream.errors import DiffstreamError
 from diffstream.pipeline.encoder import ArmInfo
 from diffstream.pipeline.receiver_core import ArrivedFrame, ReceiverCore
 from diffstream.pipeline.records import Outcome
+from diffstream.plugins import child_pythonpath
 from diffstream.scenario.schema import Scenario
 from diffstream.sim.messages import dumps, loads
 from diffstream.sim.secure import ENV_KEY, RunKey, serve
@@ -78,7 +79,10 @@ class WorkerEndpoints:
         else:
             raise ValueError(f"transport must be 'ipc' or 'tcp', not {transport!r}")
         self._log = open(log_path or os.devnull, "ab")  # noqa: SIM115 - lives with the workers
-        env = dict(os.environ, PYTHONUNBUFFERED="1", DIFFSTREAM_COORDINATOR_PID=str(os.getpid()))
+        # PYTHONPATH: the workers import what this process can (a plugin codec found on its
+        # sys.path: the script's folder, the scenario's folder, PYTHONPATH; docs/plugins.md)
+        env = dict(os.environ, PYTHONUNBUFFERED="1", DIFFSTREAM_COORDINATOR_PID=str(os.getpid()),
+                   PYTHONPATH=child_pythonpath())
         env.pop(ENV_KEY, None)
         if transport == "tcp":
             env.update(key.env())

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from diffstream.errors import InputError
+from diffstream.plugins import child_pythonpath, shipped_modules
 from diffstream.sweep.execute import execute
 from diffstream.sweep.plan import RunSpec
 
@@ -53,7 +54,10 @@ class Executor(Protocol):
 def _pool_init() -> None:
     """Pool processes leave Ctrl-C to the driver; SIGTERM (the driver giving up on them)
     kills their codec workers first, so none is left orphaned. A normal exit closes the
-    workers gently (``EndpointCache``'s exit finalizer)."""
+    workers gently (``EndpointCache``'s exit finalizer).
+
+    (Plugins: forkserver and spawn both start each pool process with the driver's
+    ``sys.path`` of that moment, so a plugin the driver found resolves here too.)"""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def _term(signum: int, frame: Any) -> None:
@@ -194,14 +198,32 @@ def ray_available() -> str | None:
     return None
 
 
+def ray_runtime_env(*, local: bool) -> dict[str, Any]:
+    """What Ray workers need to import what the driver can (docs/plugins.md).
+
+    A local instance's workers run on this machine: they get the driver's own ``sys.path``
+    entries as PYTHONPATH (plugins next to the sweep, in the cwd, ``pip install --target``
+    folders). A cluster's nodes have other file systems: the driver's ``diffstream`` package
+    and every import-path plugin module loaded here (a file or a package folder outside the
+    installed packages) are shipped with the job (``py_modules``); plugins registered by
+    entry points must be installed on the nodes, like any dependency.
+    """
+    if local:
+        return {"env_vars": {"PYTHONPATH": child_pythonpath()}}
+    import diffstream
+
+    return {"py_modules": [str(Path(diffstream.__file__).parent), *shipped_modules()]}
+
+
 class RayExecutor:
     """Ray actors (one CPU each); trace files travel through Ray's object store.
 
     ``address``: None starts a local Ray instance (``workers`` CPUs, default all), ``auto``
     joins the cluster started on this machine with ``ray start``, ``ray://host:10001``
     connects through Ray Client. When joining a cluster, the driver's ``diffstream`` package
-    is shipped with the job (``runtime_env.py_modules``), so every node runs the same code;
-    the nodes need only the dependencies installed.
+    and its import-path plugins are shipped with the job (``runtime_env.py_modules``, see
+    ``ray_runtime_env``), so every node runs the same code; the nodes need only the
+    dependencies installed.
     """
 
     name = "ray"
@@ -220,10 +242,7 @@ class RayExecutor:
             kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
             if address is None:
                 kwargs.update(num_cpus=workers, include_dashboard=False)
-            else:
-                import diffstream
-
-                kwargs["runtime_env"] = {"py_modules": [str(Path(diffstream.__file__).parent)]}
+            kwargs["runtime_env"] = ray_runtime_env(local=address is None)
             try:
                 ray.init(address=address, **kwargs)
             except (ConnectionError, RuntimeError, ValueError) as exc:

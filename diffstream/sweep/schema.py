@@ -30,7 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from diffstream.control.policies import PolicySpec
 from diffstream.errors import ConfigError, located
-from diffstream.scenario.schema import ArmSpec, ConstantTrace, MarkovTrace, StepsTrace
+from diffstream.plugins import add_search_dirs, mentions_import_path
+from diffstream.scenario.schema import ArmSpec, CodecRef, ConstantTrace, MarkovTrace, StepsTrace
 from diffstream.scenario.yaml_lines import (
     _all_field_names,
     _fmt_loc,
@@ -38,6 +39,7 @@ from diffstream.scenario.yaml_lines import (
     _LineMap,
     _models_in,
     read_yaml,
+    resolve_path,
 )
 
 
@@ -80,7 +82,7 @@ class Grid(_Strict):
 
     traces: list[SweepTraceSpec] | None = Field(None, min_length=1)
     arms: list[ArmSpec] | None = Field(None, min_length=1)
-    codecs: list[str] | None = Field(None, min_length=1)
+    codecs: list[CodecRef] | None = Field(None, min_length=1)
     policies: list[PolicySpec] | None = Field(None, min_length=1)
     shares: list[Share] | None = Field(None, min_length=1)
     seeds: list[int] | None = Field(None, min_length=1)
@@ -198,11 +200,27 @@ def load_sweep(path: str | Path) -> tuple[Sweep, Path, dict[str, Any], yaml.Node
     """
     path = Path(path)
     data, root = read_yaml(path, "sweep")
+    _plugin_dirs(data, path)
     try:
         sweep = Sweep.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_errors(path, exc.errors(), root, data, Sweep, "sweep")) from None
     return sweep, path, data, root
+
+
+def _plugin_dirs(data: dict[str, Any], path: Path) -> None:
+    """Plugins named by import path are also looked for next to the sweep file, next to its
+    base scenario and in the cwd (``scenario.load`` does the same for a scenario)."""
+    base = data.get("base")
+    base_path = resolve_path(base, path) if isinstance(base, str) else None
+    base_data: Any = None
+    if base_path is not None:
+        try:
+            base_data = read_yaml(base_path, "scenario")[0]
+        except ConfigError:
+            base_data = None  # the planner reports an unreadable base with its line
+    if mentions_import_path(data) or mentions_import_path(base_data):
+        add_search_dirs([path.parent, *([base_path.parent] if base_path else []), Path.cwd()])
 
 
 def sweep_to_yaml(sweep: Sweep) -> str:
