@@ -188,21 +188,30 @@ def add_search_dirs(dirs: Iterable[str | Path]) -> None:
 
 
 def mentions_import_path(data: Any) -> bool:
-    """Whether a raw scenario or sweep mapping names a plugin by import path: a ``codec``
-    or ``kind`` value, or a ``codecs`` item, with a colon. (No other field of either schema
-    holds a colon in those keys.)"""
-    if isinstance(data, dict):
-        for k, v in data.items():
-            if k in ("codec", "kind") and isinstance(v, str) and is_import_path(v):
-                return True
-            if k == "codecs" and isinstance(v, list) and any(
-                    isinstance(x, str) and is_import_path(x) for x in v):
-                return True
-            if mentions_import_path(v):
-                return True
-    elif isinstance(data, list):
-        return any(mentions_import_path(v) for v in data)
-    return False
+    """Whether a raw scenario or sweep mapping names a plugin by import path."""
+    return bool(import_path_references(data))
+
+
+def import_path_references(data: Any) -> list[str]:
+    """The plugin import paths a raw scenario or sweep mapping names: ``codec`` or ``kind``
+    values, and ``codecs`` items, with a colon (no other field of either schema holds a
+    colon in those keys), in document order without repeats."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k in ("codec", "kind") and isinstance(v, str) and is_import_path(v):
+                    found.append(v)
+                elif k == "codecs" and isinstance(v, list):
+                    found.extend(x for x in v if isinstance(x, str) and is_import_path(x))
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(data)
+    return list(dict.fromkeys(found))
 
 
 @functools.cache

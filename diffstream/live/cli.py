@@ -71,6 +71,9 @@ def recv_parser() -> argparse.ArgumentParser:
     p.add_argument("--content-root", type=Path,
                    help="where the scenario's content folder is found (default: cwd)")
     p.add_argument("--name", default="", help="how the sender shows this receiver")
+    p.add_argument("--allow-plugin", action="append", default=[], metavar="REF",
+                   help="a plugin import path (module:Class) the sender's scenario may name; "
+                        "repeat for each (default: none, such scenarios are refused)")
     _common(p)
     return p
 
@@ -197,7 +200,7 @@ def recv(argv: list[str]) -> int:
         opts = RecvOptions(connect=args.connect, keys_dir=_keys(args), curve=_curve(args),
                            out_base=args.out, content_root=args.content_root,
                            wait_s=args.wait, live_dashboard=live, console=console,
-                           name=args.name)
+                           name=args.name, allow_plugins=tuple(args.allow_plugin))
         return LiveReceiver(opts).run()
 
     return _run(go, side="recv")

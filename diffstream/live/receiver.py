@@ -60,6 +60,7 @@ from diffstream.output.dashboard.live import Goodput, LiveDashboard
 from diffstream.output.report import FRAMES_NAME
 from diffstream.pipeline.receiver_core import ArrivedFrame, ReceiverCore
 from diffstream.pipeline.records import Arrival, FrameRecord, Outcome
+from diffstream.plugins import import_path_references
 from diffstream.transport.packets import chunk_size
 
 log = logging.getLogger("diffstream.live.receiver")
@@ -81,6 +82,9 @@ class RecvOptions:
     console: Console | None = None
     name: str = ""
     settings: SocketSettings | None = None  # before the WELCOME brings the scenario's
+    # Plugin import paths the sender's scenario may name. Validating a scenario imports the
+    # modules it names, so a peer must not choose them: none unless the user lists them.
+    allow_plugins: tuple[str, ...] = ()
 
 
 class Stream:
@@ -399,6 +403,15 @@ class LiveReceiver:
                 self.counts["reports_resent"] += 1
 
     def _new_stream(self, body: dict[str, Any]) -> Stream | None:
+        refused = [r for r in import_path_references(body.get("scenario"))
+                   if r not in self.opts.allow_plugins]
+        if refused:
+            self.counts["dropped_plugin_refused"] += 1
+            if self.counts["dropped_plugin_refused"] <= 3:
+                log.warning("refused the sender's scenario: it names plugin(s) %s by import "
+                            "path; importing them would run code the sender chose. Start recv "
+                            "with --allow-plugin REF for each one you trust", ", ".join(refused))
+            return None
         try:
             sc = LiveScenario.model_validate(body["scenario"])
             labels = [a.label for a in sc.arms]

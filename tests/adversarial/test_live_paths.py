@@ -76,3 +76,39 @@ def test_receiver_never_takes_its_output_folder_from_the_sender(
     written = _files(cwd)
     assert written and all(p.is_relative_to(cwd / "runs" / "advlive" / "receiver" / "advstream")
                            for p in written), written
+
+
+CANARY = '''
+import pathlib, os
+pathlib.Path(os.environ["DIFFSTREAM_CANARY"]).write_text("imported")
+from diffstream.codecs.classic.pillow import JpegCodec as Codec
+'''
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+def test_sender_cannot_make_the_receiver_import_a_module(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, allowed: bool) -> None:
+    """A WELCOME scenario naming a plugin by import path would import (run) that module on
+    the receiver. It is refused unless the receiver's user allowed that reference."""
+    import sys
+
+    (tmp_path / "canary_plugin.py").write_text(CANARY)
+    marker = tmp_path / "imported.txt"
+    monkeypatch.setenv("DIFFSTREAM_CANARY", str(marker))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ref = "canary_plugin:Codec"
+    fake = FakeSender(tmp_path)
+    scenario = fake.sc.model_dump(mode="json")
+    scenario["arms"][0]["codec"] = ref
+    rx, bg = receiver(fake.endpoint, tmp_path / "rx", wait_s=None,
+                      allow_plugins=(ref,) if allowed else ())
+    try:
+        fake.handshake(timeout_s=30, wait_ping=False, scenario=scenario)
+        fake.recv(1.0)
+    finally:
+        rx.stopping = True
+        bg.join(30)
+        fake.close()
+        sys.modules.pop("canary_plugin", None)
+    assert marker.exists() is allowed
+    assert (rx.counts["dropped_plugin_refused"] >= 1) is not allowed
