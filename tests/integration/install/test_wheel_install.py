@@ -65,3 +65,22 @@ def test_examples_copied_out_run_and_are_not_overwritten(diffstream_venv: TempVe
                                "--network-only", "0", "--out", "out"], cwd=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     assert _arms(tmp_path / "out" / "summary.csv") == [ARM]
+
+
+def test_example_plugin_installs_beside_the_wheel_and_runs(diffstream_venv: TempVenv,
+                                                          tmp_path: Path) -> None:
+    """Both installs in one venv: the wheel above, and the example plugin package, whose
+    entry points the installed ``diffstream`` finds with no PYTHONPATH and no checkout."""
+    from tests.conftest import ROOT
+    from tests.support.temp_venv import copy_source
+
+    src = copy_source(ROOT / "examples" / "plugin_codec", tmp_path / "plugin_src")
+    done = diffstream_venv.pip_install(src, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    cli = diffstream_venv.bin("diffstream")
+    listed = diffstream_venv.run([cli, "codecs", "downwebp", "--size", "64x64"], cwd=tmp_path)
+    assert listed.returncode == 0 and "downwebp" in listed.stdout, listed.stdout + listed.stderr
+    run = diffstream_venv.run([cli, "run", str(src / "scenario.yaml"), "--no-dashboard",
+                               "--arms", "downwebp-aimd", "--out", "out"], cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert _arms(tmp_path / "out" / "summary.csv") == ["downwebp-aimd"]
