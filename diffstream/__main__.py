@@ -1,5 +1,5 @@
-"""``python -m diffstream run SCENARIO [options]`` (same options as run_sim.py), and live mode:
-``send``, ``recv`` and ``keys`` (see docs/live.md)."""
+"""``python -m diffstream run SCENARIO [options]`` (same options as run_sim.py), live mode:
+``send``, ``recv`` and ``keys`` (see docs/live.md), and ``evaluate`` (docs/evaluate.md)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ USAGE = """usage: python -m diffstream COMMAND ...
   run SCENARIO [options]              simulate a scenario (see run --help)
   send --scenario S [--bind EP]       live: stream to a receiver (see send --help)
   recv --connect tcp://HOST:PORT      live: receive a stream (see recv --help)
-  keys [--out keys]                   live: create CURVE certificates"""
+  keys [--out keys]                   live: create CURVE certificates
+  evaluate --images DIR --out DIR     rate-distortion of codecs on your images
+                                      (see evaluate --help)"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,11 +24,15 @@ def main(argv: list[str] | None = None) -> int:
     cmd, rest = argv[0], argv[1:]
     if cmd == "run":
         return cli.run(rest, prog="python -m diffstream run")
+    if cmd == "evaluate":
+        from diffstream.evaluate import cli as evaluate_cli
+
+        return evaluate_cli.main(rest)
     if cmd in {"send", "recv", "keys"}:
         from diffstream.live import cli as live_cli
 
         return getattr(live_cli, cmd)(rest)
-    print(f"unknown command {cmd!r}; available: run, send, recv, keys", file=sys.stderr)
+    print(f"unknown command {cmd!r}; available: run, send, recv, keys, evaluate", file=sys.stderr)
     return 2
 
 
