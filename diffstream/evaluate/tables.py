@@ -25,9 +25,8 @@ originals as another sample of real images is.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -195,10 +194,3 @@ def common_rows(rows: Sequence[RdRow], codec: str | None = None) -> list[RdRow]:
 def has_common(rows: Sequence[RdRow]) -> bool:
     return any(r.n > 0 for r in common_rows(rows))
 
-
-def as_dict(row: RdRow) -> dict[str, object]:
-    return asdict(row)
-
-
-def is_missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))

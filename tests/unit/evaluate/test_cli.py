@@ -235,3 +235,22 @@ def test_ppm_images_are_read(tmp_path):
 
     ((name, got),) = load_folder(folder)
     assert name == "x.ppm" and np.array_equal(got, arr)
+
+
+@pytest.mark.slow
+def test_learned_codecs_end_to_end(photos, tmp_path):
+    """jpeg, lic and gic through the whole command (loads the shipped GIC weights)."""
+    out = tmp_path / "out"
+    assert main(["--images", str(photos), "--out", str(out), "--codecs", "jpeg,lic,gic",
+                 "--size", "32", "--bpp", "0.5,1,2,4", "--crops-per-image", "1",
+                 "--bootstrap", "0", "--codec-options", "gic.steps=1", "--no-progress"]) == 0
+    rows = _csv(out / "rd.csv")
+    common = {(r["codec"], r["target_bpp"]): r for r in rows if r["subset"] == "common"}
+    for t in ("1", "2", "4"):
+        lic, gic = common[("lic", t)], common[("gic", t)]
+        assert int(gic["n"]) > 0
+        # one bitstream, two decoders: the same rate control sends the same payloads
+        assert lic["bpp"] == gic["bpp"] and lic["sent"] == gic["sent"]
+    assert [(r["codec"], r["method"]) for r in _csv(out / "bd.csv")] == [
+        ("lic", "cubic"), ("lic", "pchip"), ("gic", "cubic"), ("gic", "pchip")]
+    assert "gic (steps=1)" in (out / "summary.md").read_text()
