@@ -9,6 +9,19 @@ from pathlib import Path
 from diffstream.evaluate.tables import REAL, RdRow, common_rows
 
 
+def _label_n(ax, rows: list[RdRow]) -> None:
+    """'n=…' at the top of the panel over each target: the common subset changes with the
+    target, which is why a curve can dip."""
+    from matplotlib.transforms import blended_transform_factory
+
+    where = blended_transform_factory(ax.transData, ax.transAxes)
+    for t in sorted({r.target for r in rows}):
+        at = [r for r in rows if r.target == t]
+        x = sum(r.bpp for r in at) / len(at)
+        ax.text(x, 0.98, f"n={at[0].n}", transform=where, ha="center", va="top",
+                fontsize=7, color="0.35")
+
+
 def rd_plot(rows: Sequence[RdRow], codecs: Sequence[str], path: Path, title: str = "") -> None:
     """Three panels; the SWD panel shades the real-vs-real floor over every item."""
     import matplotlib
@@ -31,6 +44,7 @@ def rd_plot(rows: Sequence[RdRow], codecs: Sequence[str], path: Path, title: str
                 lo = [r.swd_ci_low for r in pts]
                 hi = [r.swd_ci_high for r in pts]
                 ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.12, lw=0)
+    _label_n(axes[0], [r for r in common_rows(rows) if r.codec in codecs and r.n > 0])
     floor = next((r for r in rows if r.codec == REAL and r.subset == "all"), None)
     if floor is not None and not math.isnan(floor.swd):
         ax = axes[2]

@@ -19,8 +19,10 @@ values; SWD and the spectral ratio are computed once on the subset as a set.
 
 ``codec=real`` rows hold the real-vs-real SWD floor (two disjoint halves of the originals,
 ``metrics.realism.swd_floor``): one per target on that target's common items, and one
-(``subset=all``, no target) on every item. A codec's SWD near the floor is as close to the
-originals as another sample of real images is.
+(``subset=all``, no target) on every item. It is the SWD between two *different* samples of
+real images, N/2 against N/2; a codec's SWD is *paired* (each reconstruction against its own
+original, at the same patch positions, N against N), so it can fall below the floor. Read
+the floor as the scale of SWD differences that a change of images alone makes.
 """
 
 from __future__ import annotations
