@@ -68,18 +68,20 @@ def _swd(r: RdRow) -> str:
 def common_table(rows: Sequence[RdRow], codecs: Sequence[str], lpips: bool) -> str:
     """The markdown table of the common subset, target by target, with each target's floor."""
     head = ["codec", "target bpp", "n", "sent", "bpp", "PSNR dB", "MS-SSIM",
-            "SWD ×1e3 [95 % CI]", "spectral"] + (["LPIPS"] if lpips else [])
+            "SWD ×1e3 [95 % CI]", "SWD unpaired (floor)", "spectral"] + (
+        ["LPIPS"] if lpips else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     common = [r for r in rows if r.subset == "common"]
     order = {c: i for i, c in enumerate([*codecs, REAL])}
     for r in sorted(common, key=lambda r: (r.target, order.get(r.codec, len(order)))):
         if r.codec == REAL:
-            cells = ["*real (floor)*", f"{r.target:g}", str(r.n), "", "", "", "", _swd(r), ""]
+            cells = ["*real (floor)*", f"{r.target:g}", str(r.n), "", "", "", "", "", _swd(r),
+                     ""]
             cells += [""] if lpips else []
         else:
             cells = [r.codec, f"{r.target:g}", str(r.n), f"{r.sent}/{r.total}",
                      _num(r.bpp, ".3f"), _num(r.psnr_db, ".2f"), _num(r.ms_ssim, ".4f"),
-                     _swd(r), _num(r.spectral_ratio, ".2f")]
+                     _swd(r), _num(r.swd_unpaired, ".1f"), _num(r.spectral_ratio, ".2f")]
             cells += [_num(r.lpips, ".3f")] if lpips else []
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -140,8 +142,11 @@ def summary_md(path: Path, rows: Sequence[RdRow], bd: Sequence[BdRow],
               "The crops every codec sent at that target (the only fair comparison). n: crops "
               "in it; sent: crops this codec sent of all. PSNR, MS-SSIM"
               + (", LPIPS" if info.lpips else "") + ": means over the crops. SWD: sliced "
-              "Wasserstein distance (×1e3) of the reconstructions to the originals as sets; "
-              "*real (floor)*: two disjoint halves of the same originals. spectral: "
+              "Wasserstein distance (×1e3, lower is closer) of the reconstructions to their "
+              "originals, paired (each against its own original; 0 for a perfect codec). "
+              "SWD unpaired: one half of the reconstructions against the other half of the "
+              "originals, the split of the *real (floor)* row (two disjoint halves of the "
+              "originals), so a perfect codec scores the floor: compare these two. spectral: "
               "reconstruction / original power over the top two octaves (< 1 blur, > 1 "
               "invented detail).", "",
               common_table(rows, codecs, info.lpips), ""]

@@ -3,12 +3,14 @@
 Per image (mean over a subset in the tables): PSNR and MS-SSIM from
 ``diffstream.metrics.quality`` (MS-SSIM uses as many scales as the crop allows: 3 at 64 px,
 see that module), and LPIPS when weights are given (``diffstream.metrics.perceptual``).
-Per set (one number for the whole subset): the sliced Wasserstein distance between the
-reconstructions and the originals, with its bootstrap interval, and the spectral ratio
-(``diffstream.metrics.realism``). Set metrics need one array of equal-sized images; when the
-images differ in size (``--size full`` on a folder of mixed shapes) every image and its
-reconstruction are centre-cropped to the smallest height and width in the set for these
-two metrics only.
+Per set (one number for the whole subset), from ``diffstream.metrics.realism``: the sliced
+Wasserstein distance between the reconstructions and their originals (paired: each against
+its own original, at the same patch positions), with its bootstrap interval; the unpaired
+SWD (one half of the reconstructions against the other half of the originals, the split
+``swd_floor`` uses, so a perfect codec scores the floor); and the spectral ratio.
+Set metrics need one array of equal-sized images; when the images differ in size
+(``--size full`` on a folder of mixed shapes) every image and its reconstruction are
+centre-cropped to the smallest height and width in the set, for the set metrics only.
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ class SetScores:
     swd: float
     swd_ci_low: float
     swd_ci_high: float
+    swd_unpaired: float
     spectral_ratio: float
 
 
-EMPTY_SET = SetScores(NAN, NAN, NAN, NAN)
+EMPTY_SET = SetScores(NAN, NAN, NAN, NAN, NAN)
 
 
 def common_view(images: Sequence[np.ndarray]) -> np.ndarray:
@@ -81,8 +84,11 @@ class Scorer:
             return self._sets[key]
         orig, rec = common_view(originals), common_view(recons)
         swd = realism.sliced_wasserstein(rec, orig, seed=self.seed, bootstrap=self.bootstrap)
+        # the unpaired value needs two halves; its interval is not kept (the floor's is)
+        unpaired = (realism.swd_unpaired(rec, orig, seed=self.seed, bootstrap=0).value
+                    if len(orig) >= 2 else NAN)
         spec = realism.spectral_ratio(rec, orig)
-        return SetScores(swd.value, swd.ci_low, swd.ci_high, spec.ratio)
+        return SetScores(swd.value, swd.ci_low, swd.ci_high, unpaired, spec.ratio)
 
     def floor(self, originals: Sequence[np.ndarray],
               key: Hashable | None = None) -> realism.SwdResult | None:

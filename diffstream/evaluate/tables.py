@@ -20,9 +20,10 @@ values; SWD and the spectral ratio are computed once on the subset as a set.
 ``codec=real`` rows hold the real-vs-real SWD floor (two disjoint halves of the originals,
 ``metrics.realism.swd_floor``): one per target on that target's common items, and one
 (``subset=all``, no target) on every item. It is the SWD between two *different* samples of
-real images, N/2 against N/2; a codec's SWD is *paired* (each reconstruction against its own
-original, at the same patch positions, N against N), so it can fall below the floor. Read
-the floor as the scale of SWD differences that a change of images alone makes.
+real images, N/2 against N/2. Compare it with ``swd_unpaired`` (one half of the
+reconstructions against the other half of the originals, the same split: a perfect codec
+scores the floor), not with ``swd``, which is *paired* (each reconstruction against its own
+original, N against N; 0 for a perfect codec) and so usually lies below the floor.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class RdRow:
     swd: float
     swd_ci_low: float
     swd_ci_high: float
+    swd_unpaired: float  # comparable with the floor (same split); NaN on real rows
     spectral_ratio: float
     lpips: float
 
@@ -173,7 +175,7 @@ def _row(codec: str, target: float, subset: str, items: list[Coded], sent: int, 
         psnr_db=_mean([s["psnr_db"] for s in scores]),
         ms_ssim=_mean([s["ms_ssim"] for s in scores]),
         swd=sets.swd, swd_ci_low=sets.swd_ci_low, swd_ci_high=sets.swd_ci_high,
-        spectral_ratio=sets.spectral_ratio,
+        swd_unpaired=sets.swd_unpaired, spectral_ratio=sets.spectral_ratio,
         lpips=_mean([s["lpips"] for s in scores if "lpips" in s]))
 
 
@@ -183,7 +185,7 @@ def _floor_row(target: float, subset: str, originals: list[np.ndarray], scorer: 
     v, lo, hi = (res.value, res.ci_low, res.ci_high) if res is not None else (NAN, NAN, NAN)
     return RdRow(codec=REAL, target=target, subset=subset, n=len(originals), sent=None,
                  total=None, bpp=NAN, psnr_db=NAN, ms_ssim=NAN, swd=v, swd_ci_low=lo,
-                 swd_ci_high=hi, spectral_ratio=NAN, lpips=NAN)
+                 swd_ci_high=hi, swd_unpaired=NAN, spectral_ratio=NAN, lpips=NAN)
 
 
 def common_rows(rows: Sequence[RdRow], codec: str | None = None) -> list[RdRow]:

@@ -20,7 +20,7 @@ def _curve(rates: np.ndarray) -> np.ndarray:
 
 
 def _row(codec: str, target: float, bpp: float, psnr: float, n: int = 5) -> RdRow:
-    return RdRow(codec, target, "common", n, n, n, bpp, psnr, NAN, NAN, NAN, NAN, NAN, NAN)
+    return RdRow(codec, target, "common", n, n, n, bpp, psnr, *[NAN] * 7)
 
 
 @pytest.mark.parametrize("method", ["cubic", "pchip"])
@@ -70,7 +70,7 @@ def test_bd_rows_take_the_common_rows_against_the_first_codec():
         p = float(_curve(np.array([r]))[0])
         rows += [_row("jpeg", t, r, p), _row("gic", t, r / 2, p), _row("one", t, r, p, n=0)]
         # sent rows must be ignored: this one would change the answer
-        rows.append(RdRow("gic", t, "sent", 5, 5, 5, r * 4, p, *[NAN] * 6))
+        rows.append(RdRow("gic", t, "sent", 5, 5, 5, r * 4, p, *[NAN] * 7))
     out = {(b.codec, b.method): b for b in bd_rows(rows, ["jpeg", "gic", "one"])}
     assert out[("gic", "cubic")].bd_rate_pct == pytest.approx(-50.0, abs=1e-6)
     assert out[("gic", "pchip")].points == 5 and out[("gic", "cubic")].anchor == "jpeg"

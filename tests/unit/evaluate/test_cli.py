@@ -64,6 +64,8 @@ def test_rd_csv_has_every_codec_target_subset_and_the_floor(run):
             assert 0 < float(r["bpp"]) <= float(r["target_bpp"])  # payload within budget
             assert 10 < float(r["psnr_db"]) < 100 and 0 < float(r["ms_ssim"]) <= 1
             assert float(r["swd_ci_low"]) <= float(r["swd"]) <= float(r["swd_ci_high"])
+            if int(r["n"]) >= 2:  # two halves to compare
+                assert float(r["swd_unpaired"]) > 0
             assert float(r["spectral_ratio"]) > 0
     real = [r for r in rows if r["codec"] == "real"]
     assert {r["subset"] for r in real} == {"common", "all"}
@@ -226,6 +228,29 @@ def test_a_codec_that_cannot_take_the_shape_is_refused_before_coding(photos, tmp
     assert str(photos) in err and not (tmp_path / "out").exists()
 
 
+@pytest.fixture(scope="module")
+def lpips_weights(tmp_path_factory) -> Path:
+    """A randomly initialised LPIPS (alex) state dict: the format of the real weights."""
+    import lpips
+    import torch
+
+    torch.manual_seed(0)
+    net = lpips.LPIPS(pretrained=False, net="alex", pnet_rand=True, verbose=False)
+    path = tmp_path_factory.mktemp("lpips") / "lpips_alex.pth"
+    torch.save(net.state_dict(), path)
+    return path
+
+
+def test_unloadable_lpips_weights(photos, tmp_path, capsys):
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"no weights here")
+    err = _fails(capsys, _args(photos, tmp_path / "out", "--lpips-weights", str(bad)))
+    assert str(bad) in err and "weights" in err
+    err = _fails(capsys, _args(photos, tmp_path / "out", "--lpips-weights",
+                               str(tmp_path / "missing.pth")))
+    assert str(tmp_path / "missing.pth") in err
+
+
 def test_ppm_images_are_read(tmp_path):
     folder = tmp_path / "ppm"
     folder.mkdir()
@@ -238,13 +263,20 @@ def test_ppm_images_are_read(tmp_path):
 
 
 @pytest.mark.slow
-def test_learned_codecs_end_to_end(photos, tmp_path):
-    """jpeg, lic and gic through the whole command (loads the shipped GIC weights)."""
+def test_learned_codecs_and_lpips_end_to_end(photos, lpips_weights, tmp_path):
+    """jpeg, lic and gic through the whole command (loads the shipped GIC weights), with an
+    LPIPS column from a weights file."""
     out = tmp_path / "out"
     assert main(["--images", str(photos), "--out", str(out), "--codecs", "jpeg,lic,gic",
                  "--size", "32", "--bpp", "0.5,1,2,4", "--crops-per-image", "1",
-                 "--bootstrap", "0", "--codec-options", "gic.steps=1", "--no-progress"]) == 0
+                 "--bootstrap", "0", "--codec-options", "gic.steps=1", "--no-progress",
+                 "--lpips-weights", str(lpips_weights)]) == 0
     rows = _csv(out / "rd.csv")
+    assert list(rows[0])[-1] == "lpips"
+    jpeg = {r["target_bpp"]: float(r["lpips"]) for r in rows
+            if r["codec"] == "jpeg" and r["subset"] == "sent"}
+    assert all(v >= 0 for v in jpeg.values()) and jpeg["0.5"] != jpeg["4"]
+    assert "| LPIPS |" in (out / "summary.md").read_text()
     common = {(r["codec"], r["target_bpp"]): r for r in rows if r["subset"] == "common"}
     for t in ("1", "2", "4"):
         lic, gic = common[("lic", t)], common[("gic", t)]
