@@ -9,11 +9,13 @@ conditions (the package matches their Excel sheet), more robust to oddly shaped 
 bd.csv reports both.
 
 Our checks before calling it (the package would fit anything): each curve needs >= 4
-points with distinct rates and distinct PSNRs (a cubic through fewer is not determined, and
-PCHIP needs a strictly increasing abscissa); otherwise NaN with the reason. The package's
-warnings (curves that do not overlap, or overlap by less than 75 %) are kept in the reason
-column too. Points are sorted by rate before BD-PSNR and by PSNR before BD-rate; a curve
-whose PSNR does not rise with rate is flagged "non-monotonic" (the values are then shaky).
+points with distinct rates and >= 4 distinct PSNRs (a cubic through fewer is not
+determined); otherwise NaN with the reason. PCHIP needs a strictly increasing abscissa, so
+the points are sorted by rate before BD-PSNR and by PSNR before BD-rate, and points that
+share an abscissa are merged (the mean of the other coordinate; noted in the reason). The
+package's warnings (curves that do not overlap, or overlap by less than 75 %) are kept in
+the reason column too, and a curve whose PSNR does not rise with rate is flagged
+"non-monotonic" (the values are then shaky).
 """
 
 from __future__ import annotations
@@ -53,6 +55,14 @@ def _points(rows: Sequence[RdRow], codec: str) -> tuple[np.ndarray, np.ndarray]:
     return arr[:, 0], arr[:, 1]
 
 
+def _merge(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Sorted by x, points sharing an x merged into one (mean y): the interpolants need a
+    strictly increasing abscissa. Returns whether anything was merged."""
+    ux, inverse = np.unique(x, return_inverse=True)
+    uy = np.bincount(inverse, weights=y) / np.bincount(inverse)
+    return ux, uy, len(ux) < len(x)
+
+
 def _unusable(rate: np.ndarray, psnr: np.ndarray, who: str) -> str:
     if len(rate) < MIN_POINTS:
         return f"{who} has {len(rate)} RD points on the common subset (needs {MIN_POINTS})"
@@ -69,21 +79,32 @@ def bd_pair(anchor: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.nd
     pair of arrays. NaN with a reason when it cannot be computed."""
     import bjontegaard
 
-    for (rate, psnr), who in ((anchor, "the anchor"), (test, "the codec")):
-        why = _unusable(rate, psnr, who)
+    curves = ((anchor, "the anchor"), (test, "the codec"))
+    for (rate, psnr), who in curves:
+        why = _unusable(np.asarray(rate), np.asarray(psnr), who)
         if why:
             return NAN, NAN, why
-    notes = [f"{who} is non-monotonic (PSNR does not rise with rate)"
-             for (rate, psnr), who in ((anchor, "the anchor"), (test, "the codec"))
-             if np.any(np.diff(psnr[np.argsort(rate)]) <= 0)]
-    by_psnr = [(r[np.argsort(p)], p[np.argsort(p)]) for r, p in (anchor, test)]
-    by_rate = [(r[np.argsort(r)], p[np.argsort(r)]) for r, p in (anchor, test)]
+    notes = []
+    by_psnr, by_rate = [], []
+    for (rate, psnr), who in curves:
+        rate, psnr = np.asarray(rate, dtype=float), np.asarray(psnr, dtype=float)
+        if np.any(np.diff(psnr[np.argsort(rate, kind="stable")]) <= 0):
+            notes.append(f"{who} is non-monotonic (PSNR does not rise with rate)")
+        r, p, merged_r = _merge(rate, psnr)  # rate as the abscissa: BD-PSNR
+        by_rate.append((r, p))
+        p2, r2, merged_p = _merge(psnr, rate)  # PSNR as the abscissa: BD-rate
+        by_psnr.append((r2, p2))
+        if merged_r or merged_p:
+            notes.append(f"{who} has repeated rates or PSNRs (merged: mean of the other)")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        rate = float(bjontegaard.bd_rate(*by_psnr[0], *by_psnr[1], method=method,
-                                         require_matching_points=False))
-        psnr = float(bjontegaard.bd_psnr(*by_rate[0], *by_rate[1], method=method,
-                                         require_matching_points=False))
+        try:
+            rate = float(bjontegaard.bd_rate(*by_psnr[0], *by_psnr[1], method=method,
+                                             require_matching_points=False))
+            psnr = float(bjontegaard.bd_psnr(*by_rate[0], *by_rate[1], method=method,
+                                             require_matching_points=False))
+        except (ValueError, np.linalg.LinAlgError) as exc:  # a fit the data cannot carry
+            return NAN, NAN, "; ".join([*notes, f"{method} fit failed: {exc}"])
     notes += list(dict.fromkeys(str(w.message) for w in caught))
     return rate, psnr, "; ".join(notes)
 

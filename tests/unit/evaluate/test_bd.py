@@ -77,3 +77,12 @@ def test_bd_rows_take_the_common_rows_against_the_first_codec():
     assert math.isnan(out[("one", "cubic")].bd_rate_pct)  # no common points at all
     assert "0 RD points" in out[("one", "cubic")].reason
     assert bd_rows(rows, ["jpeg"]) == []
+
+
+@pytest.mark.parametrize("method", ["cubic", "pchip"])
+def test_a_repeated_rate_is_merged_not_a_crash(method):
+    rates = np.array([0.1, 0.2, 0.4, 0.4, 0.8, 1.6])  # a codec that stopped growing once
+    psnrs = _curve(rates) + np.array([0, 0, -0.2, 0.2, 0, 0])
+    rate, psnr, reason = bd_pair((RATES, _curve(RATES)), (rates, psnrs), method)
+    assert rate == pytest.approx(0.0, abs=1.0) and psnr == pytest.approx(0.0, abs=0.1)
+    assert "repeated rates or PSNRs (merged" in reason
