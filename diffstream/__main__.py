@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from diffstream import cli
@@ -27,7 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     if cmd == "evaluate":
         from diffstream.evaluate import cli as evaluate_cli
 
-        return evaluate_cli.main(rest)
+        # the summary records the command as typed: the console script or python -m
+        script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+        prog = "diffstream" if script == "diffstream" else "python -m diffstream"
+        return evaluate_cli.main(rest, prog=f"{prog} evaluate")
     if cmd in {"send", "recv", "keys"}:
         from diffstream.live import cli as live_cli
 
