@@ -241,14 +241,10 @@ def lpips_weights(tmp_path_factory) -> Path:
     return path
 
 
-def test_unloadable_lpips_weights(photos, tmp_path, capsys):
-    bad = tmp_path / "bad.pth"
-    bad.write_bytes(b"no weights here")
-    err = _fails(capsys, _args(photos, tmp_path / "out", "--lpips-weights", str(bad)))
-    assert str(bad) in err and "weights" in err
+def test_missing_lpips_weights(photos, tmp_path, capsys):
     err = _fails(capsys, _args(photos, tmp_path / "out", "--lpips-weights",
                                str(tmp_path / "missing.pth")))
-    assert str(tmp_path / "missing.pth") in err
+    assert str(tmp_path / "missing.pth") in err and "no such file" in err
 
 
 def test_ppm_images_are_read(tmp_path):
@@ -263,7 +259,7 @@ def test_ppm_images_are_read(tmp_path):
 
 
 @pytest.mark.slow
-def test_learned_codecs_and_lpips_end_to_end(photos, lpips_weights, tmp_path):
+def test_learned_codecs_and_lpips_end_to_end(photos, lpips_weights, tmp_path, capsys):
     """jpeg, lic and gic through the whole command (loads the shipped GIC weights), with an
     LPIPS column from a weights file."""
     out = tmp_path / "out"
@@ -277,6 +273,12 @@ def test_learned_codecs_and_lpips_end_to_end(photos, lpips_weights, tmp_path):
             if r["codec"] == "jpeg" and r["subset"] == "sent"}
     assert all(v >= 0 for v in jpeg.values()) and jpeg["0.5"] != jpeg["4"]
     assert "| LPIPS |" in (out / "summary.md").read_text()
+    # a file that is not LPIPS weights: exit 2 naming it (needs the lpips import: here)
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"no weights here")
+    assert main(_args(photos, tmp_path / "out2", "--lpips-weights", str(bad))) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert str(bad) in err and "weights" in err
     common = {(r["codec"], r["target_bpp"]): r for r in rows if r["subset"] == "common"}
     for t in ("1", "2", "4"):
         lic, gic = common[("lic", t)], common[("gic", t)]
