@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from diffstream.codecs import Codec, codec_class
+from diffstream.codecs import Codec, codec_class, create_codec
 from diffstream.errors import DiffstreamError, InputError
 from diffstream.evaluate.bd import bd_rows
 from diffstream.evaluate.images import Crop, load_folder, seeded_crops
@@ -151,15 +151,20 @@ def parse_codecs(text: str) -> list[str]:
 
 
 def build_codecs(names: list[str], options: dict[str, dict[str, Any]]) -> dict[str, Codec]:
+    """Resolve every name first (an unknown one lists the available codecs), then build each
+    through ``create_codec``, so plugin references and codec option models work as in a
+    scenario."""
     codecs: dict[str, Codec] = {}
     for name in names:
         try:
-            cls = codec_class(name)
+            codec_class(name)
         except (KeyError, ImportError, AttributeError, ValueError) as exc:
-            msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            # a plain KeyError's str() is the repr of its message; richer errors format
+            msg = exc.args[0] if type(exc) is KeyError and exc.args else str(exc)
             raise InputError(f"--codecs: {msg}") from None
+    for name in names:
         try:
-            codecs[name] = cls(**options.get(name, {}))
+            codecs[name] = create_codec(name, **options.get(name, {}))
         except (TypeError, ValueError, OSError) as exc:
             raise InputError(f"--codecs {name} with options "
                              f"{describe_options(options.get(name, {}))}: {exc}") from None
