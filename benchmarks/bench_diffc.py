@@ -33,11 +33,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from diffstream.codecs import create_codec
 from diffstream.codecs.diffc import fused, pfr, prng
 from diffstream.codecs.diffc.diffusion import denoise, predict_x0, step_coefs
+from diffstream.evaluate.bd import bd_pair
+from diffstream.evaluate.images import load_folder, seeded_crops
+from diffstream.evaluate.scoring import Scorer
+from diffstream.evaluate.tables import Coded, rd_rows
 from diffstream.metrics.quality import QualityScorer, psnr
 from diffstream.training.crops import to_tensor, to_uint8
 
@@ -47,14 +50,8 @@ OPTS: dict[str, str] = {"device": "cpu"}  # + weights/calibration from the comma
 
 
 def kodak_crops(size: int, n: int, seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    crops = []
-    for path in sorted(KODAK.glob("*.png"))[:n]:
-        arr = np.asarray(Image.open(path).convert("RGB"))
-        y = int(rng.integers(0, arr.shape[0] - size + 1))
-        x = int(rng.integers(0, arr.shape[1] - size + 1))
-        crops.append(np.ascontiguousarray(arr[y:y + size, x:x + size]))
-    return crops
+    """One ``diffstream evaluate`` seeded crop from each of the first n Kodak images."""
+    return [c.pixels for c in seeded_crops(load_folder(KODAK)[:n], size, 1, seed)]
 
 
 def table(title: str, header: list[str], rows: list[list[str]]) -> None:
@@ -80,12 +77,17 @@ def exact_q_sample(model, x0: torch.Tensor, t: int, seed: int) -> torch.Tensor:
     return math.sqrt(ab) * x0 + math.sqrt(1 - ab) * torch.randn(x0.shape, generator=g)
 
 
-def rd(crops: list[np.ndarray], size: int, scorer: QualityScorer, chunking: str) -> dict:
+def rd(crops: list[np.ndarray], size: int, chunking: str) -> dict:
+    """Real R-D per stopping step through ``diffstream.evaluate``'s tables (keyed by the
+    step; a crop whose encode stopped earlier is "not sent" at later steps), beside the
+    ideal-RCC curve, which this benchmark computes itself."""
     codec = create_codec("diffc", chunking=chunking, **OPTS)
+    label = f"diffc-{chunking}"
     sched = codec.cal.schedule
     stops = stops_for(min(codec.max_steps, len(sched) - 1))
     pixels = size * size
-    per: dict[int, list[tuple[float, ...]]] = {k: [] for k in stops}
+    coded: list[Coded] = []
+    ideal: dict[int, list[tuple[float, float, float]]] = {k: [] for k in stops}
     times_enc, times_dec, pfr_s, unet_s = [], [], [], []
     for i, img in enumerate(crops):
         t0 = time.perf_counter()
@@ -112,44 +114,54 @@ def rd(crops: list[np.ndarray], size: int, scorer: QualityScorer, chunking: str)
         q_cum = np.cumsum(q_kl)
         for k in stops:
             if k > enc.steps:
+                coded.append(Coded(label, k, f"crop{i}", img, None, 0, False))
                 continue
             real_bits = 8 * len(codec.payload_for_steps(enc.payload, enc.meta, k))
             t, x_t = traj[k - 1]
             out = codec.denoise(x_t, t)
+            coded.append(Coded(label, k, f"crop{i}", img, out, real_bits, True))
             with torch.no_grad():
                 xq = exact_q_sample(codec.model, x0, t, 1000 + i)
                 ideal_img = codec.denoise(xq, t)
-            per[k].append((real_bits / pixels, kl_cum[k - 1] / pixels, psnr(img, out),
-                           scorer.ms_ssim(img, out), q_cum[k - 1] / pixels,
-                           psnr(img, ideal_img)))
+            ideal[k].append((kl_cum[k - 1] / pixels, q_cum[k - 1] / pixels,
+                             psnr(img, ideal_img)))
         print(f"[rd {chunking}] crop {i + 1}/{len(crops)}: {enc.steps} steps, {enc.bits} bits, "
               f"encode {times_enc[-1]:.2f}s decode {times_dec[-1]:.2f}s", flush=True)
+    rows = {r.target: r for r in rd_rows(coded, [label], Scorer(seed=0), floor=False)
+            if r.subset == "sent"}
     curve = []
     for k in stops:
-        a = np.array(per[k]).mean(axis=0)
-        curve.append((k, sched[k], *a))
+        if not ideal[k]:
+            continue
+        kl, qbpp, qp = np.array(ideal[k]).mean(axis=0)
+        curve.append((k, sched[k], rows[k], kl, qbpp, qp))
     # the ideal curve (exact-q rate, exact-q PSNR); overhead at equal PSNR, log-rate interp.
-    ideal_r = np.log([c[6] for c in curve])
-    ideal_p = np.array([c[7] for c in curve])
+    ideal_r = np.log([c[4] for c in curve])
+    ideal_p = np.array([c[5] for c in curve])
     order = np.argsort(ideal_p)
-    rows = []
-    for k, t, bpp, kl, p, ms, qbpp, qp in curve:
-        if ideal_p.min() <= p <= ideal_p.max():
-            r_eq = math.exp(float(np.interp(p, ideal_p[order], ideal_r[order])))
-            ovh_eq = f"{100 * (bpp / r_eq - 1):+.0f}%"
+    out_rows = []
+    for k, t, r, kl, qbpp, qp in curve:
+        if ideal_p.min() <= r.psnr_db <= ideal_p.max():
+            r_eq = math.exp(float(np.interp(r.psnr_db, ideal_p[order], ideal_r[order])))
+            ovh_eq = f"{100 * (r.bpp / r_eq - 1):+.0f}%"
         else:
             ovh_eq = "-"
-        rows.append([str(k), str(t), f"{bpp:.3f}", f"{p:.2f}", f"{ms:.4f}", f"{qbpp:.3f}",
-                     f"{qp:.2f}", ovh_eq, f"{kl:.3f}", f"{100 * (bpp / kl - 1):+.0f}%"])
+        out_rows.append([str(k), str(t), f"{r.n}", f"{r.bpp:.3f}", f"{r.psnr_db:.2f}",
+                         f"{r.ms_ssim:.4f}", f"{r.swd:.0f}", f"{qbpp:.3f}", f"{qp:.2f}", ovh_eq,
+                         f"{kl:.3f}", f"{100 * (r.bpp / kl - 1):+.0f}%"])
     table(f"R-D on {len(crops)} Kodak crops {size}x{size}: DiffC-F, chunk_bits "
           f"{codec.chunk_bits}, {chunking} chunking (means over crops). ideal = exact "
           f"samples of q(x_t|x_0) at KL rate; 'KL coded' = the KL of the trajectory actually "
-          f"sent", ["step", "t", "bpp", "PSNR dB", "MS-SSIM", "ideal bpp", "ideal PSNR",
-                    "ovh @PSNR", "KL coded", "bpp/KL-1"], rows)
+          f"sent", ["step", "t", "n", "bpp", "PSNR dB", "MS-SSIM", "SWD", "ideal bpp",
+                    "ideal PSNR", "ovh @PSNR", "KL coded", "bpp/KL-1"], out_rows)
+    real = (np.array([c[2].bpp for c in curve]), np.array([c[2].psnr_db for c in curve]))
+    bd_rate, _, why = bd_pair((np.exp(ideal_r), ideal_p), real, "cubic")
+    print(f"BD-rate of the real codec against ideal RCC (cubic, PSNR): {bd_rate:+.0f}%"
+          + (f" ({why})" if why else ""))
     print(f"\nper image ({chunking}): encode {np.mean(times_enc):.2f} s (UNet "
           f"{np.mean(unet_s):.2f} s, PFR {np.mean(pfr_s):.2f} s), decode "
           f"{np.mean(times_dec):.2f} s (full schedule, {len(sched) - 1} steps, DiffC-F)")
-    return {"stops": stops}
+    return {"stops": stops, "bd_rate_vs_ideal_pct": bd_rate}
 
 
 def denoisers(crops: list[np.ndarray], size: int, scorer: QualityScorer, stops: list[int]
@@ -321,8 +333,8 @@ def main() -> int:
     n = 3 if args.quick else args.images
     crops = kodak_crops(args.size, n)
     scorer = QualityScorer()
-    res = rd(crops, args.size, scorer, "table")
-    rd(crops, args.size, scorer, "adaptive")
+    res = rd(crops, args.size, "table")
+    rd(crops, args.size, "adaptive")
     denoisers(crops[: max(2, n // 2)], args.size, scorer, res["stops"])
     ablations(crops[: max(2, n // 2)], args.size)
     print(f"\ntotal {time.perf_counter() - t_all:.0f} s; peak RSS of this process "

@@ -3,13 +3,16 @@
     python benchmarks/bench_gic.py [--crops-per-image 4] [--size 64] [--plot docs/gic_rd.png]
 
 Kodak (``../shared/datasets/kodak``) is evaluation data only; the models never saw it.
-Crops are cut at native resolution at seeded positions, several per image. Every codec is
-driven by the same bit budgets, through its own rate control, and scored on what it
-actually sent (bpp = payload bits / pixels; budgets the codec cannot reach are skipped and
-counted). Quality: PSNR and MS-SSIM (diffstream.metrics.quality; 3 scales at 64 px), and
-"HF ratio", the high-frequency energy of the decoded crop over that of the original
-(mean squared Laplacian): 1 means as much fine detail as the source, below 1 is blur. It
-is a cheap sharpness proxy, not a perceptual metric (no LPIPS weights are available here).
+Crops are cut at native resolution at seeded positions, several per image. The RD part is
+``diffstream evaluate``'s (``diffstream.evaluate``: the same crops, loop, tables, BD and plot):
+every codec is driven by the same bit budgets, through its own rate control, and scored on
+what it actually sent (bpp = payload bits / pixels; budgets a codec cannot reach are skipped
+and counted). The table quotes the common subset (the crops every codec sent at that
+target): PSNR, MS-SSIM (diffstream.metrics.quality; 3 scales at 64 px), SWD against the
+originals with its real-vs-real floor, and the spectral ratio (diffstream.metrics.realism).
+The sampler ablation also reports "HF ratio", the high-frequency energy of the decoded crop
+over that of the original (mean squared Laplacian): 1 means as much fine detail as the
+source, below 1 is blur; a cheap sharpness proxy, not a perceptual metric.
 
 Timings are on the CPU with one torch thread (what the simulator's workers use) and include
 rate control (encode) and Algorithm 1 + synthesis (decode).
@@ -24,28 +27,27 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from diffstream.codecs import create_codec
+from diffstream.evaluate.bd import bd_rows
+from diffstream.evaluate.images import Crop, load_folder, seeded_crops
+from diffstream.evaluate.plots import rd_plot
+from diffstream.evaluate.report import bd_table, common_table
+from diffstream.evaluate.run import evaluate
+from diffstream.evaluate.scoring import Scorer
+from diffstream.evaluate.tables import RdRow
 from diffstream.metrics.quality import QualityScorer, psnr
 
 ROOT = Path(__file__).resolve().parents[1]
 KODAK = ROOT.parent / "shared" / "datasets" / "kodak"
 RD_BPPS = (0.1, 0.15, 0.25, 0.4, 0.6, 0.9, 1.3, 2.0)
 ABLATION_BPPS = (0.15, 0.3, 0.6, 1.0)
-CODECS = ("gic", "lic", "jpeg", "webp")
+CODECS = ("jpeg", "webp", "lic", "gic")  # the first is the BD anchor
 
 
-def kodak_crops(size: int, per_image: int, seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    crops = []
-    for path in sorted(KODAK.glob("*.png")):
-        arr = np.asarray(Image.open(path).convert("RGB"))
-        for _ in range(per_image):
-            y = int(rng.integers(0, arr.shape[0] - size + 1))
-            x = int(rng.integers(0, arr.shape[1] - size + 1))
-            crops.append(np.ascontiguousarray(arr[y:y + size, x:x + size]))
-    return crops
+def kodak_crops(size: int, per_image: int, seed: int = 0) -> list[Crop]:
+    """``diffstream evaluate``'s seeded crops of every Kodak image."""
+    return seeded_crops(load_folder(KODAK), size, per_image, seed)
 
 
 def hf_energy(img: np.ndarray) -> float:
@@ -71,46 +73,17 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> None:
         print("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=False)))
 
 
-def rd(crops: list[np.ndarray], size: int, scores: Scores) -> dict[str, list[tuple]]:
-    """Per codec: (target bpp, mean bpp, PSNR, MS-SSIM, HF ratio, n sent, n skipped)."""
-    pixels = size * size
+def rd(crops: list[Crop]) -> list[RdRow]:
+    """Every codec x target x crop through ``diffstream.evaluate`` (common + sent rows)."""
     codecs = {n: create_codec(n) for n in CODECS}
-    results: dict[str, list[tuple]] = {n: [] for n in CODECS}
-    for bpp in RD_BPPS:
-        budget = int(bpp * pixels)
-        acc: dict[str, list[tuple[float, ...]]] = {n: [] for n in CODECS}
-        skipped = dict.fromkeys(CODECS, 0)
-        for img in crops:
-            for name, codec in codecs.items():
-                if name == "lic":
-                    continue  # same payload as gic
-                enc = codec.encode(img, budget)
-                if enc.skipped:
-                    skipped[name] += 1
-                    if name == "gic":
-                        skipped["lic"] += 1
-                    continue
-                decs = ["gic", "lic"] if name == "gic" else [name]
-                for d in decs:
-                    out = codecs[d].decode(enc.payload, enc.meta, (size, size))
-                    acc[d].append((enc.bits / pixels, *scores(img, out)))
-        for name in CODECS:
-            a = np.array(acc[name]) if acc[name] else np.full((1, 4), np.nan)
-            results[name].append((bpp, *a.mean(axis=0), len(acc[name]), skipped[name]))
-    return results
+    return evaluate(codecs, crops, RD_BPPS, Scorer(seed=0)).rows
 
 
-def print_rd(results: dict[str, list[tuple]], size: int, n: int) -> None:
-    rows = []
-    for name, entries in results.items():
-        for bpp, mbpp, p, ms, hf, sent, skip in entries:
-            if sent == 0:
-                rows.append([name, f"{bpp:.2f}", "-", "-", "-", "-", f"0/{sent + skip}"])
-                continue
-            rows.append([name, f"{bpp:.2f}", f"{mbpp:.3f}", f"{p:.2f}", f"{ms:.4f}", f"{hf:.2f}",
-                         f"{sent}/{sent + skip}"])
-    table(f"RD on {n} Kodak crops {size}x{size} (budget = target bpp; means over sent frames)",
-          ["codec", "target bpp", "bpp", "PSNR dB", "MS-SSIM", "HF ratio", "sent"], rows)
+def print_rd(rows: list[RdRow], size: int, n: int) -> None:
+    print(f"\nRD on {n} Kodak crops {size}x{size} (budget = target bpp), common subset")
+    print(common_table(rows, CODECS, lpips=False))
+    print("\nBD (PSNR, common subset)")
+    print(bd_table(bd_rows(rows, CODECS)))
 
 
 def ablation(crops: list[np.ndarray], size: int, scores: Scores) -> None:
@@ -210,36 +183,6 @@ def rate_control(crops: list[np.ndarray], size: int) -> None:
           "Passes count every rANS pass, skip decisions included.")
 
 
-def plot(results: dict[str, list[tuple]], size: int, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    for name, entries in results.items():
-        pts = [e for e in entries if e[5] > 0]
-        x = [e[1] for e in pts]
-        labels = ("PSNR (dB)", "MS-SSIM", "HF ratio")
-        few = [e[5] < 0.9 * (e[5] + e[6]) for e in pts]  # codec skipped > 10 % of crops
-        for ax, j, label in zip(axes, (2, 3, 4), labels, strict=True):
-            (line,) = ax.plot(x, [e[j] for e in pts], label=name)
-            for xi, e, hollow in zip(x, pts, few, strict=True):
-                ax.plot(xi, e[j], marker="o", color=line.get_color(),
-                        markerfacecolor="none" if hollow else line.get_color())
-            ax.set_xlabel("bpp (payload)")
-            ax.set_ylabel(label)
-            ax.grid(alpha=0.3)
-    axes[2].axhline(1.0, color="k", lw=0.8, ls="--")
-    axes[0].legend()
-    fig.suptitle(f"Kodak {size}x{size} crops: GIC (2 steps, beta 0.075) vs LIC, JPEG, WebP "
-                 "(hollow: mean over the < 90 % of crops the codec could code at that budget)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    print(f"\nRD plot written to {path}")
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=64)
@@ -254,14 +197,17 @@ def main() -> int:
         return 0
     torch.set_num_threads(1)
     skip = set(filter(None, args.skip.split(",")))
-    crops = kodak_crops(args.size, args.crops_per_image)
+    kodak = kodak_crops(args.size, args.crops_per_image)
+    crops = [c.pixels for c in kodak]
     scores = Scores()
     t0 = time.perf_counter()
     if "rd" not in skip:
-        res = rd(crops, args.size, scores)
-        print_rd(res, args.size, len(crops))
+        rows = rd(kodak)
+        print_rd(rows, args.size, len(crops))
         if args.plot and str(args.plot) != "-":
-            plot(res, args.size, args.plot)
+            rd_plot(rows, CODECS, args.plot, title=f"Kodak {args.size}x{args.size} crops, "
+                    "common subset: GIC (2 steps, beta 0.075) vs LIC, JPEG, WebP")
+            print(f"\nRD plot written to {args.plot}")
     if "ablation" not in skip:
         ablation(crops[::2], args.size, scores)
     if "timing" not in skip:

@@ -1,9 +1,10 @@
 """``python -m diffstream run SCENARIO [options]`` (same options as run_sim.py),
 ``examples`` (copy the shipped scenarios out), live mode: ``send``, ``recv`` and ``keys``
-(see docs/live.md), and ``codecs`` (docs/plugins.md)."""
+(see docs/live.md), ``codecs`` (docs/plugins.md) and ``evaluate`` (docs/evaluate.md)."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 from diffstream import cli
@@ -15,7 +16,9 @@ USAGE = """usage: python -m diffstream COMMAND ...
   send --scenario S [--bind EP]       live: stream to a receiver (see send --help)
   recv --connect tcp://HOST:PORT      live: receive a stream (see recv --help)
   keys [--out keys]                   live: create CURVE certificates
-  codecs [CODEC ...] [--size WxH]     list codecs: origin, capabilities, floor, weights"""
+  codecs [CODEC ...] [--size WxH]     list codecs: origin, capabilities, floor, weights
+  evaluate --images DIR --out DIR     rate-distortion of codecs on your images
+                                      (see evaluate --help)"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +31,13 @@ def main(argv: list[str] | None = None) -> int:
         return cli.run(rest, prog="python -m diffstream run")
     if cmd == "examples":
         return cli.examples(rest)
+    if cmd == "evaluate":
+        from diffstream.evaluate import cli as evaluate_cli
+
+        # the summary records the command as typed: the console script or python -m
+        script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+        prog = "diffstream" if script == "diffstream" else "python -m diffstream"
+        return evaluate_cli.main(rest, prog=f"{prog} evaluate")
     if cmd in {"send", "recv", "keys"}:
         from diffstream.live import cli as live_cli
 
@@ -36,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         from diffstream.codecs.listing import main as list_codecs
 
         return list_codecs(rest)
-    print(f"unknown command {cmd!r}; available: run, examples, send, recv, keys, codecs",
-          file=sys.stderr)
+    print(f"unknown command {cmd!r}; available: run, examples, evaluate, codecs, send, recv, "
+          "keys", file=sys.stderr)
     return 2
 
 
