@@ -1,4 +1,10 @@
-"""Bjøntegaard delta rate and PSNR of each codec against an anchor, on the common subset.
+"""Bjøntegaard delta rate and PSNR of each codec against an anchor, on one fixed set of items.
+
+The points of every curve are the ``subset=fixed`` rows (``tables.fixed_rows``): the same
+items at every target, sent by every codec. Per-target common subsets would hold different
+items at different targets (only the easy ones at low rates), and a curve through them is
+not one codec's R-D curve. Callers that have no fixed rows (benchmarks passing only
+per-target rows) fall back to the common rows, and the reason column says so.
 
 We use the ``bjontegaard`` package (FAU-LMS, BSD). Its ``cubic`` method is the classic
 VCEG-M33 calculation: a third-order ``numpy.polyfit`` of log-rate against PSNR (BD-rate) or
@@ -40,6 +46,8 @@ class BdRow:
     anchor: str
     method: str
     points: int  # RD points of the test codec (the anchor's are the same targets)
+    subset: str  # fixed (one set of items at every point) or common (per-target fallback)
+    items: int  # items behind each point (fixed); the smallest per-target n (common)
     bd_rate_pct: float  # < 0: the codec needs fewer bits for the same PSNR
     bd_psnr_db: float  # > 0: the codec gives more PSNR at the same rate
     reason: str  # why a value is NaN, or what to be wary of; empty when clean
@@ -49,10 +57,18 @@ BD_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(BdRow))
 
 
 def _points(rows: Sequence[RdRow], codec: str) -> tuple[np.ndarray, np.ndarray]:
-    pts = [(r.bpp, r.psnr_db) for r in common_rows(rows, codec)
+    pts = [(r.bpp, r.psnr_db) for r in rows
            if r.n > 0 and math.isfinite(r.bpp) and math.isfinite(r.psnr_db) and r.bpp > 0]
     arr = np.array(sorted(pts), dtype=np.float64).reshape(-1, 2)
     return arr[:, 0], arr[:, 1]
+
+
+def _curve_rows(rows: Sequence[RdRow], codec: str) -> tuple[list[RdRow], str]:
+    fixed = sorted((r for r in rows if r.subset == "fixed" and r.codec == codec),
+                   key=lambda r: r.target)
+    if fixed:
+        return fixed, "fixed"
+    return common_rows(rows, codec), "common"
 
 
 def _merge(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -65,7 +81,7 @@ def _merge(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
 
 def _unusable(rate: np.ndarray, psnr: np.ndarray, who: str) -> str:
     if len(rate) < MIN_POINTS:
-        return f"{who} has {len(rate)} RD points on the common subset (needs {MIN_POINTS})"
+        return f"{who} has {len(rate)} RD points (needs {MIN_POINTS})"
     if len(np.unique(rate)) < MIN_POINTS:
         return f"{who} has {len(np.unique(rate))} distinct rates (needs {MIN_POINTS})"
     if len(np.unique(psnr)) < MIN_POINTS:
@@ -111,15 +127,23 @@ def bd_pair(anchor: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.nd
 
 def bd_rows(rows: Sequence[RdRow], codecs: Sequence[str],
             methods: Sequence[str] = METHODS) -> list[BdRow]:
-    """Each codec after the first against the first (the anchor), per method."""
+    """Each codec after the first against the first (the anchor), per method, on the fixed
+    rows when ``rows`` has them (else the per-target common rows, noted)."""
     if len(codecs) < 2:
         return []
     anchor = codecs[0]
-    a = _points(rows, anchor)
+    a_rows, subset = _curve_rows(rows, anchor)
+    a = _points(a_rows, anchor)
     out = []
     for codec in codecs[1:]:
-        t = _points(rows, codec)
+        t_rows, _ = _curve_rows(rows, codec)
+        t = _points(t_rows, codec)
+        n = min((r.n for r in t_rows if r.n > 0), default=0)
         for method in methods:
             rate, psnr, reason = bd_pair(a, t, method)
-            out.append(BdRow(codec, anchor, method, len(t[0]), rate, psnr, reason))
+            if subset == "common":
+                reason = "; ".join(x for x in ("per-target common subsets (no fixed set of "
+                                               "items): points hold different items", reason)
+                                   if x)
+            out.append(BdRow(codec, anchor, method, len(t[0]), subset, n, rate, psnr, reason))
     return out

@@ -92,11 +92,13 @@ def bd_table(rows: Sequence[BdRow]) -> str:
         return "BD needs at least two codecs."
     lines = [f"Anchor: **{rows[0].anchor}** (BD-rate < 0: fewer bits for the same PSNR; "
              "BD-PSNR > 0: more PSNR at the same rate).", "",
-             "| codec | method | points | BD-rate % | BD-PSNR dB | note |",
-             "|---|---|---|---|---|---|"]
+             "| codec | method | points | items | BD-rate % | BD-PSNR dB | note |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r.codec} | {r.method} | {r.points} | {_num(r.bd_rate_pct, '+.1f')} | "
-                     f"{_num(r.bd_psnr_db, '+.2f')} | {r.reason} |")
+        items = f"{r.items} ({r.subset})"
+        lines.append(f"| {r.codec} | {r.method} | {r.points} | {items} | "
+                     f"{_num(r.bd_rate_pct, '+.1f')} | {_num(r.bd_psnr_db, '+.2f')} | "
+                     f"{r.reason} |")
     return "\n".join(lines)
 
 
@@ -152,7 +154,7 @@ def summary_md(path: Path, rows: Sequence[RdRow], bd: Sequence[BdRow],
               common_table(rows, codecs, info.lpips), ""]
     if floor is not None and not math.isnan(floor.swd):
         parts += [f"SWD floor over all {floor.n} crops: {_swd(floor)}.", ""]
-    parts += ["## Bjøntegaard deltas (PSNR, common subset)", "", bd_table(bd), "",
+    parts += ["## Bjøntegaard deltas (PSNR, one fixed set of crops)", "", bd_table(bd), "",
               "## Timings (CPU wall time per call, one torch thread)", "",
               timing_table(timings), ""]
     path.write_text("\n".join(parts))

@@ -22,7 +22,14 @@ from diffstream.codecs import Codec, CodecError
 from diffstream.errors import DiffstreamError
 from diffstream.evaluate.images import Crop
 from diffstream.evaluate.scoring import Scorer
-from diffstream.evaluate.tables import Coded, RdRow, overall_floor, rd_rows
+from diffstream.evaluate.tables import (
+    Coded,
+    ItemScore,
+    RdRow,
+    fixed_rows,
+    overall_floor,
+    rd_rows,
+)
 
 
 class EvaluationError(DiffstreamError):
@@ -98,6 +105,7 @@ def evaluate(codecs: dict[str, Codec], crops: Sequence[Crop], targets: Sequence[
     labels = list(codecs)
     timings = {label: Timing() for label in labels}
     rows: list[RdRow] = []
+    scalars: list[ItemScore] = []  # every result's bpp / PSNR, for the fixed set
     for target in targets:
         coded: list[Coded] = []
         for label, codec in codecs.items():
@@ -108,9 +116,10 @@ def evaluate(codecs: dict[str, Codec], crops: Sequence[Crop], targets: Sequence[
             if on_stage is not None:
                 sent = sum(c.sent for c in coded if c.codec == label)
                 on_stage(f"{label} @ {target:g} bpp: {sent}/{len(crops)} sent")
-        rows += rd_rows(coded, labels, scorer)
+        rows += rd_rows(coded, labels, scorer, collect=scalars)
         if on_stage is not None:
             on_stage(f"scored {target:g} bpp")
+    rows += fixed_rows(scalars, labels)
     rows.append(overall_floor([c.pixels for c in crops], scorer, [c.id for c in crops]))
     return Evaluation(rows, timings)
 

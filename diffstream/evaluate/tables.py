@@ -17,6 +17,12 @@ codec sent at that target. Skips are counted, never averaged in as zeros. ``bpp`
 mean of payload bits / pixels over the subset; PSNR, MS-SSIM and LPIPS are means of per-item
 values; SWD and the spectral ratio are computed once on the subset as a set.
 
+``subset=fixed`` rows (``fixed_rows``): one set of items, the same at every target, that every
+codec sent at every target of a range (``fixed_items``). Per-target common subsets change
+with the target (at low targets only the easy items survive), so a curve through them can
+fall as the rate rises; a Bjøntegaard fit needs one curve per codec on one set of images,
+which these rows give (bpp, PSNR, MS-SSIM; the set metrics stay on ``common``).
+
 ``codec=real`` rows hold the real-vs-real SWD floor (two disjoint halves of the originals,
 ``metrics.realism.swd_floor``): one per target on that target's common items, and one
 (``subset=all``, no target) on every item. It is the SWD between two *different* samples of
@@ -79,6 +85,19 @@ class RdRow:
     lpips: float
 
 
+@dataclass(frozen=True)
+class ItemScore:
+    """The scalars of one ``Coded`` result, kept across targets (its images are not)."""
+
+    codec: str
+    target: float
+    item: str
+    sent: bool
+    bpp: float
+    psnr_db: float
+    ms_ssim: float
+
+
 # rd.csv's columns, in order (RdRow.target is written as target_bpp)
 COLUMNS: tuple[str, ...] = tuple("target_bpp" if f.name == "target" else f.name
                                  for f in fields(RdRow))
@@ -120,12 +139,18 @@ def rd_table(results: Sequence[Coded], codecs: Sequence[str], scorer: Scorer) ->
 
 
 def rd_rows(results: Sequence[Coded], codecs: Sequence[str], scorer: Scorer, *,
-            floor: bool = True) -> list[RdRow]:
+            floor: bool = True, collect: list[ItemScore] | None = None) -> list[RdRow]:
     """Every codec x target x subset row, and (``floor``) each target's real floor row on
     its common items. The results may hold any targets: a caller short of memory can call
-    this once per target and concatenate."""
+    this once per target and concatenate, passing ``collect`` to keep each result's scalars
+    for ``fixed_rows``."""
     _check_unique(results)
     item_scores = {id(r): scorer.item(r.original, r.recon) for r in results if r.sent}
+    if collect is not None:
+        for r in results:
+            sc = item_scores.get(id(r), {})
+            collect.append(ItemScore(r.codec, _key(r.target), r.item, r.sent, r.bpp,
+                                     sc.get("psnr_db", NAN), sc.get("ms_ssim", NAN)))
     common = common_items(results, codecs)
     rows: list[RdRow] = []
     for t, common_ids in common.items():
@@ -198,3 +223,44 @@ def common_rows(rows: Sequence[RdRow], codec: str | None = None) -> list[RdRow]:
 def has_common(rows: Sequence[RdRow]) -> bool:
     return any(r.n > 0 for r in common_rows(rows))
 
+
+
+def fixed_items(scores: Sequence[ItemScore], codecs: Sequence[str], min_targets: int = 4
+                ) -> tuple[list[float], list[str]]:
+    """(targets, items) of the fixed set: the items every codec sent at every one of the
+    targets kept. The lowest targets are dropped, one at a time, until those items are at
+    least half of all items; failing that, the range (of at least ``min_targets`` targets)
+    with the most items wins (the lower range on a tie). ([], []) when none has any."""
+    targets = sorted({s.target for s in scores})
+    everything = list(dict.fromkeys(s.item for s in scores))
+    sent = {(s.codec, s.target, s.item) for s in scores if s.sent}
+    best: tuple[list[float], list[str]] = ([], [])
+    for start in range(len(targets) - min_targets + 1):
+        kept = targets[start:]
+        items = [i for i in everything
+                 if all((c, t, i) in sent for c in codecs for t in kept)]
+        if 2 * len(items) >= len(everything):
+            return kept, items
+        if len(items) > len(best[1]):
+            best = (kept, items)
+    return best
+
+
+def fixed_rows(scores: Sequence[ItemScore], codecs: Sequence[str], min_targets: int = 4
+               ) -> list[RdRow]:
+    """The ``subset=fixed`` rows: each codec at each target of ``fixed_items``, on its items
+    (per-item means only; SWD and the spectral ratio stay NaN)."""
+    targets, items = fixed_items(scores, codecs, min_targets)
+    chosen = set(items)
+    rows = []
+    for codec in codecs:
+        for t in targets:
+            mine = [s for s in scores if s.codec == codec and s.target == t]
+            here = [s for s in mine if s.item in chosen]
+            rows.append(RdRow(
+                codec=codec, target=t, subset="fixed", n=len(here),
+                sent=sum(s.sent for s in mine), total=len(mine),
+                bpp=_mean([s.bpp for s in here]), psnr_db=_mean([s.psnr_db for s in here]),
+                ms_ssim=_mean([s.ms_ssim for s in here]), swd=NAN, swd_ci_low=NAN,
+                swd_ci_high=NAN, swd_unpaired=NAN, spectral_ratio=NAN, lpips=NAN))
+    return rows

@@ -86,3 +86,21 @@ def test_a_repeated_rate_is_merged_not_a_crash(method):
     rate, psnr, reason = bd_pair((RATES, _curve(RATES)), (rates, psnrs), method)
     assert rate == pytest.approx(0.0, abs=1.0) and psnr == pytest.approx(0.0, abs=0.1)
     assert "repeated rates or PSNRs (merged" in reason
+
+
+def test_bd_uses_the_fixed_set_when_there_is_one():
+    """Per-target common rows that make b look twice as costly, and fixed rows (one set of
+    items) on which b needs half the bits of a: BD follows the fixed rows."""
+    rows = []
+    for t, r in zip(RATES, RATES, strict=True):
+        q = float(_curve(np.array([r]))[0])
+        rows += [_row("a", t, r, q), _row("b", t, 2 * r, q)]  # common: b costs 2x
+        rows += [RdRow("a", t, "fixed", 3, 5, 5, r, q, *[NAN] * 7),
+                 RdRow("b", t, "fixed", 3, 5, 5, r / 2, q, *[NAN] * 7)]
+    (cubic, _pchip) = bd_rows(rows, ["a", "b"])
+    assert cubic.subset == "fixed" and cubic.items == 3
+    assert cubic.bd_rate_pct == pytest.approx(-50.0, abs=1e-6)
+    common_only = [r for r in rows if r.subset == "common"]
+    (cubic, _pchip) = bd_rows(common_only, ["a", "b"])
+    assert cubic.subset == "common" and cubic.bd_rate_pct == pytest.approx(100.0, abs=1e-6)
+    assert "per-target common subsets" in cubic.reason

@@ -119,3 +119,50 @@ def test_an_item_given_twice_is_refused():
 def test_sent_without_a_reconstruction_is_refused():
     with pytest.raises(ValueError, match="no reconstruction"):
         Coded("a", 0.1, "x", ORIGINALS["c0"], None, 8, True)
+
+
+# ------------------------------------------------------------------ the fixed set (for BD)
+def _scores(skips: dict[tuple[str, float], set[str]], items: int = 4,
+            targets: tuple[float, ...] = (0.1, 0.2, 0.4, 0.8, 1.6)) -> list:
+    """Two codecs, ``items`` items; ``skips[(codec, target)]`` are the items it skipped."""
+    from diffstream.evaluate.tables import ItemScore
+
+    out = []
+    for c in ("a", "b"):
+        for t in targets:
+            for k in range(items):
+                i = f"i{k}"
+                sent = i not in skips.get((c, t), set())
+                out.append(ItemScore(c, t, i, sent, t if sent else 0.0,
+                                     30.0 + 10 * t + k if sent else math.nan, 0.9))
+    return out
+
+
+def test_fixed_set_drops_low_targets_until_half_the_items_survive():
+    from diffstream.evaluate.tables import fixed_items
+
+    # at 0.1 b skips 3 of 4 items, at 0.2 one: dropping 0.1 keeps 3 of 4 items (>= half)
+    scores = _scores({("b", 0.1): {"i0", "i1", "i2"}, ("b", 0.2): {"i3"}})
+    assert fixed_items(scores, ["a", "b"]) == ([0.2, 0.4, 0.8, 1.6], ["i0", "i1", "i2"])
+    # nothing skipped: every target, every item
+    assert fixed_items(_scores({}), ["a", "b"]) == ([0.1, 0.2, 0.4, 0.8, 1.6],
+                                                    ["i0", "i1", "i2", "i3"])
+    # fewer than 4 targets would be left before half the items survive: the range with the
+    # most items among those with >= 4 targets
+    scores = _scores({("b", 0.1): {"i0", "i1", "i2"}, ("a", 0.2): {"i0", "i1", "i2"}})
+    assert fixed_items(scores, ["a", "b"]) == ([0.1, 0.2, 0.4, 0.8, 1.6], ["i3"])
+    # no item sent by both at 4+ targets
+    scores = _scores({("b", 0.1): {"i0", "i1", "i2", "i3"}, ("b", 0.2): {"i0", "i1", "i2", "i3"}})
+    assert fixed_items(scores, ["a", "b"]) == ([], [])
+
+
+def test_fixed_rows_average_the_same_items_at_every_target():
+    from diffstream.evaluate.tables import fixed_rows
+
+    rows = fixed_rows(_scores({("b", 0.1): {"i0", "i1", "i2"}, ("b", 0.2): {"i3"}}), ["a", "b"])
+    assert {r.subset for r in rows} == {"fixed"} and len(rows) == 2 * 4
+    for r in rows:  # items i0..i2 at every target: PSNR = 30 + 10 t + mean(0, 1, 2)
+        assert r.n == 3
+        assert r.psnr_db == pytest.approx(30.0 + 10 * r.target + 1.0)
+    (b02,) = [r for r in rows if (r.codec, r.target) == ("b", 0.2)]
+    assert (b02.sent, b02.total) == (3, 4)  # its skip is counted, not averaged in
