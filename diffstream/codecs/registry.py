@@ -24,6 +24,7 @@ _BUILTIN_MODULES: dict[str, str] = {
     "lic": "diffstream.codecs.gic.codec",
     "diffc": "diffstream.codecs.diffc",
     "badiff": "diffstream.codecs.badiff.codec",
+    "cascade": "diffstream.codecs.badiff.baselines",
     "cascade-jpeg": "diffstream.codecs.badiff.baselines",
     "cascade-webp": "diffstream.codecs.badiff.baselines",
     "cascade-lic": "diffstream.codecs.badiff.baselines",

@@ -104,7 +104,9 @@ def codec_parameters(cls: type) -> dict[str, tuple[Any, Any]] | None:
 
 
 def _check_codec_options(i: int, codec: str, options: dict[str, Any], path: Path,
-                         lines: Any) -> None:
+                         lines: Any, at: tuple[str, ...] = ("codec_options",)) -> None:
+    """``at``: where ``options`` sit under ``arms[i]`` (deeper for a composed codec's inner
+    codec, which its class names through ``inner_codec(options)``)."""
     from diffstream.codecs import codec_class
 
     if not options:
@@ -113,8 +115,8 @@ def _check_codec_options(i: int, codec: str, options: dict[str, Any], path: Path
     if params is None:
         return
     for key, value in options.items():
-        where = located(path, lines.line_of(("arms", i, "codec_options", key)),
-                        f"arms[{i}].codec_options.{key}")
+        field = ".".join((f"arms[{i}]", *at, key))
+        where = located(path, lines.line_of(("arms", i, *at, key)), field)
         if key not in params:
             known = ", ".join(sorted(params)) or "none"
             raise ConfigError(f"{where}: {codec!r} has no option {key!r}; its options: {known}")
@@ -127,6 +129,27 @@ def _check_codec_options(i: int, codec: str, options: dict[str, Any], path: Path
         except ValidationError as exc:
             first = exc.errors()[0].get("msg", "invalid")
             raise ConfigError(f"{where}: {first} (expected {_describe(hint)})") from None
+    _check_inner_codec(i, codec_class(codec), options, path, lines, at)
+
+
+def _check_inner_codec(i: int, cls: type, options: dict[str, Any], path: Path, lines: Any,
+                       at: tuple[str, ...]) -> None:
+    """A composed codec (``codec: cascade``): its inner codec must exist, and the inner
+    options are checked against the inner codec."""
+    from diffstream.codecs import codec_class
+
+    hook = getattr(cls, "inner_codec", None)
+    inner = hook(options) if callable(hook) else None
+    if inner is None:
+        return
+    name, inner_options = inner
+    try:
+        codec_class(name)
+    except KeyError as exc:
+        field = ".".join((f"arms[{i}]", *at, "codec"))
+        raise ConfigError(f"{located(path, lines.line_of(('arms', i, *at, 'codec')), field)}: "
+                          f"{exc.args[0]}") from None
+    _check_codec_options(i, name, inner_options, path, lines, (*at, "codec_options"))
 
 
 def _hint(func: Any, name: str) -> Any | None:

@@ -39,9 +39,10 @@ from diffstream.codecs.badiff.samplers import (
     reference_image,
 )
 from diffstream.codecs.badiff.stop_policy import mid_features, should_stop, time_embedding
-from diffstream.codecs.base import CodecError, Encoded, GenerationRequest, Image
+from diffstream.codecs.base import Capabilities, CodecError, Encoded, GenerationRequest, Image
 from diffstream.codecs.classic.pillow import _check_image, _pink_noise
 from diffstream.codecs.registry import register_codec
+from diffstream.pipeline.compute import ProfileCost
 from diffstream.training.crops import to_uint8
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,17 @@ def load_badiff(weights: str | Path | None = None, name: str = "badiff"
 @register_codec("badiff")
 class BADiffCodec:
     name: ClassVar[str]
-    progressive: ClassVar[bool] = False
+    capabilities: ClassVar[Capabilities] = Capabilities(generative=True)
+    # cpu-2core (paper 000), for BADiff and its baselines (``baselines.py``): 32x32, one
+    # torch thread, `python benchmarks/bench_badiff.py --seeds 6`: U-Net 8.1 ms per step
+    # (+0.4 ms for BADiff's stop policy), all at the sender; the receiver only decodes the
+    # payload (BADiff's logistic coder 16 ms, LIC 4.5 ms, JPEG/WebP 0.2 ms). Steps are U-Net
+    # calls: ~50 for BADiff's adaptive stop, 100 for the full sampler, 20 DPM-Solver, 51
+    # PNDM; per-call costs hold the coding (and Early-Stop's LIC probes).
+    compute_costs: ClassVar[dict[str, ProfileCost]] = {
+        "cpu-2core": ProfileCost(encode_ms=125.0, decode_ms=16.0, per_step_ms=8.5,
+                                 decode_per_step_ms=0.0),
+    }
 
     def __init__(self, weights: str | None = None, model: str = "badiff",
                  adaptive_stop: bool = True, threshold: float = 0.5,
