@@ -41,11 +41,14 @@ from diffstream.codecs.badiff.samplers import (
 from diffstream.codecs.badiff.stop_policy import mid_features, should_stop, time_embedding
 from diffstream.codecs.base import Capabilities, CodecError, Encoded, GenerationRequest, Image
 from diffstream.codecs.classic.pillow import _check_image, _pink_noise
+from diffstream.codecs.ratecontrol import TableModel
 from diffstream.codecs.registry import register_codec
 from diffstream.pipeline.compute import ProfileCost
 from diffstream.training.crops import to_uint8
 
 log = logging.getLogger(__name__)
+
+PRIOR_INDEXES = (0, 6, 12, 20, 28, 36, 47)  # delta indexes of the first frame's rate model
 
 _CACHE: dict[tuple[str, str], tuple[BADiff, LogisticCoder]] = {}
 _LOCK = threading.Lock()
@@ -85,6 +88,9 @@ class BADiffCodec:
         self.threshold = float(threshold)
         self.steps = int(steps)
         self._floors: dict[tuple[int, int], int] = {}
+        # (h, w) -> rate model over the coder's knob (last - delta index), carried across
+        # frames like the Pillow codecs' (codecs.ratecontrol.TableModel)
+        self._rate: dict[tuple[int, int], TableModel] = {}
 
     # --- generation ---------------------------------------------------------------------
     @torch.no_grad()
@@ -128,7 +134,11 @@ class BADiffCodec:
 
     def _code(self, image: np.ndarray, budget: int) -> Encoded:
         a = self.coder.analyse(image)
-        payload, _, di, passes = self.coder.fit(a, budget)
+        shape = (int(image.shape[0]), int(image.shape[1]))
+        model = self._rate.get(shape) or TableModel(self._prior(shape))
+        payload, _, di, found = self.coder.fit(a, budget, model=model)
+        self._rate[shape] = model.updated(found.probed)
+        passes = found.probes
         if payload is None:
             reason = (f"budget {budget} bits below the coarsest step's payload "
                       f"(delta={DELTAS[-1]:.0f}) for this {image.shape[1]}x{image.shape[0]} "
@@ -163,3 +173,11 @@ class BADiffCodec:
             a = self.coder.analyse(_pink_noise(*key))
             self._floors[key] = 8 * len(self.coder.encode(a, len(DELTAS) - 1)[0])
         return self._floors[key]
+
+    def _prior(self, shape: tuple[int, int]) -> dict[int, float]:
+        """The first frame's rate model: a pink-noise frame's real sizes at a few steps
+        (knob = last - delta index), once per shape; later frames rescale it."""
+        last = len(DELTAS) - 1
+        a = self.coder.analyse(_pink_noise(*shape))
+        return {last - di: float(8 * len(self.coder.encode(a, di)[0]))
+                for di in PRIOR_INDEXES}
