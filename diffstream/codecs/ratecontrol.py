@@ -15,8 +15,10 @@ The search (first written for the Pillow codecs, which still behave exactly as b
 - Prediction: the model corrected by this call's probes (their log-ratio to the model,
   interpolated between probes and held flat beyond them) gives the largest knob predicted
   to fit ``aim * budget``. On small ranges (at most ``DENSE_LIMIT`` knobs) every candidate
-  is evaluated; on larger ones the corrected model is bisected (assumed monotone), so a
-  model evaluation may cost real work (a closed-form code length) without 4096 of them.
+  is evaluated; on larger ones the search walks down from the top in doubling steps to the
+  first knob predicted to fit and bisects back up (the topmost fitting region, so a model
+  that is not monotone everywhere still works), so a model evaluation may cost real work
+  (a closed-form code length) without 4096 of them.
 - While one side of the bracket is unknown, the probe aims past the prediction by a margin
   that doubles (1, 2, 4, ... times ``margin_unit``) until the answer is bracketed; once
   bracketed, corrected prediction alternates with bisection so a skewed model cannot
@@ -44,6 +46,7 @@ import numpy as np
 
 DENSE_LIMIT = 256  # knob ranges up to this size are predicted by evaluating every candidate
 LOG_FLOOR_BITS = 8  # sizes are logged as max(bits, 8): an empty payload has no log
+GAP_GRID = 16  # grid points searched when the downward walk overshoots (see predict_knob)
 
 
 class RateModel(Protocol):
@@ -146,18 +149,36 @@ def predict_knob(model: RateModel, probed: Mapping[int, int], target_bits: float
     def fits(k: int) -> bool:
         return bool(predict(np.array([k]))[0] <= target)
 
-    a, b = lo + 1, hi - 1
-    if fits(b):
-        return b
-    if not fits(a):
-        return a
-    while b - a > 1:  # fits(a), not fits(b)
-        mid = (a + b) // 2
+    # Walk down from the top with doubling steps to the first knob predicted to fit, then
+    # bisect between it and the last one that did not: the largest fitting knob of the
+    # topmost region that fits, without assuming the model monotone over the whole range
+    # (GIC's code length grows again at its coarsest q).
+    top, step = hi - 1, 1
+    if fits(top):
+        return top
+    above = top  # predicted not to fit
+    k = top - step
+    while k > lo + 1 and not fits(k):
+        above, step = k, 2 * step
+        k = top - step
+    if k <= lo + 1:
+        k = lo + 1
+        if not fits(k):
+            # The walk stepped over everything down to the bottom: a region that fits may
+            # still hide in its last gap (a U-shaped model); look on a grid there.
+            grid = [int(g) for g in np.linspace(lo + 1, above, GAP_GRID + 2)[1:-1]]
+            ok = [g for g in grid if fits(g)]
+            if not ok:
+                return lo + 1
+            k = max(ok)
+            above = min((g for g in grid if g > k), default=above)
+    while above - k > 1:  # fits(k), not fits(above)
+        mid = (k + above) // 2
         if fits(mid):
-            a = mid
+            k = mid
         else:
-            b = mid
-    return a
+            above = mid
+    return k
 
 
 def fit_budget(encode: Callable[[int], bytes], budget_bits: int, lo: int, hi: int,

@@ -21,8 +21,10 @@ margin of 16, 32, ... indices. The search stops when a fitting payload is within
 one 32-bit rANS word) of the budget, the bracket is closed, or after ``max_passes`` (8),
 and sends the largest fitting payload among the probes. On 120 scikit-image frames with
 budgets of 0.1-2 bpp (``benchmarks/bench_ratecontrol.py --codecs gic --frames 120``):
-1.40 / 1.34 passes per call at 64x64 / 128x128 (1.47 / 1.36 with this module's own search
-before), budget filled to 95.6 / 94.8 %, never over budget.
+1.38 / 1.34 passes per call at 64x64 / 128x128 (1.47 / 1.36 with this module's own search
+before), budget filled to 95.6 / 94.8 %, never over budget. The code length is not
+monotone in q everywhere (at 32x32 it grows again towards q_hi); the search's downward
+walk finds the topmost region that fits (a plain bisection of the model jumped to q_hi).
 
 Floor. When even q_hi (the coarsest q) does not fit, the frame is skipped with a reason;
 that decision always rests on a real pass at q_hi.

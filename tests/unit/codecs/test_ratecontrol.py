@@ -154,3 +154,21 @@ def test_table_model_tracks_the_frame() -> None:
 def test_rejects_an_empty_range() -> None:
     with pytest.raises(ValueError):
         fit_budget(Counting(exp_curve), 1000, 5, 4, flat_model(1, 100))
+
+
+def test_large_range_model_that_is_not_monotone_everywhere() -> None:
+    """GIC's code length grows again at its coarsest q (low knobs). The prediction must find
+    the topmost fitting region, not jump to the lowest knob because the bottom does not
+    fit (the bug a plain bisection of the model had: 15 dB frames at 32x32)."""
+    def size(k: int) -> float:
+        return 500 * math.exp(k / 600) if k >= 600 else 500 * math.e * (4 - 3 * k / 600)
+
+    model = FunctionModel(size)
+    assert size(0) > 3000 and size(600) < 3000  # the bottom does not fit, the middle does
+    assert predict_knob(model, {}, 3000, -1, 4096) == max(
+        k for k in range(4096) if size(k) <= 3000)
+    enc = Counting(size)
+    found = fit_budget(enc, 3000, 0, 4095, FunctionModel(lambda k: 1.05 * size(k)),
+                       max_probes=12)
+    assert found.knob == optimum(enc, 3000, 0, 4095)
+    assert 0 not in enc.calls and found.probes <= 8
