@@ -55,9 +55,11 @@ class CodecRow:
 
 
 def codec_capabilities(cls: type) -> dict[str, bool]:
-    """What a codec class can do, from its attributes (the contract in codecs/base.py)."""
-    return {"progressive": bool(getattr(cls, "progressive", False)),
-            "generative": hasattr(cls, "generate")}
+    """What a codec class can do (its declaration, through ``capabilities_of``)."""
+    from diffstream.codecs.base import capabilities_of
+
+    caps = capabilities_of(cls)
+    return {"progressive": caps.progressive, "generative": caps.generative}
 
 
 def codec_rows(shape: tuple[int, int], names: list[str] | None = None, *,

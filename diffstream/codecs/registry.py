@@ -48,6 +48,7 @@ _BUILTIN_MODULES: dict[str, str] = {
     "lic": "diffstream.codecs.gic.codec",
     "diffc": "diffstream.codecs.diffc",
     "badiff": "diffstream.codecs.badiff.codec",
+    "cascade": "diffstream.codecs.badiff.baselines",
     "cascade-jpeg": "diffstream.codecs.badiff.baselines",
     "cascade-webp": "diffstream.codecs.badiff.baselines",
     "cascade-lic": "diffstream.codecs.badiff.baselines",
@@ -138,21 +139,27 @@ def codec_origin(ref: str) -> str:
 
 
 def check_codec_class(obj: Any, ref: str) -> None:
-    """The contract check: a class with callable encode, decode, min_bits and a
-    ``progressive`` attribute. (Only what every codec needs: capabilities such as
-    ``prefix_steps`` or ``generate`` are optional.)"""
+    """The contract check: a class with callable encode, decode and min_bits, whose
+    capabilities (``capabilities = Capabilities(...)``, or the older ``progressive`` flag and
+    ``generate`` method) come with the methods they need (``capabilities_of``)."""
+    from diffstream.codecs.base import capabilities_of
+
     if not isinstance(obj, type):
         raise PluginError(f"{ref!r} is {describe_object(obj)}, not a class",
                           "point the reference at the codec class: 'module:ClassName'")
     missing = [f"{m}()" for m in CONTRACT_METHODS if not callable(getattr(obj, m, None))]
-    if not hasattr(obj, "progressive"):
-        missing.append("a 'progressive' attribute")
     if missing:
         raise PluginError(
             f"{obj.__module__}.{obj.__qualname__} (from {ref!r}) is not a codec: it lacks "
             f"{', '.join(missing)}",
-            "a codec needs encode(image, budget_bits), decode(payload, meta, shape), "
-            "min_bits(shape) and progressive = True/False; see docs/plugins.md")
+            "a codec needs encode(image, budget_bits), decode(payload, meta, shape) and "
+            "min_bits(shape); see docs/plugins.md")
+    try:
+        capabilities_of(obj)
+    except TypeError as exc:
+        raise PluginError(f"{obj.__module__}.{obj.__qualname__} (from {ref!r}): {exc}",
+                          "define the missing methods or drop the capability; see "
+                          "docs/plugins.md") from None
 
 
 def codec_options_model(cls: type) -> type[BaseModel] | None:

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from diffstream.codecs.base import capabilities_of
 from diffstream.codecs.registry import codec_class
 from diffstream.netsim.trace import Trace
 from diffstream.scenario.build import build_link, build_trace
@@ -56,7 +57,7 @@ class ShapedFrame:
 def streams_progressive(scenario: Scenario) -> bool:
     """Whether the live scenario's streaming arm uses a progressive codec."""
     arm = getattr(scenario, "stream_arm", None)  # a LiveScenario; plain scenarios: no arm
-    return arm is not None and bool(getattr(codec_class(arm.codec), "progressive", False))
+    return arm is not None and capabilities_of(codec_class(arm.codec)).progressive
 
 
 class TraceShaper:

@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 
 from diffstream.codecs import create_codec
-from diffstream.codecs.base import Encoded, GenerationRequest, GenerativeCodec
+from diffstream.codecs.base import Encoded, GenerationRequest, capabilities_of
 from diffstream.content.sources import SPEC_KEYS, FrameSource, GeneratedSequence, make_source
 from diffstream.control.policies.base import RateQualityModel
-from diffstream.pipeline.compute import ComputeModel
+from diffstream.pipeline.compute import CodecCharge, ComputeModel
+from diffstream.pipeline.costs import codec_charge
 from diffstream.scenario.schema import Scenario
 from diffstream.transport.wire import FrameHeader, header_size, pack_frame
 
@@ -102,6 +103,7 @@ class FrameEncoder:
         self.compute = ComputeModel(scenario.compute)
         self.codecs: dict[str, Any] = {}
         self.codec_names: dict[str, str] = {}
+        self.charges: dict[str, CodecCharge] = {}
         self.shape = (scenario.frame.height, scenario.frame.width)
 
     def open_arm(self, arm: str, codec_name: str, options: dict[str, Any],
@@ -109,9 +111,10 @@ class FrameEncoder:
         codec = create_codec(codec_name, **options)
         self.codecs[arm] = codec
         self.codec_names[arm] = codec_name
+        self.charges[arm] = codec_charge(self.compute, codec_name, options, codec)
         rq = self._calibrate(codec) if calibrate else None
         return ArmInfo(min_bits=int(codec.min_bits(self.shape)),
-                       progressive=bool(codec.progressive),
+                       progressive=capabilities_of(codec).progressive,
                        rq=None if rq is None else (tuple(rq.bpp), tuple(rq.quality_db)),
                        header_bytes=self._typical_header(arm, codec_name))
 
@@ -162,7 +165,7 @@ class FrameEncoder:
         """Frame k under the budget: generated from its request by a generative codec,
         otherwise the content's image encoded (a classic codec on generated content codes
         the reference sample: the Cascade baseline)."""
-        if isinstance(self.content, GeneratedSequence) and isinstance(codec, GenerativeCodec):
+        if isinstance(self.content, GeneratedSequence) and capabilities_of(codec).generative:
             return codec.generate(self.content.request(k), budget_bits, self.shape)
         return codec.encode(self.content.frame(k), budget_bits)
 
@@ -173,7 +176,7 @@ class FrameEncoder:
         t0 = time.perf_counter()
         enc = self._code(codec, seq, int(budget_bits))
         measured = time.perf_counter() - t0
-        charged = self.compute.encode_s(name, measured, enc.steps)
+        charged = self.charges[arm].encode_s(measured, enc.steps)
         send_s = float(start_s) + charged
         header = FrameHeader(seq=seq, arm=arm, codec=name, budget_bits=int(budget_bits),
                              payload_len=0, payload_crc32=0, capture_s=float(capture_s),

@@ -25,9 +25,10 @@ from typing import Any
 import numpy as np
 
 from diffstream.codecs import CodecError, create_codec
-from diffstream.codecs.base import ProgressiveCodec
+from diffstream.codecs.base import capabilities_of
 from diffstream.content.sources import FrameSource, GeneratedSequence
 from diffstream.pipeline.compute import ComputeModel
+from diffstream.pipeline.costs import codec_charge
 from diffstream.pipeline.encoder import scenario_content
 from diffstream.pipeline.playout import InteractivePlayout, PlaybackBuffer, Slot
 from diffstream.pipeline.records import Outcome
@@ -85,7 +86,9 @@ class ReceiverCore:
     def open_arm(self, arm: str, codec: str, options: dict[str, Any]) -> None:
         self.arm, self.codec_name = arm, codec
         self.codec = create_codec(codec, **options) if codec and not self.network_only else None
-        self.progressive = bool(self.codec is not None and self.codec.progressive)
+        self.progressive = self.codec is not None and capabilities_of(self.codec).progressive
+        self.charge = codec_charge(self.compute, codec if self.codec is not None else "",
+                                   options, self.codec)
         self.last_image = np.full((*self.shape, 3), GREY, np.uint8)
         self.playout: InteractivePlayout | PlaybackBuffer
         if self.interactive:
@@ -137,7 +140,7 @@ class ReceiverCore:
         usable = f.chunks
         if self.progressive and f.deadline_s is not None:
             # a frame cut off by its deadline still shows the prefix that arrived in time
-            est = self.compute.decode_s(self.codec_name, 0.0)
+            est = self.charge.decode_s(0.0)
             usable = [c for c in f.chunks if float(c[2]) <= float(f.deadline_s) - est]
         if not usable:
             return None
@@ -163,7 +166,7 @@ class ReceiverCore:
         if h.skipped:
             return None
         r = d.fields
-        if isinstance(self.codec, ProgressiveCodec):
+        if self.progressive:
             r["prefix_step"] = int(self.codec.prefix_steps(frame.payload, h.meta))
             if r["prefix_step"] == 0 and not frame.complete:
                 return None  # the prefix holds no whole step yet: late, not malformed
@@ -173,7 +176,7 @@ class ReceiverCore:
         if image.shape != (*self.shape, 3):
             raise CodecError(f"decoder returned shape {image.shape}")
         steps = r["prefix_step"] if r["prefix_step"] is not None else h.steps
-        charged = self.compute.decode_s(self.codec_name, measured, steps)
+        charged = self.charge.decode_s(measured, steps)
         r.update(decoded=True, partial=not frame.complete, decode_ms=measured * 1000.0,
                  decode_charged_s=charged, decode_done_s=arrived + charged)
         return image

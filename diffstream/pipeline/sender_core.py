@@ -17,6 +17,7 @@ from diffstream.control.policies.base import (
     harmonic_mean,
 )
 from diffstream.pipeline.compute import ComputeModel
+from diffstream.pipeline.costs import codec_charge
 from diffstream.pipeline.encoder import ArmInfo, EncodedFrame
 from diffstream.pipeline.records import Arrival, SenderHalf
 from diffstream.scenario.schema import ArmSpec, Scenario
@@ -58,6 +59,7 @@ class SenderCore:
         self.mtu = scenario.link.mtu
         self.interactive = scenario.mode.kind == "interactive"
         self.compute = ComputeModel(scenario.compute)
+        self.charge = codec_charge(self.compute, arm.codec, arm.codec_options)
         self.view = SenderView()
         self.rq = RateQualityModel(*info.rq) if info.rq else None
         self.header_bytes = info.header_bytes  # refreshed by every encoded frame
@@ -72,7 +74,7 @@ class SenderCore:
         """Receiver decode time: measured from reports, else the compute model's guess."""
         if self.decode_est.value is not None:
             return self.decode_est.value
-        return self.compute.decode_s(self.arm.codec, 0.0)
+        return self.charge.decode_s(0.0)
 
     # ------------------------------------------------------------------ decisions
     def observe(self, k: int, now_s: float, capture_s: float, deadline_s: float | None, *,

@@ -58,31 +58,64 @@ def load_scenario(path: str | Path, model: type[Scenario] | None = None) -> tupl
                 located(path, lines.line_of(("content", "path")),
                         f"content.path: folder {scenario.content.path!r} not found")
             )
+    _check_capabilities(scenario, path, lines)
     if scenario.content.source == "generated":
         _check_generator(scenario, path, lines)
-    if scenario.content.source != "generated":
-        from diffstream.codecs import codec_class
-
-        for i, arm in enumerate(scenario.arms):
-            if hasattr(codec_class(arm.codec), "generate"):
-                raise ConfigError(
-                    located(path, lines.line_of(("arms", i, "codec")),
-                            f"arms[{i}].codec: {arm.codec!r} generates its frames from "
-                            f"generation requests; set content: {{source: generated}} (or use "
-                            f"a codec that compresses captured images)"))
-    if isinstance(scenario.compute.profile, str) and scenario.compute.kind == "profile":
-        from diffstream.pipeline.compute import PROFILES
-
-        if scenario.compute.profile not in PROFILES:
-            raise ConfigError(
-                located(path, lines.line_of(("compute", "profile")),
-                        f"compute.profile: unknown profile {scenario.compute.profile!r}; "
-                        f"known: {', '.join(sorted(PROFILES))}, or give per-codec costs inline")
-            )
     from diffstream.scenario.precheck import check_inputs
 
     check_inputs(scenario, path, lines)  # content, codec_options, trace: before any worker
+    problem = compute_profile_problem(scenario)  # after the options checks: costs read them
+    if problem:
+        raise ConfigError(located(path, lines.line_of(("compute", "profile")), problem))
     return scenario, path
+
+
+def _check_capabilities(scenario: Scenario, path: Path, lines: _LineMap) -> None:
+    """A generative codec needs generated content; a codec whose declaration promises
+    methods it lacks is refused here, not inside a worker."""
+    from diffstream.codecs import codec_class
+    from diffstream.codecs.base import capabilities_of
+
+    for i, arm in enumerate(scenario.arms):
+        where = located(path, lines.line_of(("arms", i, "codec")), f"arms[{i}].codec")
+        try:
+            caps = capabilities_of(codec_class(arm.codec))
+        except TypeError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        if caps.generative and scenario.content.source != "generated":
+            raise ConfigError(
+                f"{where}: {arm.codec!r} generates its frames from generation requests; set "
+                f"content: {{source: generated}} (or use a codec that compresses captured "
+                f"images)")
+
+
+def known_profiles(scenario: Scenario) -> set[str]:
+    """Profile names the scenario's compute spec may use: the central table's and those
+    the arms' codecs declare (``compute_costs`` / ``costs_for``)."""
+    from diffstream.codecs import codec_class
+    from diffstream.codecs.base import declared_costs
+    from diffstream.pipeline.compute import PROFILES
+
+    names = set(PROFILES)
+    for arm in scenario.arms:
+        try:
+            names |= set(declared_costs(codec_class(arm.codec), arm.codec_options))
+        except (KeyError, ValueError):
+            continue  # bad options (an unknown inner codec): the options checks say so
+    return names
+
+
+def compute_profile_problem(scenario: Scenario) -> str | None:
+    """The error for ``compute: {profile: NAME}`` when no table and no arm's codec knows
+    NAME; None when it is fine."""
+    spec = scenario.compute
+    if spec.kind != "profile" or not isinstance(spec.profile, str):
+        return None
+    known = known_profiles(scenario)
+    if spec.profile in known:
+        return None
+    return (f"compute.profile: unknown profile {spec.profile!r}; known to this scenario's "
+            f"codecs: {', '.join(sorted(known))}, or give per-codec costs inline")
 
 
 def scenario_to_yaml(scenario: Scenario) -> str:
@@ -95,6 +128,7 @@ def _check_generator(scenario: Scenario, path: Path, lines: Any) -> None:
     is the reference (``content.model``), else arms are scored against images they could not
     have produced (paper 000 compares each method on one model)."""
     from diffstream.codecs import codec_class
+    from diffstream.codecs.base import capabilities_of
     from diffstream.scenario.precheck import codec_parameters
 
     c = scenario.content
@@ -108,7 +142,7 @@ def _check_generator(scenario: Scenario, path: Path, lines: Any) -> None:
         model = found.resolve()
     for i, arm in enumerate(scenario.arms):
         cls = codec_class(arm.codec)
-        if not hasattr(cls, "generate"):
+        if not capabilities_of(cls).generative:
             continue
         params = codec_parameters(cls) or {}
         ldm = arm.codec_options.get("ldm")

@@ -107,7 +107,9 @@ def codec_parameters(cls: type) -> dict[str, tuple[Any, Any]] | None:
 
 
 def _check_codec_options(i: int, codec: str, options: dict[str, Any], path: Path,
-                         lines: Any) -> None:
+                         lines: Any, at: tuple[str, ...] = ("codec_options",)) -> None:
+    """``at``: where ``options`` sit under ``arms[i]`` (deeper for a composed codec's inner
+    codec, which its class names through ``inner_codec(options)``)."""
     from diffstream.codecs.registry import codec_class, codec_options_model
 
     cls = codec_class(codec)
@@ -121,8 +123,8 @@ def _check_codec_options(i: int, codec: str, options: dict[str, Any], path: Path
     if params is None:
         return
     for key, value in options.items():
-        where = located(path, lines.line_of(("arms", i, "codec_options", key)),
-                        f"arms[{i}].codec_options.{key}")
+        field = ".".join((f"arms[{i}]", *at, key))
+        where = located(path, lines.line_of(("arms", i, *at, key)), field)
         if key not in params:
             known = ", ".join(sorted(params)) or "none"
             raise ConfigError(f"{where}: {codec!r} has no option {key!r}; its options: {known}")
@@ -142,9 +144,10 @@ def _check_codec_options(i: int, codec: str, options: dict[str, Any], path: Path
         try:
             check(dict(options))
         except (ConfigError, ValueError, OSError) as exc:
-            where = located(path, lines.line_of(("arms", i, "codec_options")),
-                            f"arms[{i}].codec_options")
+            where = located(path, lines.line_of(("arms", i, *at)),
+                            ".".join((f"arms[{i}]", *at)))
             raise ConfigError(f"{where}: {exc}") from None
+    _check_inner_codec(i, codec_class(codec), options, path, lines, at)
 
 
 def _check_options_model(i: int, codec: str, model: Any, options: dict[str, Any],
@@ -167,6 +170,26 @@ def _check_options_model(i: int, codec: str, model: Any, options: dict[str, Any]
                         f"arms[{i}].codec_options" + (f".{field}" if field else ""))
         raise ConfigError(f"{where}: {err.get('msg', 'invalid')} ({codec!r} options: "
                           f"{known})") from None
+
+
+def _check_inner_codec(i: int, cls: type, options: dict[str, Any], path: Path, lines: Any,
+                       at: tuple[str, ...]) -> None:
+    """A composed codec (``codec: cascade``): its inner codec must exist, and the inner
+    options are checked against the inner codec."""
+    from diffstream.codecs import codec_class
+
+    hook = getattr(cls, "inner_codec", None)
+    inner = hook(options) if callable(hook) else None
+    if inner is None:
+        return
+    name, inner_options = inner
+    try:
+        codec_class(name)
+    except KeyError as exc:
+        field = ".".join((f"arms[{i}]", *at, "codec"))
+        raise ConfigError(f"{located(path, lines.line_of(('arms', i, *at, 'codec')), field)}: "
+                          f"{exc.args[0]}") from None
+    _check_codec_options(i, name, inner_options, path, lines, (*at, "codec_options"))
 
 
 def _hint(func: Any, name: str) -> Any | None:

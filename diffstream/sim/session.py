@@ -25,6 +25,7 @@ from diffstream.output.dashboard.sim import Dashboard
 from diffstream.output.folders import plan_output
 from diffstream.output.report import append_frames_jsonl, write_report
 from diffstream.pipeline.compute import ComputeModel
+from diffstream.pipeline.costs import codec_charge
 from diffstream.pipeline.records import ArmSummary, FrameRecord
 from diffstream.scenario.build import build_trace
 from diffstream.scenario.load import load_scenario, scenario_to_yaml
@@ -164,7 +165,8 @@ def _describe(console: Console, sc: Scenario, trace: Trace, compute: ComputeMode
     mode = sc.mode.kind
     if sc.mode.kind == "interactive":
         mode += f", target latency {sc.mode.target_latency_ms:g} ms"
-    nondet = [a.codec for a in sc.arms if not compute.deterministic_for(a.codec)]
+    nondet = [a.codec for a in sc.arms
+              if not codec_charge(compute, a.codec, a.codec_options).deterministic]
     lines = [
         f"scenario {sc.name}: {len(sc.arms)} arms x {sc.frames_per_arm} frames "
         f"({sc.frame.width}x{sc.frame.height} @ {sc.frame.fps:g} fps, {mode})",

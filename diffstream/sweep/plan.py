@@ -387,14 +387,12 @@ def _check_base_files(scenario: Scenario, base: _Base) -> None:
             raise ConfigError(located(base.path, lines.line_of(base.prefix + ("content", "path")),
                                       f"content.path: folder {scenario.content.path!r} not "
                                       "found"))
-    if scenario.compute.kind == "profile" and isinstance(scenario.compute.profile, str):
-        from diffstream.pipeline.compute import PROFILES
+    from diffstream.scenario.load import compute_profile_problem
 
-        if scenario.compute.profile not in PROFILES:
-            raise ConfigError(located(
-                base.path, lines.line_of(base.prefix + ("compute", "profile")),
-                f"compute.profile: unknown profile {scenario.compute.profile!r}; known: "
-                f"{', '.join(sorted(PROFILES))}"))
+    problem = compute_profile_problem(scenario)
+    if problem:
+        raise ConfigError(located(
+            base.path, lines.line_of(base.prefix + ("compute", "profile")), problem))
 
 
 def load_plan(path: str | Path, **kwargs: Any) -> Plan:

@@ -49,12 +49,16 @@ from diffstream.codecs.badiff.samplers import (
     reference_image,
 )
 from diffstream.codecs.badiff.stop_policy import mid_features, should_stop, time_embedding
-from diffstream.codecs.base import CodecError, Encoded, GenerationRequest, Image
+from diffstream.codecs.base import Capabilities, CodecError, Encoded, GenerationRequest, Image
 from diffstream.codecs.classic.pillow import _check_image, _pink_noise
+from diffstream.codecs.ratecontrol import TableModel
 from diffstream.codecs.registry import register_codec
+from diffstream.pipeline.compute import ProfileCost
 from diffstream.training.crops import to_uint8
 
 log = logging.getLogger(__name__)
+
+PRIOR_INDEXES = (0, 6, 12, 20, 28, 36, 47)  # delta indexes of the first frame's rate model
 
 _CACHE: dict[tuple[str, str, str, str], tuple[BADiff, LogisticCoder]] = {}
 _LOCK = threading.Lock()
@@ -80,7 +84,17 @@ def load_badiff(weights: str | Path | None = None, name: str = "badiff",
 @register_codec("badiff")
 class BADiffCodec:
     name: ClassVar[str]
-    progressive: ClassVar[bool] = False
+    capabilities: ClassVar[Capabilities] = Capabilities(generative=True)
+    # cpu-2core (paper 000), for BADiff and its baselines (``baselines.py``): 32x32, one
+    # torch thread, `python benchmarks/bench_badiff.py --seeds 6`: U-Net 8.1 ms per step
+    # (+0.4 ms for BADiff's stop policy), all at the sender; the receiver only decodes the
+    # payload (BADiff's logistic coder 16 ms, LIC 4.5 ms, JPEG/WebP 0.2 ms). Steps are U-Net
+    # calls: ~50 for BADiff's adaptive stop, 100 for the full sampler, 20 DPM-Solver, 51
+    # PNDM; per-call costs hold the coding (and Early-Stop's LIC probes).
+    compute_costs: ClassVar[dict[str, ProfileCost]] = {
+        "cpu-2core": ProfileCost(encode_ms=125.0, decode_ms=16.0, per_step_ms=8.5,
+                                 decode_per_step_ms=0.0),
+    }
 
     def __init__(self, weights: str | None = None, model: str = "badiff",
                  adaptive_stop: bool = True, threshold: float = 0.5,
@@ -92,6 +106,9 @@ class BADiffCodec:
         self.threshold = float(threshold)
         self.steps = int(steps)
         self._floors: dict[tuple[int, int], int] = {}
+        # (h, w) -> rate model over the coder's knob (last - delta index), carried across
+        # frames like the Pillow codecs' (codecs.ratecontrol.TableModel)
+        self._rate: dict[tuple[int, int], TableModel] = {}
 
     @property
     def device(self) -> torch.device:
@@ -150,7 +167,11 @@ class BADiffCodec:
 
     def _code(self, image: np.ndarray, budget: int) -> Encoded:
         a = self.coder.analyse(image)
-        payload, _, di, passes = self.coder.fit(a, budget)
+        shape = (int(image.shape[0]), int(image.shape[1]))
+        model = self._rate.get(shape) or TableModel(self._prior(shape))
+        payload, _, di, found = self.coder.fit(a, budget, model=model)
+        self._rate[shape] = model.updated(found.probed)
+        passes = found.probes
         if payload is None:
             reason = (f"budget {budget} bits below the coarsest step's payload "
                       f"(delta={DELTAS[-1]:.0f}) for this {image.shape[1]}x{image.shape[0]} "
@@ -223,3 +244,11 @@ class BADiffCodec:
             a = self.coder.analyse(_pink_noise(*key))
             self._floors[key] = 8 * len(self.coder.encode(a, len(DELTAS) - 1)[0])
         return self._floors[key]
+
+    def _prior(self, shape: tuple[int, int]) -> dict[int, float]:
+        """The first frame's rate model: a pink-noise frame's real sizes at a few steps
+        (knob = last - delta index), once per shape; later frames rescale it."""
+        last = len(DELTAS) - 1
+        a = self.coder.analyse(_pink_noise(*shape))
+        return {last - di: float(8 * len(self.coder.encode(a, di)[0]))
+                for di in PRIOR_INDEXES}

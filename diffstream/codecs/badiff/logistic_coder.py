@@ -48,12 +48,14 @@ from diffstream.codecs.badiff.entropy_predictor import (
 )
 from diffstream.codecs.badiff.samplers import one_thread
 from diffstream.codecs.base import CodecError
+from diffstream.codecs.ratecontrol import RateModel, RateSearch, TableModel, fit_budget
 
 FORMAT_VERSION = 1
 PRECISION = 16
 N_SCALES, S_MIN, S_MAX = 64, 0.02, 64.0  # table scales s / delta
 TAIL = 1e-7
 MAX_R = 300  # |r| beyond any real symbol (k <= 255)
+MAX_PASSES = 8  # real encodes per rate search (plus the coarsest, to settle a skip)
 
 
 @lru_cache(maxsize=1)
@@ -197,33 +199,30 @@ class LogisticCoder:
         r = np.clip(np.asarray(syms, dtype=np.int64), -MAX_R, MAX_R) + MAX_R
         return a.z_bits + 8 + float(-self._log2p[np.asarray(idxs), r].sum())
 
-    def fit(self, a: Analysis, budget_bits: int, lo: int = 0
-            ) -> tuple[bytes | None, np.ndarray | None, int, int]:
-        """Finest delta index >= lo whose real payload fits: (payload, image, index, passes).
+    def fit(self, a: Analysis, budget_bits: int, lo: int = 0, model: RateModel | None = None
+            ) -> tuple[bytes | None, np.ndarray | None, int, RateSearch]:
+        """Finest delta index >= lo whose real payload fits: (payload, image, index, search).
 
-        Sizes fall (nearly) monotonically with delta; bisection over the index grid keeps
-        every probe and returns the smallest fitting index seen. None when even the
-        coarsest step does not fit.
+        ``codecs.ratecontrol.fit_budget`` over the knob ``last - index`` (sizes fall, nearly
+        monotonically, with delta, so they grow with the knob), guided by ``model`` (bits
+        per knob; the caller's, carried across frames) or, without one, a flat model (the
+        first probe is then the finest step, and later ones interpolate between probes).
+        Every probe is kept and the largest fitting payload wins. Payload None (index: the
+        coarsest step) when even the coarsest step does not fit.
         """
-        best: tuple[bytes, np.ndarray, int] | None = None
-        passes = 0
-        hi = len(DELTAS) - 1
-        payload, rec = self.encode(a, lo)
-        passes += 1
-        if 8 * len(payload) <= budget_bits:
-            return payload, rec, lo, passes
-        left, right = lo, hi + 1  # left fails; answer in (left, right]
-        while right - left > 1:
-            mid = (left + right) // 2
-            payload, rec = self.encode(a, mid)
-            passes += 1
-            if 8 * len(payload) <= budget_bits:
-                best, right = (payload, rec, mid), mid
-            else:
-                left = mid
-        if best is None:
-            return None, None, hi, passes
-        return best[0], best[1], best[2], passes
+        last = len(DELTAS) - 1
+        top = last - int(lo)
+        recs: dict[int, np.ndarray] = {}
+
+        def encode(knob: int) -> bytes:
+            payload, recs[knob] = self.encode(a, last - knob)
+            return payload
+
+        found = fit_budget(encode, int(budget_bits), 0, top,
+                           model or TableModel({0: 1.0, top: 1.0}), max_probes=MAX_PASSES)
+        if found.knob is None:
+            return None, None, last, found
+        return found.payload, recs[found.knob], last - found.knob, found
 
     # --- decoder ----------------------------------------------------------------------
     @torch.no_grad()

@@ -49,7 +49,7 @@ import torch
 from diffstream.backbones.ddpm import load_cached
 from diffstream.backbones.latent import check_model_folder, load_backbone
 from diffstream.backbones.pretrained import PretrainedFolderError
-from diffstream.codecs.base import CodecError, Encoded, Image
+from diffstream.codecs.base import Capabilities, CodecError, Encoded, Image
 from diffstream.codecs.classic.pillow import _check_image, _pink_noise
 from diffstream.codecs.diffc import pfr, prng
 from diffstream.codecs.diffc.bitstream import HEADER_BYTES, Header, Step, StepCoder
@@ -57,6 +57,7 @@ from diffstream.codecs.diffc.diffusion import DENOISERS, denoise, predict_x0, st
 from diffstream.codecs.diffc.schedule import CALIBRATION_FILE, RATIO_SYMBOLS, Calibration
 from diffstream.codecs.gic.bitstream import one_thread
 from diffstream.codecs.registry import register_codec
+from diffstream.pipeline.compute import ProfileCost
 from diffstream.training.crops import to_tensor, to_uint8
 
 log = logging.getLogger(__name__)
@@ -158,7 +159,16 @@ class DiffcCodec:
     """DiffC: reverse-channel coding of a DDPM trajectory; progressive in steps."""
 
     name: ClassVar[str]
-    progressive: ClassVar[bool] = True
+    capabilities: ClassVar[Capabilities] = Capabilities(progressive=True)
+    # cpu-2core (paper 002): 32x32 frames, one torch thread, `python benchmarks/bench_diffc.py`:
+    # encode 15.6 ms per step (U-Net 9.2 + fused PFR 5.6) plus the step it computes and
+    # discards when the next one no longer fits; decode 10.4 ms per step plus the DDIM flow
+    # denoiser (9 ms per DDIM step, ceil(50 t / 1000) of them). One per-step cost serves both
+    # ends, so per_step_ms is their mean and the per-call costs absorb the rest: 170 / 160 ms
+    # (encode / decode) at 10 steps, 365 / 355 ms at all 25.
+    compute_costs: ClassVar[dict[str, ProfileCost]] = {
+        "cpu-2core": ProfileCost(encode_ms=40.0, decode_ms=30.0, per_step_ms=13.0),
+    }
 
     def __init__(self, chunk_bits: int = 12, denoiser: str = "flow", ddim_steps: int = 50,
                  weights: str | None = None, diffusers: str | None = None,

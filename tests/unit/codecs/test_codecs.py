@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
 from diffstream.codecs import Codec, CodecError, create_codec
+from diffstream.codecs.base import Capabilities, capabilities_of
 from diffstream.codecs.classic.pillow import (
     JpegCodec,
     WebpCodec,
@@ -57,7 +58,7 @@ def test_registered_and_follow_the_protocol(name: str) -> None:
     codec = create_codec(name)
     assert isinstance(codec, Codec)
     assert codec.name == name
-    assert codec.progressive is False
+    assert capabilities_of(codec) == Capabilities()  # neither progressive nor generative
 
 
 @pytest.mark.parametrize("name", CODECS)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from diffstream.backbones.ddpm import WEIGHTS_DIR
-from diffstream.codecs.base import CodecError, ProgressiveCodec
+from diffstream.codecs.base import CodecError, ProgressiveCodec, capabilities_of
 from diffstream.codecs.diffc.schedule import CALIBRATION_FILE
 from diffstream.codecs.registry import create_codec
 from tests.unit.codecs.test_diffc_prng import digest
@@ -63,7 +63,7 @@ def full(codec, image):
 
 
 def test_diffusers_folder_loads_and_roundtrips(codec, full, image):
-    assert isinstance(codec, ProgressiveCodec) and codec.progressive
+    assert isinstance(codec, ProgressiveCodec) and capabilities_of(codec).progressive
     assert codec.model.T == 1000 and codec.model.cfg.channels == (8, 16)
     enc, stats = full
     assert not enc.skipped and enc.steps == 5 == enc.meta["steps"]

@@ -15,7 +15,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from diffstream.codecs.base import CodecError
+from diffstream.codecs.base import Capabilities, CodecError, capabilities_of
 from diffstream.codecs.gic.bitstream import (
     FORMAT_VERSION,
     Q_BITS,
@@ -397,4 +397,4 @@ def test_registry_names():
 
     assert {"gic", "lic"} <= set(available_codecs())
     assert codec_class("gic").name == "gic" and codec_class("lic").name == "lic"
-    assert codec_class("gic").progressive is False
+    assert capabilities_of(codec_class("gic")) == Capabilities()

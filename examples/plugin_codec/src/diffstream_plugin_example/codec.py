@@ -16,11 +16,11 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from diffstream.codecs import CodecError, Encoded
+from diffstream.codecs.base import Capabilities, CodecError, Encoded
 
 
 class DownsampleWebP:
-    progressive = False  # a prefix of a WebP payload does not decode
+    capabilities = Capabilities()  # not progressive: a prefix of a WebP payload does not decode
 
     class Options(BaseModel):
         """``codec_options`` of this codec, checked when the scenario is loaded."""
