@@ -8,6 +8,8 @@ channels each: every forward pass is milliseconds on one CPU thread.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -118,3 +120,26 @@ def save_badiff_weights(ldm_dir: Path, out: Path, seed: int = 0) -> Path:
     model.cfg.delta_op = shipped.cfg.delta_op
     model.save(out)
     return out
+
+
+def save_model_set(root: Path, *, v_prediction: bool = False) -> Path:
+    """The tiny pipelines the pretrained-folder tests share: an LDM with a KL VAE (``ldm``),
+    one with a VQ-VAE (``vq``), a conditional one (``sd``) and, on request, a
+    v-prediction one (``v``)."""
+    save_ldm(root / "ldm")
+    save_ldm(root / "vq", vae="vq")
+    save_ldm(root / "sd", conditional=True)
+    if v_prediction:
+        save_ldm(root / "v", prediction_type="v_prediction")
+    return root
+
+
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread inside (two were 10-25x slower on the 2-core machines)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

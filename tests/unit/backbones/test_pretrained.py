@@ -26,25 +26,24 @@ from diffstream.backbones.pretrained import (
     load_null_embedding,
 )
 from diffstream.errors import ConfigError
-from tests.support.tiny_diffusers import CROSS_DIM, NULL_TOKENS, save_ldm
+from tests.support.tiny_diffusers import (
+    CROSS_DIM,
+    NULL_TOKENS,
+    one_torch_thread,
+    save_model_set,
+)
 
 
 @pytest.fixture(autouse=True)
 def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("pretrained")
-    save_ldm(root / "ldm")
-    save_ldm(root / "vq", vae="vq")
-    save_ldm(root / "sd", conditional=True)
-    save_ldm(root / "v", prediction_type="v_prediction")
-    return root
+    return save_model_set(root, v_prediction=True)
 
 
 def _copy(src: Path, dst: Path) -> Path:

@@ -26,7 +26,12 @@ from diffstream.codecs.gic.codec import GicCodec
 from diffstream.codecs.gic.model import GicModel, WeightsMissingError
 from diffstream.codecs.registry import create_codec
 from diffstream.content.sources import load_photo
-from tests.support.tiny_diffusers import save_badiff_weights, save_gic_weights, save_ldm
+from tests.support.tiny_diffusers import (
+    one_torch_thread,
+    save_badiff_weights,
+    save_gic_weights,
+    save_model_set,
+)
 
 pytestmark = pytest.mark.skipif(not CALIBRATION_FILE.is_file(),
                                 reason="no shipped DiffC calibration")
@@ -35,19 +40,14 @@ SHAPE = (32, 32)
 
 @pytest.fixture(autouse=True)
 def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("models")
-    save_ldm(root / "ldm")
-    save_ldm(root / "vq", vae="vq")
-    save_ldm(root / "sd", conditional=True)
-    return root
+    return save_model_set(root)
 
 
 @pytest.fixture(scope="module")
