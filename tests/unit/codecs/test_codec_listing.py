@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file
 
+from diffstream.codecs.base import Capabilities
 from diffstream.codecs.classic.pillow import JpegCodec
 
 WEIGHTS = Path(__file__).with_name("w.safetensors")
@@ -52,8 +53,12 @@ class A(JpegCodec):
         return {"tensors": len(self.w), "weights": {"extra": str(CONFIG)}}
 
 
-class B(A):
-    generate = None  # marks it generative, for the capability column
+class B(A):  # generative, for the capability column
+    capabilities = Capabilities(generative=True)
+
+    def generate(self, request, budget_bits, shape): ...
+
+    def reference(self, request, shape): ...
 
 
 class Broken(JpegCodec):
