@@ -16,24 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+# ProfileCost lives in a leaf module so the paper-derived tables can use it without a cycle.
+from diffstream.pipeline.device_profiles import PAPER_PROFILES
+from diffstream.pipeline.profile_cost import ProfileCost, _Strict
 
 
 # The scenario's ``compute:`` section. Declared here, not in the scenario schema, so that
 # charging owns its types and the schema imports them (no cycle).
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ProfileCost(_Strict):
-    encode_ms: float = Field(ge=0)
-    decode_ms: float = Field(ge=0)
-    per_step_ms: float = Field(0.0, ge=0, description="added per codec step (diffusion)")
-    decode_per_step_ms: float | None = Field(
-        None, ge=0, description="per step on decode, when it differs (default: per_step_ms); "
-        "0 for codecs whose steps all run at the sender (BADiff generates, then codes)")
-
-
 class ComputeSpec(_Strict):
     """``measured``: charge what the codec took on this machine (not reproducible).
     ``profile``: charge a device profile's costs (named, or inline per codec): deterministic."""
@@ -131,6 +120,4 @@ class ComputeModel:
 
 
 # The paper-derived GPU profiles (rtx4090-paper, a40-paper): device_profiles.py, docs/compute.md.
-from diffstream.pipeline.device_profiles import PAPER_PROFILES  # noqa: E402 (uses ProfileCost)
-
 PROFILES.update(PAPER_PROFILES)

@@ -29,7 +29,7 @@ the papers' throughput applied to our models, a lower bound on compute time.
 
 from __future__ import annotations
 
-from diffstream.pipeline.compute import ProfileCost
+from diffstream.pipeline.profile_cost import ProfileCost
 
 # --------------------------------------------------------------------------- FLOPs (GFLOPs)
 # Papers' networks, rebuilt from their published architectures (count_flops.py).
