@@ -174,7 +174,7 @@ def test_dists_equals_the_reference_implementation(dists_file):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(dists_pt.models, "vgg16", RandomVgg)
         ref = dists_pt.DISTS(load_weights=False)
-    ref.load_state_dict(torch.load(dists_file), strict=True)
+    ref.load_state_dict(torch.load(dists_file, weights_only=True), strict=True)
     a, b = images(3), smoothed(images(3))
     to = lambda x: torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255  # noqa: E731
     want = ref(to(b), to(a)).reshape(-1).double().detach().numpy()
