@@ -24,6 +24,7 @@ from diffstream.control.policies.base import RateQualityModel
 from diffstream.pipeline.compute import CodecCharge, ComputeModel
 from diffstream.pipeline.costs import codec_charge
 from diffstream.scenario.schema import Scenario
+from diffstream.scenario.yaml_lines import resolve_in
 from diffstream.transport.wire import FrameHeader, header_size, pack_frame
 
 log = logging.getLogger("diffstream.encoder")
@@ -81,10 +82,8 @@ def content_model_path(model: str | None, scenario_dir: str) -> str | None:
     (the order every scenario path resolves in; load_scenario has checked it exists)."""
     if model is None:
         return None
-    p = Path(model).expanduser()
-    if not p.is_absolute() and (Path(scenario_dir) / p).exists():
-        p = Path(scenario_dir) / p
-    return str(p.resolve())
+    found = resolve_in(model, Path(scenario_dir))
+    return str((found or Path(model).expanduser()).resolve())
 
 
 def _reference_image(request: GenerationRequest, shape: tuple[int, int],

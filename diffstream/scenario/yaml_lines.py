@@ -146,10 +146,15 @@ def format_validation_error(path: Path, err: ValidationError, root: yaml.Node | 
 
 def resolve_path(raw: str, scenario_path: Path) -> Path | None:
     """Relative paths: the scenario's folder first, then the current directory."""
+    return resolve_in(raw, scenario_path.parent)
+
+
+def resolve_in(raw: str, folder: Path) -> Path | None:
+    """``raw`` if absolute, else under ``folder``, else under the cwd; None if not there."""
     p = Path(raw).expanduser()
     if p.is_absolute():
         return p if p.exists() else None
-    for base in (scenario_path.parent, Path.cwd()):
+    for base in (folder, Path.cwd()):
         cand = (base / p).resolve()
         if cand.exists():
             return cand
