@@ -48,6 +48,7 @@ METRICS: list[tuple[str, str, str]] = [
     ("quality", "quality dB", "{:.2f}"),
     ("latency_p95_ms", "p95 ms", "{:.0f}"),
     ("deadline_miss_pct", "miss %", "{:.1f}"),
+    ("freezes", "freezes", "{:.1f}"),
     ("utilisation", "util", "{:.3f}"),
 ]
 
@@ -123,6 +124,7 @@ def run_rows(plan: Plan, finished: dict[str, dict[str, Any]]) -> list[RunRow]:
         values = {"qoe": s.get("qoe"), "quality": s.get(metric),
                   "latency_p95_ms": s.get("latency_p95_ms"),
                   "deadline_miss_pct": s.get("deadline_miss_pct"),
+                  "freezes": s.get("freezes"),
                   "utilisation": s.get("utilisation")}
         rows.append(RunRow(spec.id, p["arm"], p["codec"], p["policy"], p["trace"],
                            float(p["share"]), int(p["seed"]), values,
@@ -247,10 +249,53 @@ def _pm(s: Stat, fmt: str) -> str:
     return mean if not math.isfinite(s.ci95) else f"{mean} ± {fmt.format(s.ci95)}"
 
 
+def reference_name(agg: Aggregate) -> str:
+    """What the gap column measures against: the reference arms' policy kind when they share
+    one (``oracle`` the greedy bound, ``optimal`` the DP optimum), else "reference"."""
+    policy = {r.arm: r.policy for r in agg.rows}
+    kinds = {policy.get(r.oracle_ref, "") for r in agg.rows if r.oracle_ref}
+    return kinds.pop() if len(kinds) == 1 and "" not in kinds else "reference"
+
+
+def trace_gaps(agg: Aggregate) -> tuple[list[str], list[str], dict[tuple[str, str], float]]:
+    """Per trace and arm, the mean paired QoE gap to the arm's reference over shares and
+    seeds (the reference's QoE minus the arm's): (traces, arms, {(trace, arm): gap})."""
+    ref_of = {r.arm: r.oracle_ref for r in agg.rows if r.oracle_ref}
+    qoe = {(r.arm, r.share, r.trace, r.seed): r.values["qoe"] for r in agg.runs}
+    cells: dict[tuple[str, str], list[float]] = {}
+    for r in agg.runs:
+        ref = ref_of.get(r.arm)
+        q, qr = r.values["qoe"], qoe.get((ref, r.share, r.trace, r.seed)) if ref else None
+        if q is not None and qr is not None and math.isfinite(q) and math.isfinite(qr):
+            cells.setdefault((r.trace, r.arm), []).append(qr - q)
+    traces = sorted({t for t, _ in cells})
+    arms = [r.arm for r in agg.rows if r.arm in ref_of and any((t, r.arm) in cells
+                                                                for t in traces)]
+    arms = list(dict.fromkeys(arms))
+    return traces, arms, {k: math.fsum(v) / len(v) for k, v in cells.items()}
+
+
+def trace_gap_table(agg: Aggregate) -> str:
+    """Markdown: one row per trace, one column per arm, the QoE gap to the reference (dB)."""
+    traces, arms, gap = trace_gaps(agg)
+    if not traces:
+        return ""
+    mean_mbps = {r.trace: r.trace_mean_mbps for r in agg.runs}
+    head = ["trace", "mean Mbit/s", *arms]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for t in traces:
+        mb = mean_mbps.get(t)
+        cells = [t, "–" if mb is None else f"{mb:.2f}"]
+        cells += [f"{gap[(t, a)]:.2f}" if (t, a) in gap else "–" for a in arms]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown_table(agg: Aggregate) -> str:
     """The aggregate as a GitHub Markdown table (means ± 95 % CI half-widths)."""
     labels = [lab if key != "quality" else agg.quality_label for key, lab, _ in METRICS]
-    head = ["arm", "share", "runs", *labels, "oracle share", "gap to oracle dB"]
+    ref = reference_name(agg)
+    head = ["arm", "share", "runs", *labels, f"{ref} share", f"gap to {ref} dB"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in agg.rows:
         cells = [r.arm, f"{r.share:g}", f"{r.runs}" + (f" ({r.failed} failed)" if r.failed else "")]
@@ -276,4 +321,8 @@ def write_markdown(path: Path, agg: Aggregate, plan: Plan, *, note: str = "") ->
     if note:
         text += ["", note]
     text += ["", markdown_table(agg)]
+    per_trace = trace_gap_table(agg)
+    if per_trace:
+        text += [f"Per trace: QoE gap to the {reference_name(agg)} arm (dB, mean over shares "
+                 "and seeds; positive = behind it).", "", per_trace]
     path.write_text("\n".join(text), encoding="utf-8")

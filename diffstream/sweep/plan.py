@@ -147,6 +147,8 @@ def _file_entries(spec: TraceFiles, sweep_path: Path, where: tuple[Path, int | N
     efile, eline, efield = where
     files = [f for f in _glob_files(spec.path, sweep_path)
              if not any(fnmatch(f.name, pat) for pat in spec.exclude)]
+    if not files and spec.optional:
+        return []
     if not files:
         raise ConfigError(located(
             efile, eline, f"{efield}: {spec.path!r} matches no file (looked next to the "
@@ -285,13 +287,25 @@ def expand(sweep: Sweep, sweep_path: Path, sweep_root: yaml.Node | None = None, 
     notes: list[str] = []
 
     traces: list[TraceEntry] = []
+    skipped: list[str] = []
     for i, t in enumerate(grid.traces or []):
         if isinstance(t, TraceFiles):
             where = (sweep_path, lines.line_of(("sweep", "traces", i, "path")),
                      f"sweep.traces[{i}].path")
-            traces += _file_entries(t, sweep_path, where)
+            found = _file_entries(t, sweep_path, where)
+            if not found:
+                skipped.append(f"sweep.traces[{i}].path {t.path!r}")
+                notes.append(f"skipped sweep.traces[{i}] (optional): {t.path!r} matches no "
+                             "file")
+            traces += found
         else:
             traces.append(_synthetic_entry(t))
+    if grid.traces and not traces:
+        raise ConfigError(located(
+            sweep_path, lines.line_of(("sweep", "traces")),
+            f"sweep.traces: every entry is optional and none matched a file ({'; '.join(skipped)}; "
+            f"looked next to the sweep file and in {Path.cwd()}); run from the folder the paths "
+            "are relative to, or point them at your own traces"))
 
     # validate the base once, with the grid's first values standing in for its axes
     probe_data = copy.deepcopy(base.data)

@@ -62,6 +62,8 @@ class TraceFiles(_Strict):
     csv_unit: Literal["bps", "kbps", "mbps"] | None = None
     scale: float = Field(1.0, gt=0)
     offset_s: float = Field(0.0, ge=0)
+    optional: bool = Field(False, description="a path that matches no file is skipped with a "
+                           "note instead of failing (data that may be absent, e.g. ../shared)")
 
     @model_validator(mode="after")
     def _csv_needs_unit(self) -> TraceFiles:

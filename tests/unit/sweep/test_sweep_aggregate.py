@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from diffstream.sweep.aggregate import Stat, aggregate, markdown_table, write_aggregate_csv
+from diffstream.sweep.aggregate import (
+    Stat,
+    aggregate,
+    markdown_table,
+    reference_name,
+    trace_gap_table,
+    trace_gaps,
+    write_aggregate_csv,
+)
 from diffstream.sweep.plan import Plan, load_plan
 from tests.integration.sweep.test_sweep_fixtures import write_sweep
 
@@ -111,3 +119,33 @@ def test_report_must_name_a_swept_arm(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="report.oracle: 'webp-oracle' is not an arm"):
         plan_for(tmp_path, report={"oracle": "webp-oracle"})
+
+
+def test_per_trace_gaps_and_the_reference_name(tmp_path: Path) -> None:
+    """Two traces: each trace's gap is its own mean over seeds, not the pooled mean."""
+    grid = {"traces": [{"kind": "constant", "mbps": 2.0}, {"kind": "constant", "mbps": 4.0}],
+            "codecs": ["jpeg"], "policies": [{"kind": "rate"}, {"kind": "oracle"}],
+            "seeds": [1, 2]}
+    plan = load_plan(write_sweep(tmp_path, grid=grid))
+    qoe = {}
+    for r in plan.runs:
+        fast = r.params["trace"] != plan.traces[0].label
+        q = (10.0 if r.params["arm"] == "jpeg-oracle" else 6.0 + r.params["seed"]) + 5 * fast
+        if fast and r.params["arm"] == "jpeg-rate":
+            q -= 3.0  # gap 6 on the fast trace
+        qoe[r.id] = q
+    finished = {rid: {"id": rid, "status": "ok", "trace_mean_mbps": 2.0,
+                      "stream_mean_kbps": 60.0, "summary": {"qoe": q, "freezes": 2}}
+                for rid, q in qoe.items()}
+    agg = aggregate(plan, finished)
+    traces, arms, gap = trace_gaps(agg)
+    slow, fast = plan.traces[0].label, plan.traces[1].label
+    assert arms == ["jpeg-rate", "jpeg-oracle"]
+    assert gap[(slow, "jpeg-rate")] == pytest.approx(2.5)  # 10 - (7, 8)
+    assert gap[(fast, "jpeg-rate")] == pytest.approx(5.5)
+    assert gap[(slow, "jpeg-oracle")] == 0.0
+    assert reference_name(agg) == "oracle"
+    assert "gap to oracle dB" in markdown_table(agg)
+    table = trace_gap_table(agg)
+    assert "| 2.50 |" in table and "| 5.50 |" in table
+    assert {r.arm: r.stats["freezes"].mean for r in agg.rows}["jpeg-rate"] == 2.0

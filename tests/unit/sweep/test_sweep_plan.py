@@ -196,6 +196,23 @@ def test_glob_that_matches_nothing(tmp_path: Path) -> None:
     assert "matches no file" in msg
 
 
+def test_optional_trace_entries_are_skipped_with_a_note(tmp_path: Path) -> None:
+    grid = small_grid()
+    make_traces(tmp_path / "traces")
+    grid["traces"] = [{**grid["traces"][0]},
+                      {"kind": "pensieve", "path": "absent/*", "optional": True}]
+    plan = load_plan(write_sweep(tmp_path, grid=grid))
+    assert {t.label for t in plan.traces} == {"t1.down", "t2.down"}
+    assert any("skipped sweep.traces[1] (optional)" in n for n in plan.notes)
+    # the same entry without `optional` is an error; all entries absent is one too
+    grid["traces"][1]["optional"] = False
+    assert "matches no file" in error_of(write_sweep(tmp_path, grid=grid))
+    grid["traces"] = [{"kind": "pensieve", "path": "absent/*", "optional": True}]
+    path = write_sweep(tmp_path, grid=grid)
+    msg = error_of(path)
+    assert f"{path}:{line_of(path, 'traces')}: sweep.traces: every entry is optional" in msg
+
+
 def test_trace_in_the_wrong_format(tmp_path: Path) -> None:
     (tmp_path / "traces").mkdir()
     (tmp_path / "traces" / "p.txt").write_text("0.0 1.5\n1.0 2.0\n")  # pensieve, not mahimahi
