@@ -174,7 +174,12 @@ class _SweepActor:
         self.runner = runner
 
     def run(self, spec: RunSpec, trace_bytes: bytes | None) -> dict[str, Any]:
-        return self.runner(spec, trace_bytes)
+        import ray
+
+        out = self.runner(spec, trace_bytes)
+        # the Ray node's IP: hosts in network namespaces (or containers) share a hostname,
+        # so the worker's "host:pid" alone cannot say which node ran a run
+        return {**out, "node": ray.util.get_node_ip_address()}
 
     def close(self) -> None:
         from diffstream.sweep.execute import CACHE
