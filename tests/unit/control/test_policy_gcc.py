@@ -217,3 +217,18 @@ def test_each_sender_core_has_its_own_policy_state(tmp_path: Path) -> None:
     two.budget(two.observe(0, 0.0, 0.0, 0.3))
     assert two.policy.controller is not None and two.policy.controller.reports == 0
     assert one.policy.rate_bps(obs) != two.policy.rate_bps(obs)
+
+
+def test_a_lost_frame_counts_as_loss_only_and_silence_resets_the_delay_filters() -> None:
+    c = GccController(GccConfig(start_bps=60_000))
+    for k in range(30):
+        c.on_report(*report(k, 0.0))
+    deltas = c.trendline.num_of_deltas
+    rep, now = report(30, 0.0, packets=3, missing=3)  # nothing arrived
+    c.on_report(rep, now)
+    assert c.trendline.num_of_deltas == deltas  # no delay sample from a lost frame
+    assert (c.loss._lost, c.loss._expected) == (3, 3)  # counted: 3 of 3 lost (60 before: reset)
+    rep, _ = report(60, 0.0)  # 3 s later: more than kStreamTimeOut (2 s) of silence
+    c.on_report(rep, rep.last_arrival_s + FEEDBACK_S)  # type: ignore[operator]
+    assert c.trendline.num_of_deltas == 0 and c.inter_arrival.resets == 0
+    assert c.detector.threshold == 12.5  # a fresh detector
