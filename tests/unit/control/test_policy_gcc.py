@@ -232,3 +232,21 @@ def test_a_lost_frame_counts_as_loss_only_and_silence_resets_the_delay_filters()
     c.on_report(rep, rep.last_arrival_s + FEEDBACK_S)  # type: ignore[operator]
     assert c.trendline.num_of_deltas == 0 and c.inter_arrival.resets == 0
     assert c.detector.threshold == 12.5  # a fresh detector
+
+
+def test_sweep_arms_share_one_policy_object_but_not_its_state(tmp_path: Path) -> None:
+    from diffstream.sweep.schema import Grid
+
+    arms = Grid.model_validate({"codecs": ["jpeg", "webp"],
+                                "policies": [{"kind": "gcc", "start_rate_bps": 60_000}]}
+                               ).arm_specs()
+    assert arms is not None and arms[0].policy is arms[1].policy  # codecs x policies
+    sc, _ = load_scenario(tiny_scenario(tmp_path))
+    jpeg, webp = _core(sc, arms[0]), _core(sc, arms[1])
+    obs = jpeg.observe(0, 0.0, 0.0, 0.3)
+    jpeg.budget(obs)
+    webp.budget(obs)
+    for k in range(40):
+        jpeg.on_report(*report(k, RAMP(k + 30)))
+    assert jpeg.policy.controller.reports == 40  # type: ignore[union-attr]
+    assert webp.policy.controller.reports == 0  # type: ignore[union-attr]
