@@ -1,4 +1,4 @@
-"""Packet groups and the deltas between them (draft-ietf-rmcat-gcc-02 section 5.2; libwebrtc
+"""Packet groups and the deltas between them (draft-ietf-rmcat-gcc-02 sections 5.1-5.2; libwebrtc
 ``modules/congestion_controller/goog_cc/inter_arrival_delta.cc``).
 
 A group is the packets sent within ``group_length_s`` of the group's first send time, plus
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 GROUP_LENGTH_S = 0.005
 """Send-time span of one group: ``kTimestampGroupLengthMs = 5`` (delay_based_bwe.cc); the
-draft's ``burst_time`` of 5 ms (section 5.2)."""
+draft's ``burst_time`` of 5 ms (sections 5.1-5.2)."""
 
 BURST_DELTA_THRESHOLD_S = 0.005
 """``kBurstDeltaThreshold`` (inter_arrival_delta.cc): a packet arriving at most this long
