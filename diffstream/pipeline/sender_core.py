@@ -53,6 +53,8 @@ class SenderCore:
     def __init__(self, scenario: Scenario, arm: ArmSpec, info: ArmInfo) -> None:
         self.sc = scenario
         self.arm = arm
+        # this sender's own copy: a stateful policy (gcc) must not share state across arms/runs
+        self.policy = arm.policy.model_copy(deep=True)
         self.info = info
         self.interval = 1.0 / scenario.frame.fps
         self.pixels = scenario.frame.pixels
@@ -99,7 +101,7 @@ class SenderCore:
         )
 
     def budget(self, obs: Observation) -> int:
-        return int(self.arm.policy.budget_bits(obs))
+        return int(self.policy.budget_bits(obs))
 
     def on_encoded(self, enc: EncodedFrame) -> None:
         self.encode_est.add(enc.encode_charged_s)
@@ -128,6 +130,9 @@ class SenderCore:
 
     def on_report(self, report: DeliveryReport, now_s: float) -> None:
         self.view.on_report(report, now_s)
+        hook = getattr(self.policy, "on_report", None)  # optional: stateful policies
+        if hook is not None:
+            hook(report, now_s)
 
     def on_decode_time(self, charged_s: float) -> None:
         self.decode_est.add(charged_s)

@@ -23,6 +23,7 @@ from diffstream.control.policies.base import (
     harmonic_mean,
     payload_bits_for_wire_budget,
 )
+from diffstream.control.policies.gcc import GccPolicy
 from diffstream.control.policies.mpc import MPCPolicy
 from diffstream.control.policies.oracle import OraclePolicy
 from diffstream.control.policies.plugins import (
@@ -34,7 +35,8 @@ from diffstream.control.policies.plugins import (
 from diffstream.control.policies.simple import BufferPolicy, DeadlinePolicy, FixedPolicy, RatePolicy
 
 BuiltinPolicySpec = Annotated[
-    FixedPolicy | RatePolicy | DeadlinePolicy | BufferPolicy | MPCPolicy | OraclePolicy,
+    FixedPolicy | RatePolicy | DeadlinePolicy | BufferPolicy | MPCPolicy | OraclePolicy
+    | GccPolicy,
     Field(discriminator="kind"),
 ]
 _BUILTIN_CLASSES = get_args(get_args(BuiltinPolicySpec)[0])
@@ -79,6 +81,7 @@ __all__ = [
     "ClassPolicy",
     "DeadlinePolicy",
     "FixedPolicy",
+    "GccPolicy",
     "MPCPolicy",
     "Observation",
     "OraclePolicy",

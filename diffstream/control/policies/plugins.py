@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 from pydantic_core import PydanticCustomError
 
+from diffstream.control.feedback import DeliveryReport
 from diffstream.control.policies.base import Observation, PolicyModel
 from diffstream.plugins import (
     POLICIES_GROUP,
@@ -62,6 +63,12 @@ class ClassPolicy(PolicyModel):
 
     def budget_bits(self, obs: Observation) -> int:
         return int(self._impl.budget_bits(obs))
+
+    def on_report(self, report: DeliveryReport, now_s: float) -> None:
+        """The wrapped class's optional ``on_report`` hook (see ``SenderCore.on_report``)."""
+        hook = getattr(self._impl, "on_report", None)
+        if callable(hook):
+            hook(report, now_s)
 
 
 def is_plugin_kind(kind: Any, builtin: set[str]) -> bool:

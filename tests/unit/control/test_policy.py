@@ -435,7 +435,7 @@ def test_policy_spec_embeds_in_a_scenario_model() -> None:
 
 
 def test_kinds_labels_and_names() -> None:
-    assert policy_kinds() == ["fixed", "rate", "deadline", "buffer", "mpc", "oracle"]
+    assert policy_kinds() == ["fixed", "rate", "deadline", "buffer", "mpc", "oracle", "gcc"]
     defaults = [parse_policy({"kind": k}) for k in policy_kinds()]
     assert [p.name for p in defaults] == policy_kinds()
     assert [p.label for p in defaults] == [
@@ -445,6 +445,7 @@ def test_kinds_labels_and_names() -> None:
         "buffer(r=1,c=2,bpp=0.1-2)",
         "mpc(h=3,L=8,k=5,sw=1,st=50)",
         "oracle",
+        "gcc(b=0.85)",
     ]
 
 

@@ -152,3 +152,33 @@ def test_a_plugin_policy_can_ask_for_the_rate_quality_curve(plugin_dir: Path) ->
             for k in ("pp_rq:Share", "pp_rq:RQ", "pp_rq_plain:Half", "pp_rq_plain:RQ", "mpc",
                       "rate")]
     assert asks == [False, True, False, True, True, False]
+
+
+STATEFUL_PLAIN = """
+class Counting:
+    def __init__(self):
+        self.reports = []
+
+    def on_report(self, report, now_s):
+        self.reports.append((report.seq, now_s))
+
+    def budget_bits(self, obs):
+        return 100 * len(self.reports)
+"""
+
+
+def test_a_plain_class_gets_the_report_hook_and_each_copy_its_own_state(
+        plugin_dir: Path) -> None:
+    from tests.unit.control.test_policy_gcc import report
+
+    write_module(plugin_dir, "pp_count", STATEFUL_PLAIN)
+    policy = parse_policy({"kind": "pp_count:Counting"})
+    mine = policy.model_copy(deep=True)  # what each SenderCore does
+    for k in range(3):
+        mine.on_report(*report(k, 0.0))
+    assert mine.budget_bits(make_obs()) == 300
+    assert policy.budget_bits(make_obs()) == 0  # the original saw nothing
+    write_module(plugin_dir, "pp_half3", PLAIN_POLICY)
+    half = parse_policy({"kind": "pp_half3:Half"})
+    half.on_report(*report(0, 0.0))  # a class without the hook: nothing happens
+    assert half.budget_bits(make_obs(max_bits=1000)) == 500
