@@ -24,6 +24,7 @@ from diffstream.control.policies.base import (
     payload_bits_for_wire_budget,
 )
 from diffstream.control.policies.mpc import MPCPolicy
+from diffstream.control.policies.optimal import OptimalPolicy
 from diffstream.control.policies.oracle import OraclePolicy
 from diffstream.control.policies.plugins import (
     ClassPolicy,
@@ -34,7 +35,8 @@ from diffstream.control.policies.plugins import (
 from diffstream.control.policies.simple import BufferPolicy, DeadlinePolicy, FixedPolicy, RatePolicy
 
 BuiltinPolicySpec = Annotated[
-    FixedPolicy | RatePolicy | DeadlinePolicy | BufferPolicy | MPCPolicy | OraclePolicy,
+    FixedPolicy | RatePolicy | DeadlinePolicy | BufferPolicy | MPCPolicy | OraclePolicy
+    | OptimalPolicy,
     Field(discriminator="kind"),
 ]
 _BUILTIN_CLASSES = get_args(get_args(BuiltinPolicySpec)[0])
@@ -81,6 +83,7 @@ __all__ = [
     "FixedPolicy",
     "MPCPolicy",
     "Observation",
+    "OptimalPolicy",
     "OraclePolicy",
     "OracleView",
     "Policy",
