@@ -44,7 +44,7 @@ observation's encode/decode estimates move by more than ``recompute_tolerance_s`
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -132,6 +132,7 @@ class OptimalPolicy(PolicyModel):
 
     _arm: ArmPlan | None = PrivateAttr(default=None)
     _last: LastAction | None = PrivateAttr(default=None)
+    _floor: int = PrivateAttr(default=0)
 
     @model_validator(mode="after")
     def _check_levels(self) -> OptimalPolicy:
@@ -307,12 +308,29 @@ class OptimalPolicy(PolicyModel):
         return (max(free, obs.now_s), due, obs.now_s)
 
     # ------------------------------------------------------------------ acting
+    def learnt_floor(self, obs: Observation) -> int:
+        """The codec's floor as the sender has seen it: ``obs.min_bits`` is a typical floor
+        measured on a calibration frame, and real content may need more. When the codec
+        skipped a budget at or above the floor (the sender's own log: ``skip_run_max_bits``),
+        the floor is raised above it for the rest of the arm (the model would otherwise keep
+        planning frames the codec cannot make), which replans."""
+        last = self._last
+        new_arm = last is None or obs.frame_index <= last.k
+        floor = obs.min_bits if new_arm else max(self._floor, obs.min_bits)
+        if not new_arm and obs.skip_run > 0 and obs.skip_run_max_bits >= max(floor, 1):
+            floor = obs.skip_run_max_bits + 1
+        self._floor = floor
+        return floor
+
     def budget_bits(self, obs: Observation) -> int:
         future = obs.future
         if future is None:
             raise ValueError(
                 "the optimal policy needs obs.future (the link's true future), which only a "
                 "simulated session (or a shaped live one) provides; use another policy")
+        floor = self.learnt_floor(obs)
+        if floor != obs.min_bits:
+            obs = replace(obs, min_bits=floor)
         arm = self._arm
         if self._stale(arm, obs):
             arm = self.solve(obs)

@@ -163,7 +163,7 @@ def solve_interactive(frames: InteractiveFrames, ladder: Ladder, weights: Weight
         w = sw if (j > 0 or prev_quality is not None) else 0.0
         total = base[:, None, :] - w * np.abs(q[eff][:, None, :] - q_prev[None, :, None])
         best = np.argmax(total, axis=2)  # (M, P); ties: the lowest action (the cautious one)
-        v = np.take_along_axis(total, best[:, :, None], axis=2)[:, :, 0]
+        v = total.max(axis=2)
         if j > 0:
             value = v
             action[j] = best
@@ -378,7 +378,7 @@ def solve_playback(frames: PlaybackFrames, ladder: Ladder, weights: Weights, *,
         total = base[:, :, None, :] - w * np.abs(q[eff][None, None, None, :]
                                                  - q_prev[None, None, :, None])
         best = np.argmax(total, axis=3)  # (R, Y, P)
-        v = np.take_along_axis(total, best[..., None], axis=3)[..., 0]
+        v = total.max(axis=3)
         if j > 0:
             value = v
             action[j] = best
