@@ -270,7 +270,10 @@ def playback_grid(frames: PlaybackFrames, max_wire: float, *, start: tuple[float
         for j in range(max(0, min(frames.n, frames.startup_frames - frames.k0))):
             t = float(frames.finish_s(max(t, now + (j + 1) * frames.encode_s), max_wire))
         span = min(MAX_RHO_POINTS, math.ceil((t - free) / step - 1e-9) + 1)
-    y_max = max(frames.max_buffer_s - frames.encode_s, 0.0)
+    # the buffer ahead of the link: at most what the sender may request (no limit: the
+    # whole arm, which no fetch can get ahead by)
+    y_max = max(min(frames.max_buffer_s - frames.encode_s,
+                    frames.n * frames.interval_s + frames.fixed_s + max_rebuffer_s), 0.0)
     return PlaybackGrid(step=step, c0=free, now0=now, rho0=rho0, r_points=span + extra,
                         y_points=math.floor(y_max / step + 1e-9) + 1)
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from diffstream.control.policies import OptimalPolicy, parse_policy
 from diffstream.control.policies.base import Observation, OracleView, RateQualityModel
@@ -331,3 +333,26 @@ def test_trace_finish_inverts_capacity() -> None:
     assert trace.finish_s(0.3, 0.0) == 0.3
     got = trace.finish_s(np.array([0.0, 0.1]), np.array([1500.0, 3000.0]))
     assert got.shape == (2,)
+
+
+@settings(max_examples=30, deadline=None)
+@given(now=st.floats(0, 100), latency=st.floats(-0.1, 1.0), rate=st.floats(0, 1e6),
+       backlog=st.floats(0, 1e5), enc=st.floats(0, 0.3), dec=st.floats(0, 0.3),
+       min_bits=st.integers(0, 5000), max_bits=st.integers(0, 1 << 16),
+       left=st.integers(1, 12))
+def test_policy_budgets_are_in_range_and_repeatable(now: float, latency: float, rate: float,
+                                                    backlog: float, enc: float, dec: float,
+                                                    min_bits: int, max_bits: int,
+                                                    left: int) -> None:
+    k = 7
+    view = OracleView(capacity_bytes=lambda t0, t1: rate * max(0.0, t1 - t0),
+                      backlog_bytes=backlog, delay_s=0.02, frames_total=k + left)
+    obs = obs_at(k, TRACES["constant"], now_s=now, capture_s=now, deadline_s=now + latency,
+                 encode_s=enc, decode_s=dec, min_bits=min_bits, max_bits=max_bits,
+                 rate_quality=None, future=view)
+    p = OptimalPolicy(n_levels=6, backlog_points=20)
+    first = p.budget_bits(obs)
+    assert isinstance(first, int) and 0 <= first <= max_bits
+    assert first == 0 or first >= min_bits  # never a budget the codec would skip anyway
+    assert p.budget_bits(obs) == first
+    assert OptimalPolicy(n_levels=6, backlog_points=20).budget_bits(obs) == first
