@@ -61,10 +61,6 @@ class SenderCore:
         self.compute = ComputeModel(scenario.compute)
         self.charge = codec_charge(self.compute, arm.codec, arm.codec_options)
         self.view = SenderView()
-        # one policy object per arm: a policy may cache a plan for its arm (``optimal``),
-        # and a sweep can hand the same validated policy object to several arms
-        copy = getattr(arm.policy, "model_copy", None)
-        self.policy = copy() if callable(copy) else arm.policy
         self.rq = RateQualityModel(*info.rq) if info.rq else None
         self.header_bytes = info.header_bytes  # refreshed by every encoded frame
         self.encode_est = Ewma()
@@ -103,7 +99,7 @@ class SenderCore:
         )
 
     def budget(self, obs: Observation) -> int:
-        return int(self.policy.budget_bits(obs))
+        return int(self.arm.policy.budget_bits(obs))
 
     def on_encoded(self, enc: EncodedFrame) -> None:
         self.encode_est.add(enc.encode_charged_s)
