@@ -36,7 +36,7 @@ closed-loop: every frame looks up the best action for the *real* current state.
 
 It is optimal on its grid: ``tests/unit/control/test_policy_optimal.py`` checks the DP
 against an exhaustive search over every action sequence. The plan is cached per arm (a
-private attribute; the simulator copies the policy per arm) and recomputed when the
+private attribute; a new arm shows as the frame index going back) and recomputed when the
 observation's encode/decode estimates move by more than ``recompute_tolerance_s`` (they are
 0 before the first encode), when the header size changes the wire bytes, or at a new arm.
 """
