@@ -71,10 +71,10 @@ def load_live_scenario(path: str | Path) -> tuple[LiveScenario, Path]:
         arm = scenario.stream_arm
     except ValueError as exc:
         raise ConfigError(located(spath, lines.line_of(("live", "arm")), str(exc))) from None
-    if arm.policy.kind == "oracle" and not scenario.live.shaping:
+    if getattr(arm.policy, "needs_future", False) is True and not scenario.live.shaping:
         raise ConfigError(located(spath, lines.line_of(("live", "shaping")) or
                                   lines.line_of(("arms",)),
-                                  "the oracle policy reads the link's future, which exists "
-                                  "only when shaping is on (live.shaping: true)"))
+                                  f"the {arm.policy.kind} policy reads the link's future, "
+                                  "which exists only when shaping is on (live.shaping: true)"))
     measured = scenario.model_copy(update={"compute": ComputeSpec(kind="measured")})
     return measured, spath

@@ -110,8 +110,9 @@ class LiveSender:
         self.arm = scenario.stream_arm
         self.spec = scenario.live
         self.shaping = scenario.live.shaping if opts.shaping is None else opts.shaping
-        if self.arm.policy.kind == "oracle" and not self.shaping:
-            raise InputError("the oracle policy needs shaping (--shape or live.shaping: true)")
+        if getattr(self.arm.policy, "needs_future", False) is True and not self.shaping:
+            raise InputError(f"the {self.arm.policy.kind} policy needs shaping (--shape or "
+                             "live.shaping: true)")
         self.fps = scenario.frame.fps
         self.interval = 1.0 / self.fps
         self.target_s = scenario.mode.target_latency_ms / 1000.0  # type: ignore[union-attr]
@@ -366,10 +367,17 @@ class LiveSender:
     # ------------------------------------------------------------------ frames
     def _observe(self, k: int, now: float, capture: float, deadline: float) -> Observation:
         future = None
-        if self.arm.policy.kind == "oracle" and self.shaper is not None:
+        if getattr(self.arm.policy, "needs_future", False) is True and self.shaper is not None:
             link = self.shaper.link
+            qoe = self.sc.qoe
             future = OracleView(capacity_bytes=self.shaper.trace.capacity_bytes,
-                                backlog_bytes=link.queue_bytes_at(now), delay_s=link.delay_s)
+                                backlog_bytes=link.queue_bytes_at(now), delay_s=link.delay_s,
+                                frames_total=self.n_frames,
+                                duration_s=self.n_frames * self.interval,
+                                switch_weight=getattr(qoe, "switch_weight", 1.0),
+                                stall_weight=getattr(qoe, "stall_weight", 50.0),
+                                queue_limit_bytes=link.queue_bytes,
+                                finish_s=self.shaper.trace.finish_s)
         return self.core.observe(k, now, capture, deadline, future=future)
 
     def _produce(self, k: int, now: float) -> None:

@@ -24,6 +24,9 @@ MTU_BYTES = 1500.0
 # float of the ms value (0.001 * 3 != 0.003 exactly). Times within this many ms *after* an
 # opportunity count as "at" it, so a packet sent at an opportunity's own time can use it.
 TIME_EPS_MS = 1e-6
+# Opportunity counts are ceil(bytes / bytes_per_opportunity); shave this off first so a
+# ratio like 3.0000000000000004 is 3 opportunities, not 4 (the link's rule, netsim.link).
+COUNT_EPS = 1e-9
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,20 @@ class Trace:
             return 0.0
         c = self._count_before_ms(np.array([t0_s, t1_s]) * 1000.0)
         return float(c[1] - c[0]) * self.bytes_per_opportunity
+
+    def finish_s(self, t0_s: float | np.ndarray, nbytes: float | np.ndarray
+                 ) -> float | np.ndarray:
+        """When the link, busy from ``t0_s`` on, has carried ``nbytes``: the time of the
+        opportunity that completes them (``t0_s`` itself for ``nbytes <= 0``). The inverse
+        of ``capacity_bytes``: the least ``t`` with ``capacity_bytes(t0, t + 1 ms) >= nbytes``
+        (opportunities are whole milliseconds). Vectorised, O(log n) per element."""
+        t0 = np.asarray(t0_s, dtype=np.float64)
+        need = np.asarray(nbytes, dtype=np.float64)
+        first = self._count_before_ms(t0 * 1000.0)
+        m = np.maximum(np.ceil(need / self.bytes_per_opportunity - COUNT_EPS), 0).astype(np.int64)
+        done = np.asarray(self.opportunity_time_s(first + np.maximum(m - 1, 0)), dtype=np.float64)
+        out = np.where(m > 0, np.maximum(done, t0), t0)
+        return float(out) if out.ndim == 0 else out
 
     def capacity_bps(self, t0_s: float, t1_s: float) -> float:
         """Mean capacity over ``[t0, t1)`` in bits/s."""

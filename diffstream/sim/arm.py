@@ -189,10 +189,17 @@ class ArmSimulation:
 
     def _observe(self, k: int, capture: float, deadline: float | None) -> Observation:
         future = None
-        if self.arm.policy.kind == "oracle":
-            future = OracleView(capacity_bytes=self.trace.capacity_bytes,
-                                backlog_bytes=self.link.queue_bytes_at(self.env.now),
-                                delay_s=self.delay)
+        if getattr(self.arm.policy, "needs_future", False) is True:
+            mode, qoe = self.sc.mode, self.sc.qoe
+            future = OracleView(
+                capacity_bytes=self.trace.capacity_bytes,
+                backlog_bytes=self.link.queue_bytes_at(self.env.now), delay_s=self.delay,
+                frames_total=self.n_frames, duration_s=self.sc.duration_s,
+                switch_weight=getattr(qoe, "switch_weight", 1.0),
+                stall_weight=getattr(qoe, "stall_weight", 50.0),
+                queue_limit_bytes=self.link.queue_bytes, finish_s=self.trace.finish_s,
+                startup_s=getattr(mode, "startup_s", 0.0),
+                max_buffer_s=getattr(mode, "max_buffer_s", None))
         return self.core.observe(k, self.env.now, capture, deadline,
                                  buffer_s=self._buffer_estimate(), future=future)
 

@@ -25,6 +25,7 @@ from diffstream.control.policies.base import (
 )
 from diffstream.control.policies.gcc import GccPolicy
 from diffstream.control.policies.mpc import MPCPolicy
+from diffstream.control.policies.optimal import OptimalPolicy
 from diffstream.control.policies.oracle import OraclePolicy
 from diffstream.control.policies.plugins import (
     ClassPolicy,
@@ -36,7 +37,7 @@ from diffstream.control.policies.simple import BufferPolicy, DeadlinePolicy, Fix
 
 BuiltinPolicySpec = Annotated[
     FixedPolicy | RatePolicy | DeadlinePolicy | BufferPolicy | MPCPolicy | OraclePolicy
-    | GccPolicy,
+    | GccPolicy | OptimalPolicy,
     Field(discriminator="kind"),
 ]
 _BUILTIN_CLASSES = get_args(get_args(BuiltinPolicySpec)[0])
@@ -84,6 +85,7 @@ __all__ = [
     "GccPolicy",
     "MPCPolicy",
     "Observation",
+    "OptimalPolicy",
     "OraclePolicy",
     "OracleView",
     "Policy",

@@ -2,8 +2,9 @@
 
 Policies are pure: everything they may use arrives in the ``Observation`` (built by the
 session from delayed delivery reports, exactly what a real sender would know), so each one is
-unit-testable with hand-made observations. Only the oracle gets ``future``: a view of the
-link's true capacity and queue, which no deployable policy can have.
+unit-testable with hand-made observations. Only the clairvoyant policies (``oracle``,
+``optimal``: ``needs_future``) get ``future``: a view of the link's true capacity and queue,
+which no deployable policy can have.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import bisect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -47,16 +48,30 @@ class RateQualityModel:
 
 @dataclass(frozen=True)
 class OracleView:
-    """What only the oracle may see: the link's real future.
+    """What only the clairvoyant policies (``needs_future``) may see: the link's real future.
 
     capacity_bytes(t0, t1): bytes the link can carry in [t0, t1) (share-scaled trace).
     backlog_bytes: on-link bytes queued ahead of this frame right now.
     delay_s: the link's true one-way propagation delay.
+
+    The rest is the arm's context, for planning a whole arm (``optimal``); the defaults say
+    "unknown": frames_total (frames in the arm), duration_s, the scenario's QoE switch and
+    stall weights, queue_limit_bytes (drop-tail limit), finish_s(t, n) (when the link, from
+    ``t`` on, has carried ``n`` bytes: the inverse of ``capacity_bytes``), and the playback
+    startup_s and max_buffer_s.
     """
 
     capacity_bytes: Callable[[float, float], float]
     backlog_bytes: float
     delay_s: float
+    frames_total: int | None = None
+    duration_s: float | None = None
+    switch_weight: float = 1.0
+    stall_weight: float = 50.0
+    queue_limit_bytes: float | None = None
+    finish_s: Callable[[float, float], float] | None = None
+    startup_s: float = 0.0
+    max_buffer_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -296,6 +311,10 @@ class PolicyModel(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # True: the policy reads ``obs.future`` (the link's true future): the simulator fills
+    # it, a live run needs shaping
+    needs_future: ClassVar[bool] = False
 
     kind: str
 

@@ -1,14 +1,16 @@
-"""The clairvoyant oracle: the largest budget the real future link can deliver in time.
+"""The greedy clairvoyant bound: the largest budget the real future link delivers in time.
 
-It reads ``obs.future`` (the true capacity, queue and delay), which no deployable sender has,
-so it is the upper bound the other policies are measured against: a sender that knows the
-future but still cannot beat the link. It ignores loss (a lost packet is bad luck, not a
-budget decision) and assumes the encode and decode times in the observation are exact.
+It reads ``obs.future`` (the true capacity, queue and delay), which no deployable sender has.
+It is *greedy*, not optimal: each frame takes everything the link can deliver in time, which
+can starve the frames after it and makes its quality swing. ``optimal`` (``optimal.py``) is
+the whole-arm optimum by dynamic programming, whose plans include this one's. It ignores loss
+(a lost packet is bad luck, not a budget decision) and assumes the encode and decode times in
+the observation are exact.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from diffstream.control.policies.base import (
     Observation,
@@ -20,7 +22,8 @@ from diffstream.control.policies.base import (
 
 
 class OraclePolicy(PolicyModel):
-    """Largest ``b`` whose frame, queued FIFO behind the current backlog, clears in time.
+    """Greedy clairvoyant bound: the largest ``b`` whose frame, queued FIFO behind the
+    current backlog, clears in time.
 
     The frame enters the link at ``t0 = now + encode_s`` and its last byte must clear by
     ``t1 = now + time_to_deadline - delay_s - decode_s`` (``deadline_s`` interactive,
@@ -32,11 +35,13 @@ class OraclePolicy(PolicyModel):
     byte budget is the smaller right-hand side; it is inverted to payload bits by bisection.
     """
 
+    needs_future: ClassVar[bool] = True
+
     kind: Literal["oracle"] = "oracle"
 
     @property
     def label(self) -> str:
-        return "oracle"
+        return "oracle(greedy)"
 
     def wire_budget_bytes(self, obs: Observation) -> float:
         """On-link bytes this frame may occupy and still be displayed in time."""

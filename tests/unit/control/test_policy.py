@@ -435,7 +435,8 @@ def test_policy_spec_embeds_in_a_scenario_model() -> None:
 
 
 def test_kinds_labels_and_names() -> None:
-    assert policy_kinds() == ["fixed", "rate", "deadline", "buffer", "mpc", "oracle", "gcc"]
+    assert policy_kinds() == ["fixed", "rate", "deadline", "buffer", "mpc", "oracle", "gcc",
+                              "optimal"]
     defaults = [parse_policy({"kind": k}) for k in policy_kinds()]
     assert [p.name for p in defaults] == policy_kinds()
     assert [p.label for p in defaults] == [
@@ -444,8 +445,9 @@ def test_kinds_labels_and_names() -> None:
         "deadline(k=5,s=0.9)",
         "buffer(r=1,c=2,bpp=0.1-2)",
         "mpc(h=3,L=8,k=5,sw=1,st=50)",
-        "oracle",
+        "oracle(greedy)",
         "gcc(b=0.85)",
+        "optimal(DP)",
     ]
 
 

@@ -289,9 +289,10 @@ def test_live_config_errors_name_file_line_field(tmp_path: Path, extra: str,
         load_live_scenario(_write(tmp_path, BASE + extra))
 
 
-def test_oracle_needs_shaping(tmp_path: Path) -> None:
-    text = BASE.replace("{kind: fixed}", "{kind: oracle}")
-    with pytest.raises(ConfigError, match="oracle"):
+@pytest.mark.parametrize("kind", ["oracle", "optimal"])
+def test_clairvoyant_policies_need_shaping(tmp_path: Path, kind: str) -> None:
+    text = BASE.replace("{kind: fixed}", f"{{kind: {kind}}}")
+    with pytest.raises(ConfigError, match=f"the {kind} policy reads the link's future"):
         load_live_scenario(_write(tmp_path, text))
     sc, _ = load_live_scenario(_write(tmp_path, text + "live: {shaping: true}\n"))
     assert sc.live.shaping
