@@ -156,8 +156,11 @@ def scores_torch(m: MeanLike, key: int, first: int, count: int,
 
 
 def _torch_rows(g: int, block: int, device: torch.device) -> int:
-    cap = TORCH_ELEMS.get(device.type, TORCH_ELEMS["cpu"])
-    return max(1, min(block, cap // (g * prng.LANES)))
+    """Candidates per torch block: ``block`` on the CPU; on a GPU as many as the memory
+    cap allows (``block`` is a CPU cache size; small GPU blocks are launch-bound)."""
+    cap = TORCH_ELEMS.get(device.type, TORCH_ELEMS["cuda"])
+    rows = cap // (g * prng.LANES)
+    return max(1, rows if device.type != "cpu" else min(block, rows))
 
 
 def _select_torch(m: MeanLike, key: int, K: int, block: int, device: torch.device) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -14,8 +15,7 @@ import pytest
 from diffstream.codecs.diffc import fused, pfr, prng
 
 LOGGER = "diffstream.codecs.diffc.fused"
-HAVE_CC = bool(os.environ.get("CC") or __import__("shutil").which("cc")
-               or __import__("shutil").which("gcc"))
+HAVE_CC = bool(os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc"))
 needs_cc = pytest.mark.skipif(not HAVE_CC, reason="no C compiler on this machine")
 
 
