@@ -326,11 +326,11 @@ class DiffcCodec:
                                self.cal.schedule[k + 1])
                 m = ((c.c0 / c.std) * (x0 - x0_hat)).reshape(-1).double()
                 kl_bits = float((m * m).sum()) / (2.0 * math.log(2.0))
-                m_np = m.float().cpu().numpy()
+                m_f = m.float()  # stays on the model's device: PFR searches there
                 ratio = (self.cal.choose_ratio(k, dims, self.chunk_bits, kl_bits)
                          if self.adaptive else None)
                 groups = self.chunk_groups(k, dims, self.chunks_of(dims)(k, ratio))
-                idx = [pfr.select(m_np[g.cpu().numpy()], self._key(PURPOSE_CAND, k, ci),
+                idx = [pfr.select(m_f[g], self._key(PURPOSE_CAND, k, ci),
                                   self.chunk_bits, self.block, self.backend)
                        for ci, g in enumerate(groups)]
                 t2 = time.perf_counter()
