@@ -24,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from diffstream.control.policies.base import RateQualityModel
+from diffstream.control.policies.base import PolicyModel, RateQualityModel
 from diffstream.errors import ConfigError
 from diffstream.pipeline.records import FrameRecord
 from diffstream.rl._gym import gymnasium
 from diffstream.rl.endpoints import ModelledEndpoints, calibrate_arm
-from diffstream.rl.reward import cumulative_qoe, modelled_records, qoe_spec
+from diffstream.rl.reward import SlotQuality, cumulative_qoe, modelled_records, qoe_spec
 from diffstream.rl.spaces import (
     BOUND,
     DEFAULT_LEVELS_BPP,
@@ -73,7 +73,7 @@ class BudgetEnv(gym.Env):
                  levels_bpp: tuple[float, ...] = DEFAULT_LEVELS_BPP,
                  scenario_path: str | Path | None = None,
                  rate_quality: RateQualityModel | None = None,
-                 min_bits: int | None = None) -> None:
+                 min_bits: int | None = None, dense_rewards: bool = True) -> None:
         super().__init__()
         if isinstance(scenario, Scenario):
             self.scenario = scenario
@@ -88,6 +88,9 @@ class BudgetEnv(gym.Env):
             min_bits = floor if min_bits is None else min_bits
         self.rate_quality = rate_quality
         self.min_bits = int(min_bits or 0)
+        # dense_rewards=False: every reward is 0 but the last, which is the whole QoE (the
+        # same sum, without rescoring the prefix at every step: what CEM training needs)
+        self.dense_rewards = dense_rewards
         self.action_space = gym.spaces.Discrete(len(self.levels))
         self.observation_space = gym.spaces.Box(-BOUND, BOUND, (len(FEATURES),), np.float32)
         self._seed = self.scenario.seed
@@ -118,6 +121,8 @@ class BudgetEnv(gym.Env):
         self.sim.start()
         self.result = None
         self._score = 0.0
+        self._fill = SlotQuality(self.rate_quality, self.min_bits, qoe_spec(self.scenario).metric)
+        self._prefix: list[FrameRecord] = []  # modelled records of the settled frames
         self.pending = self.sim.advance()
         assert self.pending is not None, "an arm has at least one frame"
         return observation_vector(self.pending.obs), {"frame": 0}
@@ -135,10 +140,11 @@ class BudgetEnv(gym.Env):
         terminated = self.pending is None
         if terminated:
             self.result = self.sim.finish()
-            prefix = self.result.records
+            score = self.score(self.result.records)
+        elif self.dense_rewards:
+            score = cumulative_qoe(self._settled_modelled(), self.episode_scenario())
         else:
-            prefix = self.settled_records()
-        score = self.score(prefix)
+            score = self._score
         reward, self._score = score - self._score, score
         info = {"frame": frame, "budget_bits": bits, "qoe_so_far": score}
         if terminated:
@@ -147,15 +153,16 @@ class BudgetEnv(gym.Env):
         return observation_vector(self.pending.obs), float(reward), False, False, info
 
     # ------------------------------------------------------------------ records
-    def settled_records(self) -> list[FrameRecord]:
-        """The records of frames 0..m-1 whose receiver outcome is known so far."""
+    def _settled_modelled(self) -> list[FrameRecord]:
+        """Modelled records of frames 0..m-1 whose receiver outcome is known so far (a
+        settled outcome never changes, so the prefix only grows)."""
         assert self.sim is not None
-        out = []
-        for seq in range(self.scenario.frames_per_arm):
-            if seq not in self.sim.sent or seq not in self.sim.results:
-                break
-            out.append(FrameRecord.compose(seq, *self.sim.sent[seq], self.sim.results[seq]))
-        return out
+        seq = len(self._prefix)
+        while seq in self.sim.sent and seq in self.sim.results:
+            rec = FrameRecord.compose(seq, *self.sim.sent[seq], self.sim.results[seq])
+            self._prefix.append(self._fill.next(rec))
+            seq += 1
+        return self._prefix
 
     def modelled(self, records: list[FrameRecord]) -> list[FrameRecord]:
         return modelled_records(records, self.rate_quality, self.min_bits,
@@ -165,10 +172,15 @@ class BudgetEnv(gym.Env):
         """The ``diffstream`` QoE terms of these records' slots (``rl/reward.py``)."""
         return cumulative_qoe(self.modelled(records), self.episode_scenario())
 
-    def run_arm_policy(self, seed: int | None = None) -> tuple[ArmResult, float]:
-        """The arm's own policy through the normal simulator over the same endpoints, and
-        its QoE as this environment scores it (what its rewards would add up to)."""
+    def run_arm_policy(self, seed: int | None = None, policy: PolicyModel | None = None
+                       ) -> tuple[ArmResult, float]:
+        """The arm's own policy (or ``policy`` in its place) through the normal simulator
+        over the same endpoints, and its QoE as this environment scores it (what its
+        rewards would add up to)."""
         if seed is not None:
             self._seed = int(seed)
-        result = self.make_simulation(external_budget=False).run()
+        sim = self.make_simulation(external_budget=False)
+        if policy is not None:
+            sim.arm = self.arm.model_copy(update={"policy": policy})
+        result = sim.run()
         return result, self.score(result.records)

@@ -47,24 +47,32 @@ def qoe_spec(scenario: Scenario) -> DiffstreamQoE:
     return q if isinstance(q, DiffstreamQoE) else DiffstreamQoE()
 
 
-def modelled_records(records: Sequence[FrameRecord], rq: RateQualityModel, min_bits: int,
-                     metric: str) -> list[FrameRecord]:
-    """The records with the slot quality filled from the rate-quality curve (module
-    docstring); ``metric`` is ``psnr`` or ``ssim_db``."""
-    out: list[FrameRecord] = []
-    last: float | None = None  # quality of the last frame shown, None before the first
-    for r in sorted(records, key=lambda r: r.seq):
-        coded = r.payload_bytes * 8 >= min_bits and not r.skipped
+class SlotQuality:
+    """Fills the slot quality of an arm's records in sequence order (module docstring);
+    keeps the last shown frame's quality between calls, so a prefix can grow a frame at a
+    time. ``metric`` is ``psnr`` or ``ssim_db``."""
+
+    def __init__(self, rq: RateQualityModel, min_bits: int, metric: str) -> None:
+        self.rq, self.min_bits = rq, int(min_bits)
+        self.key = "psnr_db" if metric == "psnr" else "ssim_db"
+        self.last: float | None = None  # quality of the last frame shown, None before one
+
+    def next(self, r: FrameRecord) -> FrameRecord:
+        coded = r.payload_bytes * 8 >= self.min_bits and not r.skipped
         shown = r.shown and coded
         if shown:
-            last = rq.quality_at(r.bpp)
-        changes: dict[str, object] = {"shown": shown}
+            self.last = self.rq.quality_at(r.bpp)
+        changes: dict[str, object] = {"shown": shown, self.key: self.last}
         if not shown:
             changes.update(display_s=None, latency_s=None, stall=True)
-        key = "psnr_db" if metric == "psnr" else "ssim_db"
-        changes[key] = last
-        out.append(dataclasses.replace(r, **changes))
-    return out
+        return dataclasses.replace(r, **changes)
+
+
+def modelled_records(records: Sequence[FrameRecord], rq: RateQualityModel, min_bits: int,
+                     metric: str) -> list[FrameRecord]:
+    """The records with the slot quality filled from the rate-quality curve."""
+    fill = SlotQuality(rq, min_bits, metric)
+    return [fill.next(r) for r in sorted(records, key=lambda r: r.seq)]
 
 
 def cumulative_qoe(prefix: Sequence[FrameRecord], scenario: Scenario) -> float:
