@@ -180,7 +180,7 @@ class BudgetEnv(gym.Env):
         if seed is not None:
             self._seed = int(seed)
         sim = self.make_simulation(external_budget=False)
-        if policy is not None:
-            sim.arm = self.arm.model_copy(update={"policy": policy})
+        if policy is not None:  # same label: it travels in every frame's header
+            sim.arm = self.arm.model_copy(update={"policy": policy, "name": self.arm.label})
         result = sim.run()
         return result, self.score(result.records)
