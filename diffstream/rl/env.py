@@ -142,7 +142,7 @@ class BudgetEnv(gym.Env):
             self.result = self.sim.finish()
             score = self.score(self.result.records)
         elif self.dense_rewards:
-            score = cumulative_qoe(self._settled_modelled(), self.episode_scenario())
+            score = cumulative_qoe(self._settled_modelled(), self.scenario)
         else:
             score = self._score
         reward, self._score = score - self._score, score
@@ -170,7 +170,7 @@ class BudgetEnv(gym.Env):
 
     def score(self, records: list[FrameRecord]) -> float:
         """The ``diffstream`` QoE terms of these records' slots (``rl/reward.py``)."""
-        return cumulative_qoe(self.modelled(records), self.episode_scenario())
+        return cumulative_qoe(self.modelled(records), self.scenario)
 
     def run_arm_policy(self, seed: int | None = None, policy: PolicyModel | None = None
                        ) -> tuple[ArmResult, float]:
