@@ -8,8 +8,11 @@ or relative to the current folder), or the name of a file shipped in
 observation vector, is a scenario error on ``policy.weights``.
 
 The model is linear-softmax over the standardised observation vector (``rl/spaces.py``):
-``logits = W @ ((x - mean) / scale) + b``; a run takes the most likely level (greedy, so a
-run is deterministic). Why linear and hand-written rather than a torch MLP: the policy
+``logits = W @ clip((x - mean) / scale, -5, 5) + b``; a run takes the most likely level
+(greedy, so a run is deterministic). The clip bounds what a feature outside the training
+range can do (a real codec's header is not the network-only header the policy trained
+with, a link can be slower than any training seed): a linear model would otherwise
+extrapolate it without limit. Why linear and hand-written rather than a torch MLP: the policy
 runs in the coordinator at every frame, it must load without torch or gymnasium, and the
 cross-entropy method that trains it (``rl/train.py``) searches its few hundred weights
 directly.
@@ -29,6 +32,7 @@ from diffstream.control.policies.base import Observation, PolicyModel
 from diffstream.rl.spaces import FEATURES, check_levels, level_bits, observation_vector
 
 FORMAT = "diffstream.rl.linear-softmax/1"
+CLIP = 5.0  # standardised inputs are clipped to [-CLIP, CLIP]
 SHIPPED = Path(__file__).resolve().parent / "weights"
 
 
@@ -44,7 +48,8 @@ class LinearSoftmax:
     meta: dict[str, Any]
 
     def logits(self, x: np.ndarray) -> np.ndarray:
-        return self.w @ ((np.asarray(x, np.float64) - self.mean) / self.scale) + self.b
+        z = (np.asarray(x, np.float64) - self.mean) / self.scale
+        return self.w @ np.clip(z, -CLIP, CLIP) + self.b
 
     def act(self, x: np.ndarray) -> int:
         return int(np.argmax(self.logits(x)))

@@ -12,7 +12,7 @@ the model has a few hundred weights, and CEM needs neither gradients nor a value
 only episodes, which cost milliseconds each here. Everything is seeded (``--seed``).
 
 The features are standardised with the mean and deviation of the observations of one
-episode per training seed at the middle ladder level. At the end it prints the learned
+episode per training seed at the middle ladder level (the policy clips them to +-5). At the end it prints the learned
 policy's return next to the ``rate`` and ``mpc`` policies (run through the normal
 simulator over the same endpoints, scored the same way) on the training seeds and on
 held-out seeds, and writes the weights with that comparison in their ``meta``.
@@ -47,8 +47,10 @@ def episode_return(env: BudgetEnv, model: LinearSoftmax, seed: int) -> float:
 
 
 def feature_stats(env: BudgetEnv, seeds: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and deviation of the observations at the middle level (deviation >= 1e-3 of
-    the feature's scale, 1 for a constant feature)."""
+    """Mean and deviation of the observations at the middle level. The deviation is at
+    least a tenth of the feature's mean (a nearly constant feature, such as the header
+    size, must not turn a small change outside training into a large input) and 1 for a
+    constant feature."""
     rows = []
     mid = env.action_space.n // 2
     for s in seeds:
@@ -59,7 +61,7 @@ def feature_stats(env: BudgetEnv, seeds: Sequence[int]) -> tuple[np.ndarray, np.
             obs, _, done, _, _ = env.step(mid)
     x = np.asarray(rows, np.float64)
     mean, std = x.mean(axis=0), x.std(axis=0)
-    std = np.where(std > 1e-6, np.maximum(std, 1e-3 * np.abs(mean)), 1.0)
+    std = np.where(std > 1e-6, np.maximum(std, 0.1 * np.abs(mean)), 1.0)
     return mean, std
 
 

@@ -83,6 +83,18 @@ def test_the_policy_takes_the_most_likely_level(tmp_path: Path) -> None:
     assert pol.budget_bits(_obs(samples=(4096 * 10 * 9.0,) * 5, max_bits=5000)) == 5000
 
 
+def test_an_input_far_outside_training_is_clipped(tmp_path: Path) -> None:
+    # level 1 needs a standardised header_kB above 6, beyond the clip at +5: never taken
+    w = np.zeros((2, len(FEATURES)))
+    w[1, FEATURES.index("header_kB")] = 1.0
+    pol = LearnedPolicy(kind=KIND, weights=str(_weights(tmp_path, [0.2, 1.5], w, [6.0, 0.0])))
+    assert pol.budget_bits(_obs(wire_bytes=lambda b: 1e6 + b / 8.0)) == int(0.2 * 4096)
+    # and below the clip the input counts: bias 4 is beaten by a header of 4.5 kB
+    pol = LearnedPolicy(kind=KIND, weights=str(_weights(tmp_path, [0.2, 1.5], w, [4.0, 0.0],
+                                                        name="w2.json")))
+    assert pol.budget_bits(_obs(wire_bytes=lambda b: 4500.0 + b / 8.0)) == int(1.5 * 4096)
+
+
 def _scenario_with(tmp_path: Path, weights: str) -> Path:
     return tiny_scenario(tmp_path, arms=[{"codec": "jpeg", "policy": {"kind": KIND,
                                                                        "weights": weights}}])
