@@ -12,10 +12,10 @@ the model has a few hundred weights, and CEM needs neither gradients nor a value
 only episodes, which cost milliseconds each here. Everything is seeded (``--seed``).
 
 The features are standardised with the mean and deviation of the observations of one
-episode per training seed at the middle ladder level (the policy clips them to +-5). At the end it prints the learned
-policy's return next to the ``rate`` and ``mpc`` policies (run through the normal
-simulator over the same endpoints, scored the same way) on the training seeds and on
-held-out seeds, and writes the weights with that comparison in their ``meta``.
+episode per training seed at the middle ladder level (the policy clips them to +-5). At
+the end it prints the learned policy's return next to the ``rate`` and ``mpc`` policies
+(run through the normal simulator over the same endpoints, scored the same way) on the
+training seeds and on held-out seeds, and writes the weights with that comparison in their ``meta``.
 """
 
 from __future__ import annotations
