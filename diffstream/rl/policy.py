@@ -2,10 +2,11 @@
 
     policy: {kind: "diffstream.rl.policy:LearnedPolicy", weights: lte_small.json}
 
-``weights`` is a JSON file written by ``python -m diffstream.rl.train``: a path (absolute,
-or relative to the current folder), or the name of a file shipped in
-``diffstream/rl/weights/``. A file that cannot be read, or that does not fit this version's
-observation vector, is a scenario error on ``policy.weights``.
+``weights`` is a JSON file written by ``python -m diffstream.rl.train``: the bare name of a
+file shipped in ``diffstream/rl/weights/`` (that file, whatever the current folder holds),
+or a path (absolute, or relative to the current folder). A file that cannot be read, or
+that does not fit this version's observation vector, is a scenario error on
+``policy.weights``.
 
 The model is linear-softmax over the standardised observation vector (``rl/spaces.py``):
 ``logits = W @ clip((x - mean) / scale, -5, 5) + b``; a run takes the most likely level
@@ -86,16 +87,19 @@ class LinearSoftmax:
 
 
 def resolve_weights(ref: str) -> Path:
-    """``ref`` as a file: the path itself, else a name in the shipped weights folder."""
+    """``ref`` as a file: a bare name that diffstream ships (``rl_markov_jpeg.json``) is
+    the shipped file, whatever the current folder holds (write ``./NAME`` for a file of
+    your own with a shipped name); anything else is a path (relative: to the current
+    folder)."""
+    shipped = SHIPPED / ref
+    if Path(ref).name == ref and shipped.is_file():
+        return shipped
     path = Path(ref).expanduser()
     if path.is_file():
         return path.resolve()
-    shipped = SHIPPED / ref
-    if not path.is_absolute() and shipped.is_file():
-        return shipped
     names = ", ".join(sorted(p.name for p in SHIPPED.glob("*.json"))) or "none"
-    raise ValueError(f"no such file: {ref} (relative paths are read from the current "
-                     f"folder, then from diffstream/rl/weights/, which ships: {names}); "
+    raise ValueError(f"no such file: {ref} (a relative path is read from the current "
+                     f"folder; bare names shipped in diffstream/rl/weights/: {names}); "
                      "train one with python -m diffstream.rl.train")
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from diffstream.control.policies.base import Observation
 from diffstream.errors import ConfigError
-from diffstream.rl.policy import FORMAT, SHIPPED, LearnedPolicy, LinearSoftmax
+from diffstream.rl.policy import FORMAT, SHIPPED, LearnedPolicy, LinearSoftmax, resolve_weights
 from diffstream.rl.spaces import FEATURES, SAMPLES, observation_vector
 from diffstream.scenario.load import load_scenario
 from tests.conftest import tiny_scenario
@@ -125,13 +125,21 @@ def test_a_broken_weights_file_is_a_config_error(tmp_path: Path, damage: str) ->
         load_scenario(_scenario_with(tmp_path, str(path)))
 
 
-def test_the_shipped_weights_load_by_name(tmp_path: Path) -> None:
+def test_the_shipped_weights_load_by_name(tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
     shipped = sorted(p.name for p in SHIPPED.glob("*.json"))
     assert "rl_markov_jpeg.json" in shipped
     sc, _ = load_scenario(_scenario_with(tmp_path, "rl_markov_jpeg.json"))
     pol = sc.arms[0].policy
     assert isinstance(pol, LearnedPolicy) and pol.label == "learned(rl_markov_jpeg)"
     data = json.loads((SHIPPED / "rl_markov_jpeg.json").read_text())
+    # a file of that name in the current folder does not shadow the shipped one
+    monkey = tmp_path / "cwd"
+    monkey.mkdir()
+    (monkey / "rl_markov_jpeg.json").write_text("{")
+    monkeypatch.chdir(monkey)
+    assert resolve_weights("rl_markov_jpeg.json") == SHIPPED / "rl_markov_jpeg.json"
+    assert resolve_weights("./rl_markov_jpeg.json") == monkey / "rl_markov_jpeg.json"
     assert data["format"] == FORMAT and data["meta"]["scenario"] == "rl_markov"
 
 
