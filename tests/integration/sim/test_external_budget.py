@@ -30,7 +30,7 @@ def _sim(path: Path, arm: int, external: bool) -> ArmSimulation:
 @pytest.mark.parametrize("mode", [{"kind": "interactive", "target_latency_ms": 300},
                                   {"kind": "playback", "startup_s": 0.5}])
 def test_answering_each_decision_with_the_policy_gives_run(tmp_path: Path, mode: dict) -> None:
-    path = tiny_scenario(tmp_path, duration_s=8.0, trace=MARKOV, link=LOSSY, mode=mode,
+    path = tiny_scenario(tmp_path, duration_s=5.0, trace=MARKOV, link=LOSSY, mode=mode,
                          arms=[{"codec": "jpeg", "policy": {"kind": "mpc"}}])
     normal = _sim(path, 0, external=False).run()
 
