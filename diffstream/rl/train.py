@@ -26,16 +26,18 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from diffstream.control.policies.mpc import MPCPolicy
 from diffstream.control.policies.simple import RatePolicy
 from diffstream.errors import DiffstreamError
-from diffstream.rl.env import BudgetEnv
 from diffstream.rl.policy import LearnedPolicy, LinearSoftmax
 from diffstream.rl.spaces import DEFAULT_LEVELS_BPP, FEATURES
+
+if TYPE_CHECKING:  # imported in main: without gymnasium the command says what to install
+    from diffstream.rl.env import BudgetEnv
 
 
 def episode_return(env: BudgetEnv, model: LinearSoftmax, seed: int) -> float:
@@ -126,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.iterations < 1 or args.population < 2 or not 0 < args.elite <= 1:
         ap.error("need --iterations >= 1, --population >= 2 and 0 < --elite <= 1")
     try:
+        from diffstream.rl.env import BudgetEnv
+
         t0 = time.perf_counter()
         env = BudgetEnv(args.scenario, args.arm, levels_bpp=tuple(args.levels),
                         dense_rewards=False)
