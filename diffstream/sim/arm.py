@@ -27,6 +27,7 @@ from diffstream.pipeline.records import Arrival, FrameRecord, Outcome, SenderHal
 from diffstream.pipeline.sender_core import LinkState, SenderCore, delivery_report
 from diffstream.scenario.build import build_link
 from diffstream.scenario.schema import ArmSpec, Scenario
+from diffstream.sim.decision import Decision
 from diffstream.sim.endpoints import Endpoints
 from diffstream.transport.packets import on_link_sizes, packetize
 
@@ -45,7 +46,8 @@ class ArmResult:
 class ArmSimulation:
     def __init__(self, scenario: Scenario, arm: ArmSpec, stream_trace: Trace,
                  endpoints: Endpoints, *, calibrate: bool = True,
-                 on_record: Callable[[FrameRecord], None] | None = None) -> None:
+                 on_record: Callable[[FrameRecord], None] | None = None,
+                 external_budget: bool = False) -> None:
         self.sc = scenario
         self.arm = arm
         self.trace = stream_trace
@@ -59,6 +61,10 @@ class ArmSimulation:
         self.interactive = scenario.mode.kind == "interactive"
         self.calibrate = calibrate
         self.on_record = on_record
+        # external_budget: each frame's budget is a Decision answered from outside (start,
+        # advance, finish) instead of the arm's policy (sim/decision.py)
+        self.external_budget = external_budget
+        self.pending: Decision | None = None
 
         self.env = simpy.Environment()
         self.link = build_link(scenario, stream_trace)
@@ -73,6 +79,12 @@ class ArmSimulation:
 
     # ------------------------------------------------------------------ public
     def run(self) -> ArmResult:
+        self.start()
+        self.env.run()
+        return self.finish()
+
+    def start(self) -> None:
+        """Open the arm and start the sender process (``run`` = start, run, finish)."""
         a = self.arm
         self.info = self.ep.start_arm(a.label, a.codec, a.codec_options, self.calibrate)
         self.core = SenderCore(self.sc, a, self.info)
@@ -81,7 +93,19 @@ class ArmSimulation:
             assert self.sc.mode.kind == "playback"
             self._buffer_model = PlaybackBuffer(self.fps, self.sc.mode.startup_s)
         self.env.process(self._sender())
-        self.env.run()
+
+    def advance(self) -> Decision | None:
+        """Step virtual time until a budget decision is pending (external_budget) or the
+        arm has nothing left to do (None: call ``finish``)."""
+        while self.pending is None or self.pending.triggered:
+            self.pending = None
+            if self.env.peek() == float("inf"):
+                return None
+            self.env.step()
+        return self.pending
+
+    def finish(self) -> ArmResult:
+        a = self.arm
         results, malformed = self.ep.finish_arm(a.label)
         self._absorb(results)
         records = [self._record(seq) for seq in range(self.n_frames)]
@@ -120,7 +144,11 @@ class ArmSimulation:
     def _send_frame(self, k: int, capture: float):  # type: ignore[no-untyped-def]
         deadline = capture + self.sc.mode.target_latency_ms / 1000.0 if self.interactive else None
         obs = self._observe(k, capture, deadline)
-        budget = self.core.budget(obs)
+        if self.external_budget:
+            self.pending = Decision(self.env, obs)
+            budget = yield self.pending
+        else:
+            budget = self.core.budget(obs)
         est = self.core.throughput_estimate()
         reply = self.ep.encode(self.arm.label, k, budget, capture, self.env.now)
         enc = EncodedFrame.from_dict(reply)
