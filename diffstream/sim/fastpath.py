@@ -235,10 +235,9 @@ class FastArmSimulation:
             sample = self.throughput.sample(send_s, arrival.last_arrival_s,
                                             arrival.delivered_bytes)
             level = self.buffer_model.level_s(sent_at) if self.buffer_model is not None else 0.0
-            delivered = transfer.delivered
             report = delivery_report(
                 k, tx, arrival, throughput_bps=sample, sent_at_s=sent_at, buffer_s=level,
-                first_packet_bytes=int(transfer.sizes[delivered][0]) if delivered.any() else 0)
+                first_packet_bytes=transfer.first_packet_bytes)
             arrive = sent_at + self.fb_delay
             if arrive > now:
                 heapq.heappush(self._heap, (now + (arrive - now), self._next_eid(), report,
@@ -270,10 +269,10 @@ class FastArmSimulation:
         core.on_encoded(enc)
         sizes = on_link_sizes(n + hdr, self.sc.link.mtu)
         queue_before = self.link.queue_bytes_at(now)
-        transfer = self.link.send(now, sizes)
-        wire = int(sum(sizes))
+        transfer = self.link.send_summary(now, sizes)
+        wire = sum(sizes)
         core.on_sent(k, now, wire, budget_bits=budget, skipped=False)
-        complete = bool(transfer.complete)
+        complete = transfer.complete
         last = transfer.last_arrival_s
         tx = core.sender_half(
             capture_s=capture, deadline_s=deadline, budget_bits=budget, enc=enc, send_s=now,
@@ -281,8 +280,7 @@ class FastArmSimulation:
                 capacity_bps=self.trace.capacity_bps(capture, capture + self.interval),
                 queue_bytes=float(queue_before), packets_dropped=transfer.n_dropped,
                 packets_lost=transfer.n_lost))
-        arrival = Arrival(transfer.first_arrival_s, last, int(transfer.delivered_bytes),
-                          complete)
+        arrival = Arrival(transfer.first_arrival_s, last, transfer.delivered_bytes, complete)
         self._tx[k] = (tx, arrival)
         self._receive(k, complete, last, deadline)
         if self.buffer_model is not None:
