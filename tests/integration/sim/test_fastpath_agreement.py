@@ -142,3 +142,31 @@ class _FeedbackEcho:
     def budget_bits(self, obs: Observation) -> int:
         rtt_us = int((obs.rtt_s or 0.0) * 1e6)
         return 1000 + int(obs.inflight_bytes) + rtt_us % 1000
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_session_outputs_are_the_same_both_ways(tmp_path: Path, mode: str) -> None:
+    """``run_sim.py --network-only`` (fast path) and ``--reference-loop``: the same
+    frames.jsonl and summary.csv, byte for byte."""
+    from diffstream.sim.session import RunOptions, run_scenario
+    from tests.conftest import tiny_scenario
+
+    arms = [{"codec": "jpeg", "policy": {"kind": k}} for k in ("rate", "mpc", "oracle")]
+    path = tiny_scenario(tmp_path, mode=MODES[mode], arms=arms,
+                         link={"share": 0.05, "delay_ms": 20, "queue": {"bytes": 20000},
+                               "loss": {"kind": "bernoulli", "p": 0.02}})
+    outs = {}
+    for ref in (False, True):
+        out = tmp_path / ("ref" if ref else "fast")
+        run_scenario(path, RunOptions(out_dir=out, live_dashboard=False, network_only_bytes=0,
+                                      reference_loop=ref))
+        outs[ref] = [(out / f).read_text() for f in ("frames.jsonl", "summary.csv")]
+    assert outs[False] == outs[True]
+    assert outs[False][0].count("\n") == 3 * 30
+
+
+def test_reference_loop_needs_network_only(tmp_path: Path) -> None:
+    from diffstream.cli import run
+    from tests.conftest import tiny_scenario
+
+    assert run([str(tiny_scenario(tmp_path)), "--reference-loop", "--no-dashboard"]) == 2
