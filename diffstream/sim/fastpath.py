@@ -46,7 +46,7 @@ from diffstream.pipeline.records import Arrival, FrameRecord, SenderHalf
 from diffstream.pipeline.sender_core import LinkState, SenderCore, delivery_report
 from diffstream.scenario.build import build_link
 from diffstream.scenario.schema import ArmSpec, Scenario
-from diffstream.sim.arm import ArmResult
+from diffstream.sim.arm import ArmResult, needs_future
 from diffstream.sim.endpoints import NetworkOnlyEndpoints
 from diffstream.transport.packets import on_link_sizes
 from diffstream.transport.wire import FrameHeader, header_size
@@ -95,11 +95,6 @@ class _HeaderSizes:
                             skipped=False, steps=1, meta={}, payload_len=n, payload_crc32=crc)
             size = self._sizes[key] = header_size(h)
         return size
-
-
-def needs_future(policy: Any) -> bool:
-    """Whether the policy gets ``Observation.future`` (as ``ArmSimulation._observe``)."""
-    return policy.kind == "oracle" or getattr(policy, "needs_future", False) is True
 
 
 class FastArmSimulation:
