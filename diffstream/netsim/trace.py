@@ -176,13 +176,15 @@ class Trace:
     def count_before_ms(self, t_ms: float) -> int:
         """``_count_before_ms`` for one time (an int)."""
         t = float(t_ms) - TIME_EPS_MS
+        opp = self._opp_list
         k = math.floor(t / self.period_ms)
         r = t - k * self.period_ms
-        return max(k * self.n + bisect.bisect_right(self._opp_list, r), 0)
+        return max(k * len(opp) + bisect.bisect_right(opp, r), 0)
 
     def opportunity_times_s(self, idx: list[int]) -> list[float]:
         """``opportunity_time_s`` for a list of global indices (a list of floats)."""
-        n, p, opp = self.n, self.period_ms, self._opp_list
+        p, opp = self.period_ms, self._opp_list
+        n = len(opp)
         out = []
         for i in idx:
             k, j = divmod(i, n)

@@ -146,6 +146,7 @@ class FastArmSimulation:
         self._eid = 0
         self._heap: list[tuple[float, int, Any, float]] = []
         self._inits: list[tuple[int, Any, float, SenderHalf, Arrival]] = []
+        self._size_cache: dict[int, tuple[list[int], int]] = {}
         interval = self.interval
         mode = sc.mode
         for k in range(self.n_frames):
@@ -262,10 +263,9 @@ class FastArmSimulation:
         enc = EncodedFrame(frame=b"", payload_bytes=n, header_bytes=hdr, skipped=False,
                            reason="", steps=1, encode_ms=0.0, encode_charged_s=0.0, send_s=now)
         core.on_encoded(enc)
-        sizes = on_link_sizes(n + hdr, self.sc.link.mtu)
+        sizes, wire = self._sizes(n + hdr)
         queue_before = self.link.queue_bytes_at(now)
         transfer = self.link.send_summary(now, sizes)
-        wire = sum(sizes)
         core.on_sent(k, now, wire, budget_bits=budget, skipped=False)
         complete = transfer.complete
         last = transfer.last_arrival_s
@@ -282,6 +282,16 @@ class FastArmSimulation:
             ready = last + core.decode_estimate() if complete else None
             self.buffer_model.on_frame(ready, True)
         self._inits.append((k, transfer, now, tx, arrival))
+
+    def _sizes(self, frame_len: int) -> tuple[list[int], int]:
+        """``on_link_sizes`` and their sum, memoised (fixed payloads repeat one length)."""
+        hit = self._size_cache.get(frame_len)
+        if hit is None:
+            if len(self._size_cache) >= _CRC_CACHE_MAX:
+                self._size_cache.clear()
+            sizes = on_link_sizes(frame_len, self.sc.link.mtu)
+            hit = self._size_cache[frame_len] = (sizes, sum(sizes))
+        return hit
 
     # ------------------------------------------------------------------ receiver
     def _receive(self, k: int, complete: bool, last: float | None,
