@@ -172,7 +172,7 @@ def main() -> None:
     print(f"network-only, fast path: {dur:g} s of trace at {fps:g} fps "
           f"({int(dur * fps)} frames)")
     print(f"{'case':36s} {'wall s':>7s} {'packets':>8s} {'sim s/wall s':>13s} "
-          f"{'fluid wall s':>13s} {'x fluid':>8s}" + (f" {'full loop':>10s}"
+          f"{'fluid wall ms':>14s} {'x fluid':>8s}" + (f" {'full loop':>10s}"
                                                       if args.full_loop else ""))
     for label, payload, policy in CASES:
         sc = scenario(dur, fps, [policy])
@@ -180,7 +180,7 @@ def main() -> None:
         frame_bytes = [float(r.wire_bytes) for r in results[0].records]
         fluid = fluid_reference(stream_trace(sc), frame_bytes, fps)
         speeds.append(dur / wall)
-        line = (f"{label:36s} {wall:7.2f} {packets:8d} {dur / wall:12.0f}x {fluid:13.3f} "
+        line = (f"{label:36s} {wall:7.2f} {packets:8d} {dur / wall:12.0f}x {fluid * 1e3:14.2f} "
                 f"{wall / fluid:7.1f}x")
         if args.full_loop:
             line += f" {dur / run_full(sc, payload or None):9.0f}x"

@@ -97,7 +97,7 @@ POLICIES = [{"kind": "fixed", "bpp": 0.5}, {"kind": "rate"}, {"kind": "deadline"
 def test_grid_agrees(trace: str, mode: str) -> None:
     policies = [p for p in POLICIES if mode == "playback" or p["kind"] != "buffer"]
     sc = _grid_scenario(TRACES[trace], MODES[mode], {"kind": "bernoulli", "p": 0.02},
-                        policies, {"bytes": 30000}, duration=3.0)
+                        policies, {"bytes": 30000}, duration=2.0)
     assert assert_agree(sc, ROOT / "scenarios" / "x.yaml", None) > 0
 
 
