@@ -45,8 +45,13 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+_RECORD_FIELDS = tuple(f.name for f in fields(FrameRecord))
+
+
 def _record_line(record: FrameRecord) -> str:
-    data = {k: _json_safe(v) for k, v in record.to_dict().items()}
+    # the fields are plain values: a shallow read is ``to_dict()`` without asdict's deep copy
+    # (which was most of the cost of logging a frame)
+    data = {k: _json_safe(getattr(record, k)) for k in _RECORD_FIELDS}
     return json.dumps(data, allow_nan=False, separators=(",", ":")) + "\n"
 
 

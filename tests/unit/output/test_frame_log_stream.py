@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -33,3 +34,8 @@ def test_stream_matches_append_and_flushes_as_it_goes(tmp_path: Path) -> None:
     assert stream.written == 7
     assert (tmp_path / "out" / "frames.jsonl").read_text() == (tmp_path / "ref.jsonl").read_text()
     assert [r.seq for r in read_frames_jsonl(tmp_path / "out" / "frames.jsonl")] == list(range(7))
+    # each line is the record's to_dict(), NaN/inf as null, compact separators
+    first = (tmp_path / "ref.jsonl").read_text().splitlines()[0]
+    want = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in recs[0].to_dict().items()}
+    assert first == json.dumps(want, separators=(",", ":"))
