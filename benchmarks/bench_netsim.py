@@ -53,7 +53,8 @@ def scenario(duration: float, fps: float, policies: list[dict]) -> Scenario:
         "trace": {"kind": "mahimahi", "path": str(ROOT / "scenarios/traces/lte_like.down")},
         "link": {"share": 0.2, "delay_ms": 30, "queue": {"bytes": 60000},
                  "loss": {"kind": "bernoulli", "p": 0.01}},
-        "arms": [{"codec": "jpeg", "policy": p} for p in policies],
+        "arms": [{"name": f"arm{i}", "codec": "jpeg", "policy": p}
+                 for i, p in enumerate(policies)],
     })
 
 
