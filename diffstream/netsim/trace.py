@@ -202,8 +202,8 @@ class Trace:
         """Bytes of the opportunities with ``t0 <= time < t1`` (looping), O(log n)."""
         if t1_s <= t0_s:
             return 0.0
-        c0, c1 = self.count_before_ms(t0_s * 1000.0), self.count_before_ms(t1_s * 1000.0)
-        return float(c1 - c0) * self.bytes_per_opportunity
+        c = self._count_before_ms(np.array([t0_s, t1_s]) * 1000.0)
+        return float(c[1] - c[0]) * self.bytes_per_opportunity
 
     def capacity_bps(self, t0_s: float, t1_s: float) -> float:
         """Mean capacity over ``[t0, t1)`` in bits/s."""

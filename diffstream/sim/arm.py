@@ -31,12 +31,6 @@ from diffstream.sim.endpoints import Endpoints
 from diffstream.transport.packets import on_link_sizes, packetize
 
 
-def needs_future(policy: Any) -> bool:
-    """Whether the policy gets ``Observation.future`` (the oracle, or a policy that says so
-    with ``needs_future = True``); ``sim.fastpath`` asks the same question."""
-    return policy.kind == "oracle" or getattr(policy, "needs_future", False) is True
-
-
 @dataclass
 class ArmResult:
     arm: ArmSpec
@@ -195,7 +189,7 @@ class ArmSimulation:
 
     def _observe(self, k: int, capture: float, deadline: float | None) -> Observation:
         future = None
-        if needs_future(self.arm.policy):
+        if self.arm.policy.kind == "oracle":
             future = OracleView(capacity_bytes=self.trace.capacity_bytes,
                                 backlog_bytes=self.link.queue_bytes_at(self.env.now),
                                 delay_s=self.delay)

@@ -38,7 +38,6 @@ from collections.abc import Callable
 from typing import Any
 
 from diffstream.control.feedback import ThroughputEstimator, report_time
-from diffstream.control.policies.base import OracleView
 from diffstream.netsim.trace import Trace
 from diffstream.pipeline.encoder import EncodedFrame
 from diffstream.pipeline.playout import InteractivePlayout, PlaybackBuffer, Slot
@@ -46,7 +45,7 @@ from diffstream.pipeline.records import Arrival, FrameRecord, SenderHalf
 from diffstream.pipeline.sender_core import LinkState, SenderCore, delivery_report
 from diffstream.scenario.build import build_link
 from diffstream.scenario.schema import ArmSpec, Scenario
-from diffstream.sim.arm import ArmResult, needs_future
+from diffstream.sim.arm import ArmResult, ArmSimulation
 from diffstream.sim.endpoints import NetworkOnlyEndpoints
 from diffstream.transport.packets import on_link_sizes
 from diffstream.transport.wire import FrameHeader, header_size
@@ -132,7 +131,7 @@ class FastArmSimulation:
         self.records: list[FrameRecord] = []
         self._tx: dict[int, tuple[SenderHalf, Arrival]] = {}
         self._rx_pending: list[tuple[int, float | None, bool]] = []
-        self._want_future = needs_future(a.policy)
+        self.env = self  # ArmSimulation._observe reads the clock as self.env.now
         self._target_s = (sc.mode.target_latency_ms / 1000.0 if self.interactive else 0.0)
         if self.interactive:
             self.playout: InteractivePlayout | PlaybackBuffer = InteractivePlayout()
@@ -249,13 +248,9 @@ class FastArmSimulation:
     def _send_frame(self, k: int, capture: float) -> None:
         core, now = self.core, self.now
         deadline = capture + self._target_s if self.interactive else None
-        future = None
-        if self._want_future:
-            future = OracleView(capacity_bytes=self.trace.capacity_bytes,
-                                backlog_bytes=self.link.queue_bytes_at(now),
-                                delay_s=self.delay)
-        obs = core.observe(k, now, capture, deadline, buffer_s=self._buffer_estimate(),
-                           future=future)
+        # the reference's own observation code (future for clairvoyant policies included),
+        # so the two loops cannot drift apart; it reads self.env.now (see run)
+        obs = ArmSimulation._observe(self, k, capture, deadline)  # type: ignore[arg-type]
         budget = core.budget(obs)
         est = core.throughput_estimate()
         n = self.payload_bytes if self.payload_bytes is not None else budget // 8
@@ -272,7 +267,7 @@ class FastArmSimulation:
         tx = core.sender_half(
             capture_s=capture, deadline_s=deadline, budget_bits=budget, enc=enc, send_s=now,
             wire_bytes=wire, packets=len(sizes), throughput_est_bps=est, link=LinkState(
-                capacity_bps=self.trace.capacity_bps(capture, capture + self.interval),
+                capacity_bps=self._capacity_bps(capture, capture + self.interval),
                 queue_bytes=float(queue_before), packets_dropped=transfer.n_dropped,
                 packets_lost=transfer.n_lost))
         arrival = Arrival(transfer.first_arrival_s, last, transfer.delivered_bytes, complete)
@@ -282,6 +277,12 @@ class FastArmSimulation:
             ready = last + core.decode_estimate() if complete else None
             self.buffer_model.on_frame(ready, True)
         self._inits.append((k, transfer, now, tx, arrival))
+
+    def _capacity_bps(self, t0: float, t1: float) -> float:
+        """``Trace.capacity_bps`` with the scalar opportunity count (same arithmetic)."""
+        tr = self.trace
+        c0, c1 = tr.count_before_ms(t0 * 1000.0), tr.count_before_ms(t1 * 1000.0)
+        return float(c1 - c0) * tr.bytes_per_opportunity * 8.0 / (t1 - t0)
 
     def _sizes(self, frame_len: int) -> tuple[list[int], int]:
         """``on_link_sizes`` and their sum, memoised (fixed payloads repeat one length)."""
