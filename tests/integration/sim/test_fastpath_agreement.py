@@ -170,3 +170,21 @@ def test_reference_loop_needs_network_only(tmp_path: Path) -> None:
     from tests.conftest import tiny_scenario
 
     assert run([str(tiny_scenario(tmp_path)), "--reference-loop", "--no-dashboard"]) == 2
+
+
+def test_sweep_cell_is_the_same_both_ways(tmp_path: Path) -> None:
+    """A network-only sweep cell (``sweep.execute``): fast path by default, the full loop
+    with ``reference_loop``; same summary and frames."""
+    from dataclasses import replace
+
+    from diffstream.sweep.execute import execute
+    from diffstream.sweep.plan import RunSpec
+
+    sc = _grid_scenario(TRACES["lte"], MODES["playback"], {"kind": "bernoulli", "p": 0.02},
+                        [{"kind": "mpc"}], {"bytes": 30000}, duration=2.0)
+    spec = RunSpec(id="cell", index=0, params={}, scenario=sc.model_dump(mode="json"),
+                   scenario_dir=str(ROOT / "scenarios"), network_only_bytes=0)
+    fast, ref = execute(spec), execute(replace(spec, reference_loop=True))
+    assert fast["status"] == ref["status"] == "ok", (fast.get("error"), ref.get("error"))
+    assert json.dumps(fast["summary"]) == json.dumps(ref["summary"])  # NaN-safe
+    assert [_line(r) for r in fast["frames"]] == [_line(r) for r in ref["frames"]]
