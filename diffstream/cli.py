@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from diffstream.errors import DiffstreamError
+from diffstream.errors import DiffstreamError, InputError
 from diffstream.sim.signals import EXIT_TERMINATED, Terminated, sigterm_as_interrupt, terminated
 
 
@@ -41,6 +41,9 @@ def build_parser(prog: str = "run_sim.py") -> argparse.ArgumentParser:
     p.add_argument("--network-only", type=int, metavar="BYTES", default=None,
                    help="replace codecs by fixed-size payloads of BYTES (0: exactly the "
                         "budget); network results only")
+    p.add_argument("--reference-loop", action="store_true",
+                   help="with --network-only: run the full SimPy loop instead of the fast "
+                        "network-only path (same results, slower; for debugging it)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     from diffstream.sweep.cli import add_sweep_arguments
 
@@ -86,6 +89,9 @@ def _run(args: argparse.Namespace, console: Console, err: Console) -> int:
         if is_sweep_file(args.scenario):  # a top-level 'sweep:' key: many runs
             return run_sweep_command(args, console, err)
         reject_sweep_options(args)
+        if args.reference_loop and args.network_only is None:
+            raise InputError("--reference-loop applies to --network-only runs (codec runs "
+                             "always use the full loop); add --network-only BYTES or drop it")
 
         from diffstream.scenario.load import load_scenario
         from diffstream.sim.session import RunOptions, run_loaded
@@ -98,6 +104,7 @@ def _run(args: argparse.Namespace, console: Console, err: Console) -> int:
             live_dashboard=not args.no_dashboard and console.is_terminal,
             transport=args.transport,
             network_only_bytes=args.network_only,
+            reference_loop=args.reference_loop,
             arms=args.arms.split(",") if args.arms else None,
             console=console,
             overwrite=args.overwrite,

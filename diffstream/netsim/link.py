@@ -37,6 +37,7 @@ them after the last departure (``last_departure_s``) for an exact utilisation.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -51,6 +52,9 @@ BYTES_EPS = 1e-6
 # ratio like 3.0000000000000004 is 3 opportunities, not 4.
 COUNT_EPS = 1e-9
 _COMPACT_AT = 4096
+# send_summary draws loss coins in blocks of this many packets (loss models are
+# batching-invariant: netsim.loss), so a frame costs no numpy call of its own
+_LOSS_BLOCK = 4096
 
 
 @dataclass
@@ -96,6 +100,26 @@ class FrameTransfer:
         return bool(self.delivered.all())
 
 
+@dataclass(frozen=True, slots=True)
+class TransferSummary:
+    """What ``Link.send_summary`` says about one frame: ``FrameTransfer``'s derived values
+    without its per-packet arrays (what the network-only fast path reads)."""
+
+    enqueue_s: float
+    packets: int
+    n_dropped: int
+    n_lost: int
+    first_arrival_s: float | None
+    last_arrival_s: float | None
+    delivered_bytes: int
+    first_packet_bytes: int  # on-link size of the first packet that arrived (0: none)
+    queue_bytes_before: float
+
+    @property
+    def complete(self) -> bool:
+        return self.n_dropped == 0 and self.n_lost == 0
+
+
 class Link:
     """One-way bottleneck: drop-tail FIFO drained at the trace's opportunities, then delay."""
 
@@ -131,6 +155,8 @@ class Link:
         self._cum: list[float] = [0.0]
         self._head = 0  # packets before this index departed by the last send time
         self._last_send = float("-inf")
+        self._loss_buf: list[bool] = []  # coins drawn ahead by send_summary, not yet used
+        self._loss_pos = 0
 
     # ----------------------------------------------------------------- queue state
     @property
@@ -225,7 +251,10 @@ class Link:
         lost = np.zeros(n, dtype=bool)
         if acc.size:
             dep_acc = np.asarray(self.trace.opportunity_time_s(self._serve(now_s, acc)))
-            lost_acc = np.asarray(self.loss.lost(acc.size), dtype=bool)
+            if self._loss_pos < len(self._loss_buf):  # coins send_summary drew ahead
+                lost_acc = np.asarray(self._lost_list(acc.size), dtype=bool)
+            else:
+                lost_acc = np.asarray(self.loss.lost(acc.size), dtype=bool)
             depart[accepted] = dep_acc
             arr = dep_acc + self.delay_s
             arr[lost_acc] = np.nan
@@ -237,3 +266,92 @@ class Link:
             self.departed_bytes += float(acc.sum())
             self.delivered_bytes += float(acc[~lost_acc].sum())
         return FrameTransfer(now_s, sz, ~accepted, lost, depart, arrive, q_bytes)
+
+    def _lost_list(self, n: int) -> list[bool]:
+        """The next ``n`` loss coins, from the block drawn ahead (refilled as needed)."""
+        buf, pos = self._loss_buf, self._loss_pos
+        if len(buf) - pos < n:
+            buf = self._loss_buf = buf[pos:] + self.loss.lost(max(n, _LOSS_BLOCK)).tolist()
+            pos = 0
+        self._loss_pos = pos + n
+        return buf[pos:pos + n]
+
+    def send_summary(self, now_s: float, sizes: list[int]) -> TransferSummary:
+        """``send`` for the network-only fast path: the same queue, service, loss draws and
+        counters, in plain Python floats (a frame is a handful of packets: numpy's per-call
+        cost was most of ``send``), returning only the frame's summary. ``sizes``: positive
+        ints, as ``transport.packets.on_link_sizes`` gives them (not re-validated here).
+        Agreement with ``send`` is tested (tests/unit/netsim/test_link_summary.py)."""
+        if now_s < self._last_send:
+            raise ValueError(f"send times must not decrease: {now_s} < {self._last_send}")
+        self._last_send = now_s
+        self._advance(now_s)
+        cum_list, dep_list = self._cum, self._dep
+        q_bytes = cum_list[-1] - cum_list[self._head]
+        q_pkts = len(dep_list) - self._head
+        n = len(sizes)
+        byte_cap = self.queue_bytes if self.queue_bytes is not None else float("inf")
+        pkt_cap = self.queue_packets if self.queue_packets is not None else n + q_pkts
+        if q_bytes + float(sum(sizes)) <= byte_cap and q_pkts + n <= pkt_cap:
+            acc = sizes
+            order = None  # every packet accepted, in order
+        else:  # _admit, one packet at a time
+            acc, order = [], []
+            qb, qp = q_bytes, q_pkts
+            for i, sz in enumerate(sizes):
+                if qb + sz <= byte_cap and qp + 1 <= pkt_cap:
+                    acc.append(sz)
+                    order.append(i)
+                    qb += sz
+                    qp += 1
+        if not acc:
+            return TransferSummary(now_s, n, n, 0, None, None, 0, 0, q_bytes)
+        # _serve
+        trace = self.trace
+        bpo = trace.bytes_per_opportunity
+        if now_s < 0:
+            raise ValueError(f"time must be >= 0, got {now_s}")
+        first = trace.count_before_ms(now_s * 1000.0)
+        if self._cur >= first:
+            base, left = self._cur, self._left
+        else:
+            base, left = first - 1, 0.0
+        idx = []
+        cum = 0.0
+        for sz in acc:
+            cum += sz
+            idx.append(base + max(math.ceil((cum - left) / bpo - COUNT_EPS), 0))
+        m = idx[-1] - base
+        if m == 0:
+            self._left = left - cum
+        else:
+            self._cur = base + m
+            self._left = m * bpo - (cum - left)
+        if self._left < BYTES_EPS:
+            self._left = 0.0
+        self.offered_bytes += m * bpo
+        dep = trace.opportunity_times_s(idx)
+        lost = self._lost_list(len(acc))
+        dep_list.extend(dep)
+        base_b = cum_list[-1]
+        c = 0
+        first_arr = last_arr = None
+        delivered = first_bytes = n_lost = 0
+        for sz, d, gone in zip(acc, dep, lost, strict=True):
+            c += sz
+            cum_list.append(base_b + float(c))
+            if gone:
+                n_lost += 1
+                continue
+            a = d + self.delay_s
+            if first_arr is None:
+                first_arr, first_bytes = a, sz
+            elif a < first_arr:
+                first_arr = a
+            if last_arr is None or a > last_arr:
+                last_arr = a
+            delivered += sz
+        self.departed_bytes += float(c)
+        self.delivered_bytes += float(delivered)
+        return TransferSummary(now_s, n, n - len(acc), n_lost, first_arr, last_arr, delivered,
+                               first_bytes, q_bytes)

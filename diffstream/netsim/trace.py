@@ -14,8 +14,10 @@ so a file that starts with ``0`` and ends with ``140000`` has *two* opportunitie
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -166,6 +168,31 @@ class Trace:
         r = t - k * self.period_ms
         j = np.searchsorted(self.opportunities_ms, r, side="right")
         return np.maximum(k.astype(np.int64) * self.n + j, 0)
+
+    # Scalar twins of the two methods above, for the network-only fast path
+    # (``sim.fastpath``): one frame's handful of packets costs less in plain floats than in
+    # numpy calls. Same operations in the same order, so the same IEEE results.
+    @cached_property
+    def _opp_list(self) -> list[float]:
+        return self.opportunities_ms.tolist()
+
+    def count_before_ms(self, t_ms: float) -> int:
+        """``_count_before_ms`` for one time (an int)."""
+        t = float(t_ms) - TIME_EPS_MS
+        opp = self._opp_list
+        k = math.floor(t / self.period_ms)
+        r = t - k * self.period_ms
+        return max(k * len(opp) + bisect.bisect_right(opp, r), 0)
+
+    def opportunity_times_s(self, idx: list[int]) -> list[float]:
+        """``opportunity_time_s`` for a list of global indices (a list of floats)."""
+        p, opp = self.period_ms, self._opp_list
+        n = len(opp)
+        out = []
+        for i in idx:
+            k, j = divmod(i, n)
+            out.append((k * p + opp[j]) / 1000.0)
+        return out
 
     def first_opportunity_at_or_after(self, t_s: float) -> int:
         """Global index of the first opportunity with time >= ``t_s``."""

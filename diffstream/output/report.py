@@ -45,8 +45,13 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+_RECORD_FIELDS = tuple(f.name for f in fields(FrameRecord))
+
+
 def _record_line(record: FrameRecord) -> str:
-    data = {k: _json_safe(v) for k, v in record.to_dict().items()}
+    # the fields are plain values: a shallow read is ``to_dict()`` without asdict's deep copy
+    # (which was most of the cost of logging a frame)
+    data = {k: _json_safe(getattr(record, k)) for k in _RECORD_FIELDS}
     return json.dumps(data, allow_nan=False, separators=(",", ":")) + "\n"
 
 
@@ -67,6 +72,31 @@ def write_frames_jsonl(path: str | Path, records: Iterable[FrameRecord]) -> None
 def append_frames_jsonl(path: str | Path, records: Iterable[FrameRecord]) -> None:
     """Append frames and flush, so everything recorded so far survives a crash."""
     _write_records(path, records, "a")
+
+
+class FrameLogStream:
+    """An append-only frames.jsonl written as records settle (same lines as
+    ``append_frames_jsonl``), flushed every ``flush_every`` records and on ``close``: a run
+    that keeps no record list in memory (``sim.fastpath`` with ``keep_records=False``)."""
+
+    def __init__(self, path: str | Path, flush_every: int = 1024) -> None:
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = p.open("a", encoding="utf-8")
+        self._every, self._n = flush_every, 0
+        self.written = 0
+
+    def write(self, record: FrameRecord) -> None:
+        self._fh.write(_record_line(record))
+        self.written += 1
+        self._n += 1
+        if self._n >= self._every:
+            self._fh.flush()
+            self._n = 0
+
+    def close(self) -> None:
+        self._fh.flush()
+        self._fh.close()
 
 
 def read_frames_jsonl(path: str | Path) -> list[FrameRecord]:

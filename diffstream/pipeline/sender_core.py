@@ -21,7 +21,7 @@ from diffstream.pipeline.costs import codec_charge
 from diffstream.pipeline.encoder import ArmInfo, EncodedFrame
 from diffstream.pipeline.records import Arrival, SenderHalf
 from diffstream.scenario.schema import ArmSpec, Scenario
-from diffstream.transport.packets import wire_bytes_for_payload
+from diffstream.transport.packets import PACKET_OVERHEAD, chunk_size, wire_bytes_for_payload
 
 RECENT_SAMPLES = 5  # throughput samples in the estimate the record logs and MPC plans with
 
@@ -59,6 +59,7 @@ class SenderCore:
         self.interval = 1.0 / scenario.frame.fps
         self.pixels = scenario.frame.pixels
         self.mtu = scenario.link.mtu
+        self._chunk = chunk_size(self.mtu)
         self.interactive = scenario.mode.kind == "interactive"
         self.compute = ComputeModel(scenario.compute)
         self.charge = codec_charge(self.compute, arm.codec, arm.codec_options)
@@ -81,10 +82,17 @@ class SenderCore:
     # ------------------------------------------------------------------ decisions
     def observe(self, k: int, now_s: float, capture_s: float, deadline_s: float | None, *,
                 buffer_s: float = 0.0, future: OracleView | None = None) -> Observation:
-        header, mtu = self.header_bytes, self.mtu
+        header, mtu, chunk = self.header_bytes, self.mtu, self._chunk
+        checked = not (type(header) is int and header >= 0)
 
         def wire_bytes(bits: int) -> float:
-            return float(wire_bytes_for_payload(int(bits), header, mtu))
+            bits = int(bits)
+            if checked or bits < 0:  # the checked function raises the usual error
+                return float(wire_bytes_for_payload(bits, header, mtu))
+            # wire_bytes_for_payload's arithmetic inline: policies call this in their
+            # searches (a dozen times a frame), where its argument checks were the cost
+            frame_len = header + (bits + 7) // 8
+            return float(frame_len + PACKET_OVERHEAD * max(1, -(-frame_len // chunk)))
 
         return Observation(
             now_s=now_s, frame_index=k, frame_interval_s=self.interval, pixels=self.pixels,

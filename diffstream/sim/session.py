@@ -34,6 +34,7 @@ from diffstream.scenario.precheck import line_in
 from diffstream.scenario.schema import Scenario
 from diffstream.sim.arm import ArmResult, ArmSimulation
 from diffstream.sim.endpoints import Endpoints, NetworkOnlyEndpoints, WorkerEndpoints
+from diffstream.sim.fastpath import FastArmSimulation
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class RunOptions:
     live_dashboard: bool = True
     transport: str = "ipc"
     network_only_bytes: int | None = None  # fixed-size payloads instead of the codecs
+    reference_loop: bool = False  # network-only: the full SimPy loop, not sim.fastpath
     arms: list[str] | None = None  # run only these arm labels
     console: Console | None = None
     overwrite: bool = False  # replace an output folder that already holds results
@@ -123,10 +125,16 @@ def _run_arms(scenario: Scenario, spath: Path, opts: RunOptions, console: Consol
                        live=opts.live_dashboard, console=console) as dash:
             for arm in arms:
                 dash.start_arm(arm.label)
-                sim = ArmSimulation(scenario, arm, stream_trace, endpoints,
-                                    calibrate=opts.network_only_bytes is None
-                                    and arm.needs_rate_quality,
-                                    on_record=dash.on_frame)
+                sim: ArmSimulation | FastArmSimulation
+                if opts.network_only_bytes is not None and not opts.reference_loop:
+                    sim = FastArmSimulation(scenario, arm, stream_trace,
+                                            opts.network_only_bytes or None,
+                                            on_record=dash.on_frame)
+                else:
+                    sim = ArmSimulation(scenario, arm, stream_trace, endpoints,
+                                        calibrate=opts.network_only_bytes is None
+                                        and arm.needs_rate_quality,
+                                        on_record=dash.on_frame)
                 result = sim.run()
                 append_frames_jsonl(frames_path, result.records)
                 summary = _summarise(scenario, result)

@@ -61,6 +61,7 @@ def run_sweep_command(args: argparse.Namespace, console: Console, err: Console) 
         max_retries=1 if args.max_retries is None else args.max_retries,
         arms=args.arms.split(",") if args.arms else None,
         network_only_bytes=args.network_only, transport=args.transport,
+        reference_loop=bool(getattr(args, "reference_loop", False)),
         live=not args.no_dashboard and console.is_terminal, console=console)
     try:
         res = run_sweep_file(args.scenario, opts)

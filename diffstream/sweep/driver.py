@@ -4,7 +4,7 @@ point behind ``python run_sim.py SWEEP.yaml``; tests and the benchmark call it d
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -36,6 +36,7 @@ class SweepOptions:
     arms: list[str] | None = None
     network_only_bytes: int | None = None  # overrides the sweep's value when given
     transport: str = "ipc"
+    reference_loop: bool = False  # network-only cells through the full loop (debugging)
     live: bool = True
     console: Console | None = None
     runner: Runner = execute  # what runs one cell (tests inject failures here)
@@ -68,6 +69,8 @@ def run_sweep_file(path: str | Path, opts: SweepOptions | None = None) -> SweepR
 
 def run_sweep(plan: Plan, opts: SweepOptions) -> SweepResult:
     console = opts.console or Console()
+    if opts.reference_loop:
+        plan.runs = [replace(r, reference_loop=True) for r in plan.runs]
     out = output_dir(plan, opts.out_dir)
     store = SweepStore(out)
     store.prepare(plan, resume=opts.resume)

@@ -14,7 +14,8 @@ Results do not depend on reuse: every arm creates a fresh codec object in both w
 arms of one ``run_sim.py`` session do. After any failure the pair is closed, so a worker
 left in an unknown state (results still queued, a half-started arm) is never reused.
 
-Network-only runs (``network_only_bytes``) need no worker processes at all.
+Network-only runs (``network_only_bytes``) need no worker processes at all: they go through
+``sim.fastpath`` (``reference_loop``: the full SimPy loop, same results).
 
 Nothing here raises: a failure comes back as an outcome with its traceback, so one bad run
 never stops a sweep.
@@ -179,6 +180,7 @@ def _run(spec: RunSpec, trace_bytes: bytes | None, out: dict[str, Any]) -> dict[
     from diffstream.scenario.schema import Scenario
     from diffstream.sim.arm import ArmSimulation
     from diffstream.sim.endpoints import NetworkOnlyEndpoints
+    from diffstream.sim.fastpath import FastArmSimulation
 
     data = spec.scenario
     if trace_bytes is not None and spec.trace_sha256:
@@ -189,15 +191,19 @@ def _run(spec: RunSpec, trace_bytes: bytes | None, out: dict[str, Any]) -> dict[
     trace = build_trace(scenario, Path(spec.scenario_dir) / "scenario.yaml")
     stream = trace.scaled(scenario.link.share)
     network_only = spec.network_only_bytes is not None
-    if network_only:
-        endpoints: Any = NetworkOnlyEndpoints(scenario, spec.network_only_bytes or None)
+    arm = scenario.arms[0]
+    if network_only and not spec.reference_loop:
+        result = FastArmSimulation(scenario, arm, stream, spec.network_only_bytes or None).run()
         out["endpoint"] = "network-only"
     else:
-        endpoints, reused = CACHE.get(spec, scenario)
-        out["endpoint"] = "reused" if reused else "started"
-    arm = scenario.arms[0]
-    result = ArmSimulation(scenario, arm, stream, endpoints,
-                           calibrate=not network_only and arm.needs_rate_quality).run()
+        if network_only:
+            endpoints: Any = NetworkOnlyEndpoints(scenario, spec.network_only_bytes or None)
+            out["endpoint"] = "network-only"
+        else:
+            endpoints, reused = CACHE.get(spec, scenario)
+            out["endpoint"] = "reused" if reused else "started"
+        result = ArmSimulation(scenario, arm, stream, endpoints,
+                               calibrate=not network_only and arm.needs_rate_quality).run()
     summary = summarise_arm(
         result.records, mode=scenario.mode.kind, fps=scenario.frame.fps,
         pixels=scenario.frame.pixels, duration_s=max(scenario.duration_s, 1e-9),

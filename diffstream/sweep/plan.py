@@ -65,6 +65,9 @@ class RunSpec:
     keep_frames: bool = True
     trace_file: str | None = None  # absolute path of the trace file, for shipping to nodes
     trace_sha256: str | None = None
+    # network-only cells: run the full SimPy loop instead of sim.fastpath (same results;
+    # for debugging the fast path), so not part of the run's id
+    reference_loop: bool = False
 
 
 @dataclass
