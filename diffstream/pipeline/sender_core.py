@@ -7,6 +7,7 @@ socket, and where reports come from.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 from diffstream.control.feedback import DeliveryReport, SenderView
@@ -54,7 +55,7 @@ class SenderCore:
         self.sc = scenario
         self.arm = arm
         # this sender's own copy: a stateful policy (gcc) must not share state across arms/runs
-        self.policy = arm.policy.model_copy(deep=True)
+        self.policy = copy.deepcopy(arm.policy)  # (a pydantic model or any policy object)
         self.info = info
         self.interval = 1.0 / scenario.frame.fps
         self.pixels = scenario.frame.pixels

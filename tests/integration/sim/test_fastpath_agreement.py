@@ -89,7 +89,8 @@ MODES = {
                  "max_outstanding": 3},
 }
 POLICIES = [{"kind": "fixed", "bpp": 0.5}, {"kind": "rate"}, {"kind": "deadline"},
-            {"kind": "mpc"}, {"kind": "oracle"}, {"kind": "buffer"}]
+            {"kind": "mpc"}, {"kind": "oracle"}, {"kind": "buffer"}, {"kind": "gcc"},
+            {"kind": "optimal"}]
 
 
 @pytest.mark.parametrize("trace", list(TRACES))
