@@ -65,6 +65,7 @@ class SenderCore:
         self.header_bytes = info.header_bytes  # refreshed by every encoded frame
         self.encode_est = Ewma()
         self.decode_est = Ewma()
+        self.prediction_bps: float | None = None  # the policy's, for the frame being sent
 
     # ------------------------------------------------------------------ estimates
     def throughput_estimate(self) -> float | None:
@@ -99,6 +100,10 @@ class SenderCore:
         )
 
     def budget(self, obs: Observation) -> int:
+        """The policy's budget; its throughput prediction for the same observation is kept
+        for this frame's record (``throughput_pred_bps``)."""
+        predict = getattr(self.arm.policy, "predicted_throughput_bps", None)
+        self.prediction_bps = predict(obs) if callable(predict) else None
         return int(self.arm.policy.budget_bits(obs))
 
     def on_encoded(self, enc: EncodedFrame) -> None:
@@ -118,7 +123,7 @@ class SenderCore:
             encode_ms=enc.encode_ms, encode_charged_s=enc.encode_charged_s,
             throughput_est_bps=throughput_est_bps, capacity_bps=link.capacity_bps,
             queue_bytes=float(link.queue_bytes), packets_dropped=link.packets_dropped,
-            packets_lost=link.packets_lost,
+            packets_lost=link.packets_lost, throughput_pred_bps=self.prediction_bps,
         )
 
     # ------------------------------------------------------------------ feedback

@@ -16,6 +16,9 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+# re-exported: the policies' throughput rules live with the other predictors
+from diffstream.control.predictors import harmonic_mean, robust_throughput_bps
+
 
 @dataclass(frozen=True)
 class RateQualityModel:
@@ -122,35 +125,9 @@ def clamp_bits(bits: float, obs: Observation) -> int:
     return int(max(0, min(obs.max_bits, math.floor(bits))))
 
 
-def robust_throughput_bps(samples: tuple[float, ...], window: int) -> float | None:
-    """Harmonic mean of the last ``window`` samples / (1 + max recent relative error).
-
-    The errors are recomputed from the samples themselves (sample i predicted by the harmonic
-    mean of the ``window`` samples before it; error = |prediction - actual| / actual) for the
-    last ``window`` samples, so the policy stays a pure function of the observation.
-    """
-    estimate = harmonic_mean(samples[-window:])
-    if estimate is None:
-        return None
-    errors = [0.0]
-    for i in range(max(1, len(samples) - window), len(samples)):
-        actual = samples[i]
-        predicted = harmonic_mean(samples[max(0, i - window) : i])
-        if predicted is not None and actual > 0:
-            errors.append(abs(predicted - actual) / actual)
-    return estimate / (1.0 + max(errors))
-
-
 def queued_bytes(obs: Observation) -> float:
     """Bytes a new frame waits behind: the backlog estimate, else everything in flight."""
     return obs.backlog_bytes if obs.backlog_bytes is not None else obs.inflight_bytes
-
-
-def harmonic_mean(samples: tuple[float, ...] | list[float]) -> float | None:
-    positive = [s for s in samples if 0 < s < math.inf]  # inf/nan samples carry no rate
-    if not positive:
-        return None
-    return len(positive) / sum(1.0 / s for s in positive)
 
 
 # --- helpers shared by the policies (additions; the contract above is unchanged) ------------

@@ -25,8 +25,13 @@ from diffstream.control.policies.base import (
     fmt,
     is_playback,
     queued_bytes,
-    robust_throughput_bps,
     startup_bits,
+)
+from diffstream.control.predictors import (
+    HarmonicMean,
+    PredictorModel,
+    PredictorSpec,
+    check_predictor_options,
 )
 
 MAX_SEQUENCES = 500_000
@@ -109,6 +114,11 @@ class MPCPolicy(PolicyModel):
         PROBE_AFTER_SKIPS, ge=1, description="After this many consecutive skipped frames, "
         "probe at the codec's floor (see policy.base.escape_floor); null: never."
     )
+    predictor: PredictorSpec | None = Field(
+        None, description="Throughput predictor: {kind: harmonic|ewma|kalman, ...} "
+        "(control/predictors.py); null: robust MPC's, the harmonic mean of the last "
+        "`window` samples discounted by its worst recent relative error."
+    )
 
     @model_validator(mode="after")
     def _check_levels(self) -> MPCPolicy:
@@ -123,18 +133,24 @@ class MPCPolicy(PolicyModel):
                 f"{len(levels) ** self.horizon} plans (max {MAX_SEQUENCES}); "
                 "use fewer levels or a shorter horizon"
             )
+        check_predictor_options(self, ("window",))
         return self
 
     @property
     def label(self) -> str:
+        est = f"k={self.window}" if self.predictor is None else f"p={self.predictor.label}"
         return (
-            f"mpc(h={self.horizon},L={len(self.levels_bpp)},k={self.window},"
+            f"mpc(h={self.horizon},L={len(self.levels_bpp)},{est},"
             f"sw={fmt(self.switch_weight)},st={fmt(self.stall_weight)})"
         )
 
+    def throughput_predictor(self) -> PredictorModel:
+        """The predictor in use: ``predictor``, else robust MPC's harmonic mean."""
+        return self.predictor or HarmonicMean(window=self.window, robust=True)
+
     def predicted_throughput_bps(self, obs: Observation) -> float | None:
-        """Robustly discounted throughput the plan is made for (None before any sample)."""
-        return robust_throughput_bps(obs.throughput_bps, self.window)
+        """Throughput the plan is made for (None before any sample)."""
+        return self.throughput_predictor().predict(obs.throughput_bps)
 
     def level_quality_db(self, obs: Observation) -> np.ndarray:
         """Quality (dB) the planner expects at each ladder level; skip levels (0 bits) get the
