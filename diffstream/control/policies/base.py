@@ -17,7 +17,8 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, ConfigDict
 
 # re-exported: the policies' throughput rules live with the other predictors
-from diffstream.control.predictors import harmonic_mean, robust_throughput_bps
+from diffstream.control.predictors import harmonic_mean
+from diffstream.control.predictors import robust_throughput_bps as robust_throughput_bps
 
 
 @dataclass(frozen=True)
