@@ -240,11 +240,13 @@ class Kalman(PredictorModel):
 
 
 def check_predictor_options(policy: BaseModel, legacy: tuple[str, ...]) -> None:
-    """A policy with a ``predictor:`` must not also set the options of the harmonic mean it
-    replaces (``window``, ``robust``): the two would disagree about which one is used."""
+    """A policy with a ``predictor:`` must not also change the options of the harmonic mean
+    it replaces (``window``, ``robust``): the two would disagree about which one is used.
+    (Their defaults are allowed: a dumped policy carries every field and must load again.)"""
     if getattr(policy, "predictor", None) is None:
         return
-    both = [name for name in legacy if name in policy.model_fields_set]
+    fields = type(policy).model_fields
+    both = [name for name in legacy if getattr(policy, name) != fields[name].default]
     if both:
         raise ValueError(
             f"{' and '.join(both)}: an option of the default harmonic-mean predictor, but "

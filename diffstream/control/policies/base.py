@@ -103,6 +103,10 @@ class Observation:
     # and the largest budget among them (0 when none). ``escape_floor`` probes from these.
     skip_run: int = 0
     skip_run_max_bits: int = 0
+    # Codec compute of a frame coded at ``bits``: (encode_s, decode_s), for a codec whose
+    # declared cost depends on the budget (per-step costs, with the steps its calibration
+    # measured at each budget). None: ``encode_s`` and ``decode_s`` hold for every budget.
+    compute_at: Callable[[int], tuple[float, float]] | None = None
 
     @property
     def compute_s(self) -> float:

@@ -114,6 +114,10 @@ class MPCPolicy(PolicyModel):
         PROBE_AFTER_SKIPS, ge=1, description="After this many consecutive skipped frames, "
         "probe at the codec's floor (see policy.base.escape_floor); null: never."
     )
+    floor_level: bool = Field(
+        True, description="Plan with the codec's floor as a level: the ladder's levels below "
+        "it become one skip level and the floor itself (false: each is a skip level)."
+    )
     predictor: PredictorSpec | None = Field(
         None, description="Throughput predictor: {kind: harmonic|ewma|kalman, ...} "
         "(control/predictors.py); null: robust MPC's, the harmonic mean of the last "
@@ -152,17 +156,36 @@ class MPCPolicy(PolicyModel):
         """Throughput the plan is made for (None before any sample)."""
         return self.throughput_predictor().predict(obs.throughput_bps)
 
+    def ladder(self, obs: Observation) -> list[tuple[int, float]]:
+        """The levels planned over, as (bits, bpp for the fallback utility).
+
+        A ladder level below the codec's floor (``obs.min_bits``) cannot be coded: it is an
+        explicit skip, 0 bits. With ``floor_level`` the sub-floor levels collapse into one
+        skip level followed by the floor itself, so the smallest frame the codec can make
+        is always a choice (with a floor of 0.63 bpp and the default ladder, the cheapest
+        frame would otherwise be the 0.75 level, 20 % more)."""
+        levels = [(obs.bits_for_bpp(b), b) for b in self.levels_bpp]
+        floor = obs.min_bits
+        if self.floor_level and 0 < floor <= obs.max_bits and levels[0][0] < floor:
+            above = [(clamp_bits(bits, obs), b) for bits, b in levels if bits >= floor]
+            out = [(0, self.levels_bpp[0])]
+            if not above or above[0][0] != floor:
+                out.append((floor, floor / obs.pixels))
+            return out + above
+        return [(0 if bits < floor else clamp_bits(bits, obs), b) for bits, b in levels]
+
     def level_quality_db(self, obs: Observation) -> np.ndarray:
         """Quality (dB) the planner expects at each ladder level; skip levels (0 bits) get the
         floor's quality minus ``skip_penalty_db``."""
-        bits = self.level_bits(obs)
+        ladder = self.ladder(obs)
         skip_q = self.skip_quality_db(obs)
         if obs.rate_quality is not None:
             rq = obs.rate_quality
-            return np.array([rq.quality_at(b / obs.pixels) if b > 0 else skip_q for b in bits])
-        levels = np.asarray(self.levels_bpp)
-        q = 10.0 * np.log10(levels / levels[0]) + FALLBACK_QUALITY_FLOOR_DB
-        return np.where(np.asarray(bits) > 0, q, skip_q)
+            return np.array([rq.quality_at(b / obs.pixels) if b > 0 else skip_q
+                             for b, _ in ladder])
+        bpp = np.array([b for _, b in ladder])
+        q = 10.0 * np.log10(bpp / self.levels_bpp[0]) + FALLBACK_QUALITY_FLOOR_DB
+        return np.where(np.array([b for b, _ in ladder]) > 0, q, skip_q)
 
     def skip_quality_db(self, obs: Observation) -> float:
         """Quality of a slot that repeats the last image: the floor's minus the penalty."""
@@ -174,19 +197,25 @@ class MPCPolicy(PolicyModel):
         return floor_q - self.skip_penalty_db
 
     def level_bits(self, obs: Observation) -> list[int]:
-        """Budget each level sends: 0 (an explicit skip) below the codec's floor, else its
-        bits clamped to the observation's range."""
-        out = []
-        for b in self.levels_bpp:
-            bits = obs.bits_for_bpp(b)
-            out.append(0 if bits < obs.min_bits else clamp_bits(bits, obs))
-        return out
+        """Budget each ladder level sends (``ladder``): 0 (an explicit skip) below the
+        codec's floor, else its bits clamped to the observation's range."""
+        return [bits for bits, _ in self.ladder(obs)]
+
+    def level_compute_s(self, obs: Observation) -> tuple[np.ndarray, np.ndarray]:
+        """(encode_s, decode_s) per ladder level: the codec's budget-dependent cost where
+        the observation has one (``compute_at``), else the same estimate for every level."""
+        bits = self.level_bits(obs)
+        if obs.compute_at is None:
+            return np.full(len(bits), obs.encode_s), np.full(len(bits), obs.decode_s)
+        costs = [obs.compute_at(b) for b in bits]
+        return np.array([c[0] for c in costs]), np.array([c[1] for c in costs])
 
     def objectives(self, obs: Observation, thr_bps: float) -> np.ndarray:
         """Objective of every plan in ``level_sequences`` order, vectorised over plans."""
-        seqs = level_sequences(len(self.levels_bpp), self.horizon)
+        bits = self.level_bits(obs)
+        seqs = level_sequences(len(bits), self.horizon)
         quality = self.level_quality_db(obs)[seqs]  # (plans, horizon)
-        wire_bits = 8.0 * np.array([obs.wire_bytes(b) for b in self.level_bits(obs)])[seqs]
+        wire_bits = 8.0 * np.array([obs.wire_bytes(b) for b in bits])[seqs]
         with np.errstate(over="ignore"):
             send_s = wire_bits / thr_bps
         stall = np.zeros(len(seqs))
@@ -199,13 +228,14 @@ class MPCPolicy(PolicyModel):
         else:
             assert obs.deadline_s is not None  # is_playback() is False
             owd = obs.one_way_delay_s or 0.0
+            enc, dec = (c[seqs] for c in self.level_compute_s(obs))
             clear = np.full(len(seqs), obs.now_s + queued_bytes(obs) * 8.0 / thr_bps)
             skip_q = self.skip_quality_db(obs)
             quality = quality.copy()
             for i in range(self.horizon):
-                start = obs.now_s + i * interval + obs.encode_s
+                start = obs.now_s + i * interval + enc[:, i]
                 clear = np.maximum(clear, start) + send_s[:, i]
-                late = clear + owd + obs.decode_s > obs.deadline_s + i * interval + 1e-12
+                late = clear + owd + dec[:, i] > obs.deadline_s + i * interval + 1e-12
                 # a late frame is never shown: its slot repeats the last image and freezes
                 quality[:, i] = np.where(late, skip_q, quality[:, i])
                 stall += np.where(late, interval, 0.0)
@@ -221,7 +251,7 @@ class MPCPolicy(PolicyModel):
             return None
         if not thr > 0:  # samples so small their harmonic mean underflows: send the least
             return (0,) * self.horizon
-        seqs = level_sequences(len(self.levels_bpp), self.horizon)
+        seqs = level_sequences(len(self.level_bits(obs)), self.horizon)
         best = int(np.argmax(self.objectives(obs, thr)))
         return tuple(int(i) for i in seqs[best])
 
