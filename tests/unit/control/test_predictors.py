@@ -9,6 +9,7 @@ import random
 import pytest
 from pydantic import ValidationError
 
+from diffstream.control.feedback import SenderView
 from diffstream.control.policies import DeadlinePolicy, MPCPolicy, RatePolicy, parse_policy
 from diffstream.control.policies.base import robust_throughput_bps
 from diffstream.control.predictors import (
@@ -18,7 +19,6 @@ from diffstream.control.predictors import (
     Kalman,
     robust_discount,
 )
-from diffstream.control.feedback import SenderView
 from tests.unit.control.test_policy import make_obs
 
 CONSTANT = (2e5,) * 12
