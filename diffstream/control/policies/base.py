@@ -245,9 +245,9 @@ def escape_floor(bits: int, obs: Observation, probe_after: int | None) -> int:
       floor frame per interval this sends one every ``probe_after + 1`` frames instead of
       none.
     * Geometric growth: when a budget at or above the floor was itself skipped in the run
-      (the floor is an estimate, made on a pink-noise frame, and real content may need
-      more), the probe is twice the largest skipped budget: floor, 2x, 4x, ... until the
-      codec can code the frame.
+      (the floor is an estimate, made on a pink-noise frame or, for a calibrated arm, on
+      a few of the content's frames, and other frames may need more), the probe is twice
+      the largest skipped budget: floor, 2x, 4x, ... until the codec can code the frame.
     * Guards (``room_for_probe``), so a probe never feeds a congested link or a lost cause:
       no probe while loss is above ``PROBE_MAX_LOSS``, while the queue ahead takes more than
       a frame interval to drain, or when the fixed latency alone passes the deadline.

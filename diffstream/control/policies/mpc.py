@@ -79,7 +79,15 @@ class MPCPolicy(PolicyModel):
     header-only frame whose slot repeats the last image, scored ``skip_penalty_db`` below the
     floor's quality. This is what lets MPC drain a queue when even the smallest frame the
     codec can make is too big for the link (without it, it keeps sending floor-sized frames
-    into a growing queue).
+    into a growing queue). With ``floor_level`` (default) the sub-floor levels collapse into
+    one skip level followed by the floor itself (``ladder``), so the smallest frame the
+    codec can make is always a choice. For an arm that calibrates, the floor and the
+    rate-quality curve are measured on the scenario's own frames (``FrameEncoder.
+    _calibrate``), not on the codec's pink-noise guess.
+
+    Codec compute: frame i starts ``encode_s`` after its capture and is shown ``decode_s``
+    after its last byte arrives; where the codec's cost depends on the budget
+    (``obs.compute_at``: per-step costs), each level has its own (``level_compute_s``).
 
     Its skips are not a dead end (``escape_floor``): the startup budget is at least the floor
     and, after ``probe_after_skips`` skips in a row with no queue ahead and no heavy loss,
