@@ -152,3 +152,13 @@ def test_a_plugin_policy_can_ask_for_the_rate_quality_curve(plugin_dir: Path) ->
             for k in ("pp_rq:Share", "pp_rq:RQ", "pp_rq_plain:Half", "pp_rq_plain:RQ", "mpc",
                       "rate")]
     assert asks == [False, True, False, True, True, False]
+
+
+def test_a_plain_class_prediction_is_forwarded(plugin_dir: Path) -> None:
+    write_module(plugin_dir, "pp_pred", "class P:\n    def budget_bits(self, obs):\n"
+                 "        return 1\n    def predicted_throughput_bps(self, obs):\n"
+                 "        return 123.0\n")
+    assert parse_policy({"kind": "pp_pred:P"}).predicted_throughput_bps(make_obs()) == 123.0
+    write_module(plugin_dir, "pp_nopred", "class P:\n    def budget_bits(self, obs):\n"
+                 "        return 1\n")
+    assert parse_policy({"kind": "pp_nopred:P"}).predicted_throughput_bps(make_obs()) is None
