@@ -14,12 +14,13 @@ FLOOR = 2560
 
 def test_ladder_puts_the_floor_between_a_skip_and_the_levels_above() -> None:
     obs = make_obs(min_bits=FLOOR)
-    assert MPCPolicy().level_bits(obs) == [0, FLOOR, 3072, 4096, 6144, 8192]
-    # the old ladder: one skip per sub-floor level, the cheapest frame is 3072 bits
-    assert MPCPolicy(floor_level=False).level_bits(obs) == [0, 0, 0, 0, 3072, 4096, 6144, 8192]
+    with_floor = MPCPolicy(floor_level=True)
+    assert with_floor.level_bits(obs) == [0, FLOOR, 3072, 4096, 6144, 8192]
+    # the default ladder: one skip per sub-floor level, the cheapest frame is 3072 bits
+    assert MPCPolicy().level_bits(obs) == [0, 0, 0, 0, 3072, 4096, 6144, 8192]
     # a floor on a level, or under the ladder, changes nothing
-    assert MPCPolicy().level_bits(make_obs(min_bits=2048)) == [0, 2048, 3072, 4096, 6144, 8192]
-    assert MPCPolicy().level_bits(make_obs(min_bits=100))[0] == 409
+    assert with_floor.level_bits(make_obs(min_bits=2048)) == [0, 2048, 3072, 4096, 6144, 8192]
+    assert with_floor.level_bits(make_obs(min_bits=100))[0] == 409
 
 
 def test_mpc_sends_the_floor_when_only_the_floor_fits() -> None:
@@ -28,9 +29,9 @@ def test_mpc_sends_the_floor_when_only_the_floor_fits() -> None:
     # only the floor frame beats a 110 ms deadline (108 ms vs 119 ms)
     thr = 8 * wire(FLOOR) / 0.068
     obs = make_obs(throughput_bps=(thr,) * 6, min_bits=FLOOR, deadline_s=0.11)
-    assert MPCPolicy().budget_bits(obs) == FLOOR
+    assert MPCPolicy(floor_level=True).budget_bits(obs) == FLOOR
     # without the floor level the only frames are 3072 bits (late) or a skip
-    assert MPCPolicy(floor_level=False).budget_bits(obs) == 0
+    assert MPCPolicy().budget_bits(obs) == 0
 
 
 def test_budget_dependent_compute_enters_the_plan() -> None:
