@@ -125,7 +125,7 @@ class MPCPolicy(PolicyModel):
     floor_level: bool = Field(
         False, description="Plan with the codec's floor as a level: the ladder's levels below "
         "it become one skip level and the floor itself (false: each is a skip level). On "
-        "lte_trace it skips ~2 % fewer WebP frames but freezes longer: QoE -0.8 over 3 seeds "
+        "lte_trace WebP it skips 2-3 % fewer frames, QoE within noise over 3 seeds "
         "(docs/policies/predictors_mpc.md)."
     )
     predictor: PredictorSpec | None = Field(
