@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from diffstream.control.predictors import SAMPLE_HISTORY
 from diffstream.netsim.link import FrameTransfer
 
 
@@ -105,7 +106,7 @@ class SenderView:
     (``Observation.skip_run``/``skip_run_max_bits``, which ``policy.base.escape_floor`` reads).
     """
 
-    def __init__(self, history: int = 20, loss_alpha: float = 0.1) -> None:
+    def __init__(self, history: int = SAMPLE_HISTORY, loss_alpha: float = 0.1) -> None:
         self.unacked: dict[int, tuple[float, int]] = {}  # seq -> (send_s, wire bytes)
         self.last_arrival_s = -float("inf")  # latest last-packet arrival seen in a report
         self.samples: deque[float] = deque(maxlen=history)

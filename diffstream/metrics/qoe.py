@@ -72,6 +72,7 @@ from typing import Literal
 
 import numpy as np
 
+from diffstream.metrics.prediction import prediction_error
 from diffstream.metrics.qoe_presets import (
     DiffstreamQoE,
     QoEPreset,
@@ -342,6 +343,7 @@ def summarise_arm(
 
     not_skipped = [r.bpp for r in recs if not r.skipped]
     delivered = float(sum(r.delivered_bytes for r in recs))
+    pe = prediction_error(recs)
     return ArmSummary(
         arm=first.arm,
         codec=first.codec,
@@ -375,4 +377,9 @@ def summarise_arm(
         total_freezes_duration_s=frozen_s,
         pauses=len(paused),
         total_pauses_duration_s=paused_s,
+        pred_frames=pe.frames,
+        pred_over_pct=pe.over_pct,
+        pred_over_err=pe.over_err,
+        pred_under_pct=pe.under_pct,
+        pred_under_err=pe.under_err,
     )

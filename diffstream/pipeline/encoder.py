@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -30,16 +31,30 @@ from diffstream.transport.wire import FrameHeader, header_size, pack_frame
 log = logging.getLogger("diffstream.encoder")
 
 CALIBRATION_BPP = (0.1, 0.15, 0.25, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
+FLOOR_BISECTIONS = 4
+"""Halvings of the grid bracket around each calibration frame's floor (a bracket of 0.15 bpp
+at 64x64, 614 bits, ends within 39 bits); each costs one encode per frame."""
 
 
 @dataclass
 class ArmInfo:
     """What the sender's controller needs to know about an arm's codec."""
 
-    min_bits: int
+    min_bits: int  # the floor: calibrated on the content, else the codec's min_bits(shape)
     progressive: bool
     rq: tuple[tuple[float, ...], tuple[float, ...]] | None  # (bpp, quality) calibration
     header_bytes: int  # a typical wire-frame header, until the first frame says otherwise
+    rq_steps: tuple[float, ...] | None = None  # mean codec steps at each rq point
+    floor_source: str = "codec"  # "content": calibrated on the scenario's frames
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What ``FrameEncoder._calibrate`` measured on the content."""
+
+    rq: RateQualityModel | None
+    floor_bits: int | None  # None: some calibration frame did not code at max_bits
+    steps: tuple[float, ...] | None  # mean steps at each rq point (None without rq)
 
 
 @dataclass
@@ -111,11 +126,15 @@ class FrameEncoder:
         self.codecs[arm] = codec
         self.codec_names[arm] = codec_name
         self.charges[arm] = codec_charge(self.compute, codec_name, options, codec)
-        rq = self._calibrate(codec) if calibrate else None
-        return ArmInfo(min_bits=int(codec.min_bits(self.shape)),
+        cal = self._calibrate(codec) if calibrate else None
+        rq = cal.rq if cal else None
+        floor = cal.floor_bits if cal else None
+        return ArmInfo(min_bits=int(codec.min_bits(self.shape)) if floor is None else floor,
                        progressive=capabilities_of(codec).progressive,
                        rq=None if rq is None else (tuple(rq.bpp), tuple(rq.quality_db)),
-                       header_bytes=self._typical_header(arm, codec_name))
+                       header_bytes=self._typical_header(arm, codec_name),
+                       rq_steps=cal.steps if cal else None,
+                       floor_source="codec" if floor is None else "content")
 
     def _typical_header(self, arm: str, codec: str) -> int:
         """A header size to plan the first frame with (every later frame brings its own)."""
@@ -124,41 +143,86 @@ class FrameEncoder:
                         skipped=False, steps=1, meta={"q": 50, "probes": 7})
         return header_size(h)
 
-    def _calibrate(self, codec: Any) -> RateQualityModel | None:
-        """Measure the codec's rate-quality curve on a few frames spread over the content
-        (for MPC's quality model). Returns None when fewer than two budgets decode."""
+    def _calibrate(self, codec: Any) -> Calibration:
+        """Measure the codec on a few frames spread over the scenario's own content (for
+        MPC): the floor, the rate-quality curve and the codec steps at each budget.
+
+        Floor: for each calibration frame the smallest budget it codes at, bracketed by the
+        budget grid and narrowed by ``FLOOR_BISECTIONS`` halvings; the content floor is the
+        largest of them (every calibration frame codes at it), and it joins the grid, so
+        the curve has a measured point at the floor. This replaces the codec's
+        ``min_bits(shape)`` (a synthetic pink-noise frame) for the arm. Curve: None when
+        fewer than two budgets decode."""
         from diffstream.metrics.quality import QualityScorer
 
         scorer = QualityScorer()
         metric = "psnr_db" if self.scenario.qoe.metric == "psnr" else "ssim_db"
         n = len(self.content)
         ks = sorted({0, n // 3, (2 * n) // 3})
-        frames = [self.content.frame(i) for i in ks]
+        frames = {k: self.content.frame(k) for k in ks}
         pixels = self.shape[0] * self.shape[1]
-        points: dict[float, list[tuple[float, float]]] = {}
-        for bpp in CALIBRATION_BPP:
-            if bpp > self.scenario.max_bpp:
-                break
-            for k, img in zip(ks, frames, strict=True):
-                enc = self._code(codec, k, int(bpp * pixels))
-                if enc.skipped:
-                    continue
-                out = codec.decode(enc.payload, enc.meta, self.shape)
-                q = scorer.score(img, out)[metric]
-                points.setdefault(bpp, []).append((enc.bits / pixels, q))
-        xs, ys = [], []
-        for bpp in sorted(points):
-            pts = points[bpp]
-            if len(pts) < len(frames):
+        max_bits = int(self.scenario.max_bpp * pixels)
+        coded: dict[tuple[int, int], Encoded] = {}  # (frame, budget) -> encoded
+
+        def code(k: int, budget: int) -> Encoded:
+            if (k, budget) not in coded:
+                coded[(k, budget)] = self._code(codec, k, budget)
+            return coded[(k, budget)]
+
+        grid = [int(bpp * pixels) for bpp in CALIBRATION_BPP if bpp <= self.scenario.max_bpp]
+        for budget in grid:
+            for k in ks:
+                code(k, budget)
+        floor = self._content_floor(ks, grid, code, max_bits)
+        if floor is not None and floor not in grid:
+            grid = sorted([*grid, floor])
+            for k in ks:
+                code(k, floor)
+        xs: list[float] = []
+        ys: list[float] = []
+        steps: list[float] = []
+        for budget in grid:
+            encs = [code(k, budget) for k in ks]
+            if any(e.skipped for e in encs):
                 continue  # only budgets that fit every calibration frame
-            x = float(np.mean([p[0] for p in pts]))
+            x = float(np.mean([e.bits for e in encs])) / pixels
             if xs and x <= xs[-1]:
                 continue
+            qs = [scorer.score(frames[k], codec.decode(e.payload, e.meta, self.shape))[metric]
+                  for k, e in zip(ks, encs, strict=True)]
             xs.append(x)
-            ys.append(float(np.mean([p[1] for p in pts])))
-        if len(xs) < 2:
-            return None
-        return RateQualityModel(tuple(xs), tuple(ys))
+            ys.append(float(np.mean(qs)))
+            steps.append(float(np.mean([e.steps for e in encs])))
+        rq = RateQualityModel(tuple(xs), tuple(ys)) if len(xs) >= 2 else None
+        return Calibration(rq=rq, floor_bits=floor, steps=tuple(steps) if rq else None)
+
+    @staticmethod
+    def _content_floor(ks: list[int], grid: list[int], code: Callable[[int, int], Encoded],
+                       max_bits: int) -> int | None:
+        """The smallest budget at which every calibration frame codes (see ``_calibrate``);
+        None when some frame does not code even at ``max_bits``."""
+        floors = []
+        for k in ks:
+            lo, hi = 0, None  # lo skips (0 always does), hi codes
+            for budget in grid:
+                if code(k, budget).skipped:
+                    lo = budget
+                elif hi is None:
+                    hi = budget
+            if hi is None:
+                if max_bits <= lo or code(k, max_bits).skipped:
+                    return None
+                hi = max_bits
+            for _ in range(FLOOR_BISECTIONS):
+                if hi - lo <= 8:  # a byte: payloads are whole bytes
+                    break
+                mid = (lo + hi) // 2
+                if code(k, mid).skipped:
+                    lo = mid
+                else:
+                    hi = mid
+            floors.append(hi)
+        return max(floors)
 
     def _code(self, codec: Any, k: int, budget_bits: int) -> Encoded:
         """Frame k under the budget: generated from its request by a generative codec,

@@ -17,7 +17,7 @@ NETWORK_COLUMNS: tuple[str, ...] = (
     "arm", "seq", "capture_s", "send_s", "deadline_s", "budget_bits", "payload_bytes",
     "wire_bytes", "packets", "packets_dropped", "packets_lost", "first_arrival_s",
     "last_arrival_s", "delivered_bytes", "complete", "capacity_bps", "throughput_est_bps",
-    "queue_bytes",
+    "queue_bytes", "throughput_pred_bps", "throughput_bps",
 )
 
 
@@ -51,6 +51,7 @@ class SenderHalf:
     queue_bytes: float
     packets_dropped: int
     packets_lost: int
+    throughput_pred_bps: float | None = None  # the policy's own prediction (None: it has none)
 
 
 @dataclass
@@ -61,6 +62,7 @@ class Arrival:
     last_arrival_s: float | None
     delivered_bytes: int
     complete: bool
+    throughput_bps: float | None = None  # the receiver's throughput sample of this frame
 
     @classmethod
     def nothing(cls) -> Arrival:
@@ -160,6 +162,10 @@ class FrameRecord:
     ssim: float | None
     ssim_db: float | None
     error: str  # receiver-side error (malformed frame, decode failure), "" if none
+    # prediction error (last, with defaults: older frames.jsonl files still load)
+    throughput_pred_bps: float | None = None  # the policy's predicted throughput at decision
+    throughput_bps: float | None = None  # the receiver's throughput sample of this frame
+    # (busy-time rate, control.feedback.ThroughputEstimator; None: no sample)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -229,6 +235,12 @@ class ArmSummary:
     total_freezes_duration_s: float
     pauses: int  # WebRTC pauseCount: display gaps > 5 s (not freezes)
     total_pauses_duration_s: float
+    # throughput prediction error, Sabre's over/under split (metrics.prediction)
+    pred_frames: int = 0  # frames with a prediction and a measured sample
+    pred_over_pct: float = math.nan  # % of them where prediction > measured throughput
+    pred_over_err: float = math.nan  # mean (pred - measured) / measured over those
+    pred_under_pct: float = math.nan
+    pred_under_err: float = math.nan  # mean (measured - pred) / measured
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

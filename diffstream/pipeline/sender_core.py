@@ -8,7 +8,9 @@ socket, and where reports come from.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from diffstream.control.feedback import DeliveryReport, SenderView
 from diffstream.control.policies.base import (
@@ -69,6 +71,8 @@ class SenderCore:
         self.header_bytes = info.header_bytes  # refreshed by every encoded frame
         self.encode_est = Ewma()
         self.decode_est = Ewma()
+        self.prediction_bps: float | None = None  # the policy's, for the frame being sent
+        self.compute_at = self._budget_compute()
 
     # ------------------------------------------------------------------ estimates
     def throughput_estimate(self) -> float | None:
@@ -79,6 +83,27 @@ class SenderCore:
         if self.decode_est.value is not None:
             return self.decode_est.value
         return self.charge.decode_s(0.0)
+
+    def _budget_compute(self) -> Callable[[int], tuple[float, float]] | None:
+        """(encode_s, decode_s) of a frame coded at ``bits``, where the charged cost depends
+        on the budget: a per-step cost times the steps the calibration measured at that
+        budget (interpolated in log bpp like the quality curve). None when the cost is
+        measured (no profile), per call only, or the arm was not calibrated."""
+        cost = self.charge.cost
+        if cost is None or self.rq is None or not self.info.rq_steps:
+            return None
+        if cost.per_step_ms == 0 and not cost.decode_per_step_ms:
+            return None
+        steps_at = RateQualityModel(self.rq.bpp, self.info.rq_steps)  # a curve in log bpp
+        charge, pixels = self.charge, self.pixels
+
+        def at(bits: int) -> tuple[float, float]:
+            if bits <= 0:  # a skip: the encoder runs, nothing is decoded
+                return charge.encode_s(0.0, 0), 0.0
+            steps: Any = steps_at.quality_at(bits / pixels)  # a mean: fractional steps
+            return charge.encode_s(0.0, steps), charge.decode_s(0.0, steps)
+
+        return at
 
     # ------------------------------------------------------------------ decisions
     def observe(self, k: int, now_s: float, capture_s: float, deadline_s: float | None, *,
@@ -107,9 +132,14 @@ class SenderCore:
             rate_quality=self.rq, future=future,
             backlog_bytes=self.view.backlog_estimate(now_s, self.throughput_estimate()),
             skip_run=self.view.skip_run, skip_run_max_bits=self.view.skip_run_max_bits,
+            compute_at=self.compute_at,
         )
 
     def budget(self, obs: Observation) -> int:
+        """The policy's budget; its throughput prediction for the same observation is kept
+        for this frame's record (``throughput_pred_bps``)."""
+        predict = getattr(self.policy, "predicted_throughput_bps", None)
+        self.prediction_bps = predict(obs) if callable(predict) else None
         return int(self.policy.budget_bits(obs))
 
     def on_encoded(self, enc: EncodedFrame) -> None:
@@ -129,7 +159,7 @@ class SenderCore:
             encode_ms=enc.encode_ms, encode_charged_s=enc.encode_charged_s,
             throughput_est_bps=throughput_est_bps, capacity_bps=link.capacity_bps,
             queue_bytes=float(link.queue_bytes), packets_dropped=link.packets_dropped,
-            packets_lost=link.packets_lost,
+            packets_lost=link.packets_lost, throughput_pred_bps=self.prediction_bps,
         )
 
     # ------------------------------------------------------------------ feedback

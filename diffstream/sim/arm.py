@@ -12,7 +12,7 @@ their arrival times, and a delivery report travels back after the feedback delay
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import simpy
@@ -190,6 +190,7 @@ class ArmSimulation:
         sent_at = report_time(transfer, self.interval, self.delay)
         tx, arrival = self.sent[k]
         sample = self.throughput.sample(send_s, arrival.last_arrival_s, arrival.delivered_bytes)
+        self.sent[k] = (tx, replace(arrival, throughput_bps=sample))  # for the record
         buffer_level = self._buffer_model.level_s(sent_at) if self._buffer_model else 0.0
         report = delivery_report(
             k, tx, arrival, throughput_bps=sample, sent_at_s=sent_at, buffer_s=buffer_level,

@@ -146,10 +146,12 @@ class WorkerEndpoints:
                "calibrate": calibrate}
         reply = self._call(msg)
         self.push.send(dumps(msg))
-        rq = reply.get("rq")
+        rq, steps = reply.get("rq"), reply.get("rq_steps")
         return ArmInfo(int(reply["min_bits"]), bool(reply["progressive"]),
                        None if rq is None else (tuple(rq[0]), tuple(rq[1])),
-                       int(reply["header_bytes"]))
+                       int(reply["header_bytes"]),
+                       rq_steps=None if steps is None else tuple(steps),
+                       floor_source=str(reply.get("floor_source", "codec")))
 
     def encode(self, arm: str, seq: int, budget_bits: int, capture_s: float,
                start_s: float) -> dict[str, Any]:

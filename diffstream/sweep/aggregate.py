@@ -50,6 +50,9 @@ METRICS: list[tuple[str, str, str]] = [
     ("deadline_miss_pct", "miss %", "{:.1f}"),
     ("freezes", "freezes", "{:.1f}"),
     ("utilisation", "util", "{:.3f}"),
+    # throughput prediction error (metrics.prediction): mean relative over-/under-estimate
+    ("pred_over_err", "over-est", "{:.2f}"),
+    ("pred_under_err", "under-est", "{:.2f}"),
 ]
 
 
@@ -125,7 +128,9 @@ def run_rows(plan: Plan, finished: dict[str, dict[str, Any]]) -> list[RunRow]:
                   "latency_p95_ms": s.get("latency_p95_ms"),
                   "deadline_miss_pct": s.get("deadline_miss_pct"),
                   "freezes": s.get("freezes"),
-                  "utilisation": s.get("utilisation")}
+                  "utilisation": s.get("utilisation"),
+                  "pred_over_err": s.get("pred_over_err"),
+                  "pred_under_err": s.get("pred_under_err")}
         rows.append(RunRow(spec.id, p["arm"], p["codec"], p["policy"], p["trace"],
                            float(p["share"]), int(p["seed"]), values,
                            e.get("trace_mean_mbps"), e.get("stream_mean_kbps"), s))

@@ -198,7 +198,7 @@ class FakeSender:
                 "skip_reason": "", "codec_steps": 1, "encode_ms": 1.0,
                 "encode_charged_s": 0.001, "throughput_est_bps": None, "capacity_bps": None,
                 "queue_bytes": 0.0, "packets_dropped": 0, "packets_lost": 0,
-                "frame_len": len(frame)}
+                "throughput_pred_bps": None, "frame_len": len(frame)}
 
     def frame(self, seq: int, session: int | None = None) -> list[Any]:
         capture = time.monotonic() - self.epoch

@@ -17,6 +17,10 @@ from typing import ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+# re-exported: the policies' throughput rules live with the other predictors
+from diffstream.control.predictors import harmonic_mean
+from diffstream.control.predictors import robust_throughput_bps as robust_throughput_bps
+
 
 @dataclass(frozen=True)
 class RateQualityModel:
@@ -114,6 +118,10 @@ class Observation:
     # and the largest budget among them (0 when none). ``escape_floor`` probes from these.
     skip_run: int = 0
     skip_run_max_bits: int = 0
+    # Codec compute of a frame coded at ``bits``: (encode_s, decode_s), for a codec whose
+    # declared cost depends on the budget (per-step costs, with the steps its calibration
+    # measured at each budget). None: ``encode_s`` and ``decode_s`` hold for every budget.
+    compute_at: Callable[[int], tuple[float, float]] | None = None
 
     @property
     def compute_s(self) -> float:
@@ -137,35 +145,9 @@ def clamp_bits(bits: float, obs: Observation) -> int:
     return int(max(0, min(obs.max_bits, math.floor(bits))))
 
 
-def robust_throughput_bps(samples: tuple[float, ...], window: int) -> float | None:
-    """Harmonic mean of the last ``window`` samples / (1 + max recent relative error).
-
-    The errors are recomputed from the samples themselves (sample i predicted by the harmonic
-    mean of the ``window`` samples before it; error = |prediction - actual| / actual) for the
-    last ``window`` samples, so the policy stays a pure function of the observation.
-    """
-    estimate = harmonic_mean(samples[-window:])
-    if estimate is None:
-        return None
-    errors = [0.0]
-    for i in range(max(1, len(samples) - window), len(samples)):
-        actual = samples[i]
-        predicted = harmonic_mean(samples[max(0, i - window) : i])
-        if predicted is not None and actual > 0:
-            errors.append(abs(predicted - actual) / actual)
-    return estimate / (1.0 + max(errors))
-
-
 def queued_bytes(obs: Observation) -> float:
     """Bytes a new frame waits behind: the backlog estimate, else everything in flight."""
     return obs.backlog_bytes if obs.backlog_bytes is not None else obs.inflight_bytes
-
-
-def harmonic_mean(samples: tuple[float, ...] | list[float]) -> float | None:
-    positive = [s for s in samples if 0 < s < math.inf]  # inf/nan samples carry no rate
-    if not positive:
-        return None
-    return len(positive) / sum(1.0 / s for s in positive)
 
 
 # --- helpers shared by the policies (additions; the contract above is unchanged) ------------
@@ -278,9 +260,9 @@ def escape_floor(bits: int, obs: Observation, probe_after: int | None) -> int:
       floor frame per interval this sends one every ``probe_after + 1`` frames instead of
       none.
     * Geometric growth: when a budget at or above the floor was itself skipped in the run
-      (the floor is an estimate, made on a pink-noise frame, and real content may need
-      more), the probe is twice the largest skipped budget: floor, 2x, 4x, ... until the
-      codec can code the frame.
+      (the floor is an estimate, made on a pink-noise frame or, for a calibrated arm, on
+      a few of the content's frames, and other frames may need more), the probe is twice
+      the largest skipped budget: floor, 2x, 4x, ... until the codec can code the frame.
     * Guards (``room_for_probe``), so a probe never feeds a congested link or a lost cause:
       no probe while loss is above ``PROBE_MAX_LOSS``, while the queue ahead takes more than
       a frame interval to drain, or when the fixed latency alone passes the deadline.

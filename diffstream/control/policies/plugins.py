@@ -70,6 +70,11 @@ class ClassPolicy(PolicyModel):
         if callable(hook):
             hook(report, now_s)
 
+    def predicted_throughput_bps(self, obs: Observation) -> float | None:
+        """The wrapped class's prediction, when it has one (logged per frame)."""
+        predict = getattr(self._impl, "predicted_throughput_bps", None)
+        return predict(obs) if callable(predict) else None
+
 
 def is_plugin_kind(kind: Any, builtin: set[str]) -> bool:
     """A ``kind`` that names a plugin: an import path, or an entry-point name that is not

@@ -19,17 +19,25 @@ from diffstream.control.policies.base import (
     fmt,
     payload_bits_for_wire_budget,
     queued_bytes,
-    recent_throughput_bps,
-    robust_throughput_bps,
     room_for_probe,
     startup_bits,
     time_to_deadline_s,
+)
+from diffstream.control.predictors import (
+    HarmonicMean,
+    PredictorModel,
+    PredictorSpec,
+    check_predictor_options,
 )
 
 _WINDOW = Field(5, ge=1, description="Number of most recent throughput samples averaged.")
 _STARTUP = Field(
     0.25, gt=0, description="Bits per pixel used until the first throughput sample arrives "
     "(raised to the codec's floor when below it)."
+)
+_PREDICTOR = Field(
+    None, description="Throughput predictor: {kind: harmonic|ewma|kalman, ...} "
+    "(control/predictors.py); null: the harmonic mean of the last `window` samples."
 )
 _PROBE = Field(
     PROBE_AFTER_SKIPS, ge=1, description="After this many consecutive skipped frames, probe "
@@ -77,13 +85,29 @@ class RatePolicy(PolicyModel):
     )
     startup_bpp: float = _STARTUP
     probe_after_skips: int | None = _PROBE
+    predictor: PredictorSpec | None = _PREDICTOR
+
+    @model_validator(mode="after")
+    def _one_estimator(self) -> RatePolicy:
+        check_predictor_options(self, ("window",))
+        return self
 
     @property
     def label(self) -> str:
+        if self.predictor is not None:
+            return f"rate(p={self.predictor.label},s={fmt(self.safety)})"
         return f"rate(k={self.window},s={fmt(self.safety)})"
 
+    def throughput_predictor(self) -> PredictorModel:
+        """The predictor in use: ``predictor``, else the harmonic mean of ``window``."""
+        return self.predictor or HarmonicMean(window=self.window)
+
+    def predicted_throughput_bps(self, obs: Observation) -> float | None:
+        """The throughput the budget is made for (None before any sample)."""
+        return self.throughput_predictor().predict(obs.throughput_bps)
+
     def budget_bits(self, obs: Observation) -> int:
-        thr = recent_throughput_bps(obs, self.window)
+        thr = self.predicted_throughput_bps(obs)
         if thr is None:
             bits = startup_bits(obs, self.startup_bpp)
         else:
@@ -128,16 +152,31 @@ class DeadlinePolicy(PolicyModel):
         "estimator), so the margin grows with the link's variability."
     )
     probe_after_skips: int | None = _PROBE
+    predictor: PredictorSpec | None = _PREDICTOR
+
+    @model_validator(mode="after")
+    def _one_estimator(self) -> DeadlinePolicy:
+        check_predictor_options(self, ("window", "robust"))
+        return self
 
     @property
     def label(self) -> str:
+        if self.predictor is not None:
+            return f"deadline(p={self.predictor.label},s={fmt(self.safety)})"
         return f"deadline(k={self.window},s={fmt(self.safety)})"
 
+    def throughput_predictor(self) -> PredictorModel:
+        """The predictor in use: ``predictor``, else the harmonic mean of ``window``
+        (robust as ``robust`` says)."""
+        return self.predictor or HarmonicMean(window=self.window, robust=self.robust)
+
+    def predicted_throughput_bps(self, obs: Observation) -> float | None:
+        """The throughput (before ``safety``) the budget is made for (None before any
+        sample)."""
+        return self.throughput_predictor().predict(obs.throughput_bps)
+
     def budget_bits(self, obs: Observation) -> int:
-        if self.robust:
-            hm = robust_throughput_bps(obs.throughput_bps, self.window)
-        else:
-            hm = recent_throughput_bps(obs, self.window)
+        hm = self.predicted_throughput_bps(obs)
         if hm is None:
             return escape_floor(startup_bits(obs, self.startup_bpp), obs, self.probe_after_skips)
         thr = hm * self.safety

@@ -268,7 +268,7 @@ class FakeSender:
                 "skip_reason": reply["reason"], "codec_steps": 1, "encode_ms": 1.0,
                 "encode_charged_s": 0.001, "throughput_est_bps": None, "capacity_bps": None,
                 "queue_bytes": 0.0, "packets_dropped": 0, "packets_lost": 0,
-                "frame_len": len(frame)}
+                "throughput_pred_bps": None, "frame_len": len(frame)}
         return P.encode(P.Kind.FRAME, session or self.session, seq, time.monotonic(), info,
                         frame)
 

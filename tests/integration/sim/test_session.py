@@ -45,6 +45,12 @@ def test_worker_processes_exchange_frames(tmp_path: Path, transport: str) -> Non
         assert all(r.payload_bytes * 8 <= r.budget_bits for r in rs if not r.skipped)
         assert all(r.latency_s is not None and r.latency_s <= 0.3 + 1e-9 for r in shown)
         assert not any(r.error for r in rs)
+        # the receiver's sample of each delivered frame is logged; so is the rate policy's
+        # own prediction (the fixed policy has none)
+        assert sum(r.throughput_bps is not None for r in rs) >= 25
+        preds = [r.throughput_pred_bps for r in rs]
+        assert all(p is None for p in preds) if arm == "jpeg-fixed" else sum(
+            p is not None for p in preds) >= 25
     assert (res.out_dir / "summary.csv").exists()
     assert (res.out_dir / "scenario.resolved.yaml").exists()
     assert "sender[" in (res.out_dir / "workers.log").read_text()  # both workers logged

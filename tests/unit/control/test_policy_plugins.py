@@ -182,3 +182,13 @@ def test_a_plain_class_gets_the_report_hook_and_each_copy_its_own_state(
     half = parse_policy({"kind": "pp_half3:Half"})
     half.on_report(*report(0, 0.0))  # a class without the hook: nothing happens
     assert half.budget_bits(make_obs(max_bits=1000)) == 500
+
+
+def test_a_plain_class_prediction_is_forwarded(plugin_dir: Path) -> None:
+    write_module(plugin_dir, "pp_pred", "class P:\n    def budget_bits(self, obs):\n"
+                 "        return 1\n    def predicted_throughput_bps(self, obs):\n"
+                 "        return 123.0\n")
+    assert parse_policy({"kind": "pp_pred:P"}).predicted_throughput_bps(make_obs()) == 123.0
+    write_module(plugin_dir, "pp_nopred", "class P:\n    def budget_bits(self, obs):\n"
+                 "        return 1\n")
+    assert parse_policy({"kind": "pp_nopred:P"}).predicted_throughput_bps(make_obs()) is None

@@ -149,3 +149,17 @@ def test_per_trace_gaps_and_the_reference_name(tmp_path: Path) -> None:
     table = trace_gap_table(agg)
     assert "| 2.50 |" in table and "| 5.50 |" in table
     assert {r.arm: r.stats["freezes"].mean for r in agg.rows}["jpeg-rate"] == 2.0
+
+
+def test_prediction_error_is_aggregated(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path)
+    done = finished_with(plan, QOE)
+    for i, e in enumerate(sorted(done.values(), key=lambda e: e["id"])):
+        if "rate" in next(r.params["arm"] for r in plan.runs if r.id == e["id"]):
+            e["summary"].update(pred_over_err=0.1 * (i % 3 + 1), pred_under_err=0.2)
+    rows = {r.arm: r for r in aggregate(plan, done).rows}
+    rate = rows["jpeg-rate"].stats
+    assert rate["pred_over_err"].n == 3 and rate["pred_under_err"].mean == pytest.approx(0.2)
+    # arms without predictions (fixed, oracle) have no value, not a zero
+    assert rows["jpeg-fixed"].stats["pred_over_err"].n == 0
+    assert "over-est" in markdown_table(aggregate(plan, done))
