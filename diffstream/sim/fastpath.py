@@ -225,10 +225,9 @@ class FastArmSimulation:
         if not self._inits:
             return
         now = self.now
-        for k, transfer, send_s, tx, arrival in self._inits:
+        for k, transfer, _send_s, tx, arrival in self._inits:
             sent_at = report_time(transfer, self.interval, self.delay)
-            sample = self.throughput.sample(send_s, arrival.last_arrival_s,
-                                            arrival.delivered_bytes)
+            sample = arrival.throughput_bps  # taken at send time, in frame order (below)
             level = self.buffer_model.level_s(sent_at) if self.buffer_model is not None else 0.0
             report = delivery_report(
                 k, tx, arrival, throughput_bps=sample, sent_at_s=sent_at, buffer_s=level,
@@ -270,7 +269,11 @@ class FastArmSimulation:
                 capacity_bps=self._capacity_bps(capture, capture + self.interval),
                 queue_bytes=float(queue_before), packets_dropped=transfer.n_dropped,
                 packets_lost=transfer.n_lost))
-        arrival = Arrival(transfer.first_arrival_s, last, transfer.delivered_bytes, complete)
+        # the receiver's sample: the estimator's state advances once per frame, in frame order,
+        # whenever the report process starts, so it can be taken now; the record logs it too
+        sample = self.throughput.sample(now, last, transfer.delivered_bytes)
+        arrival = Arrival(transfer.first_arrival_s, last, transfer.delivered_bytes, complete,
+                          sample)
         self._tx[k] = (tx, arrival)
         self._receive(k, complete, last, deadline)
         if self.buffer_model is not None:
@@ -325,7 +328,8 @@ class FastArmSimulation:
             arrival.last_arrival_s, arrival.delivered_bytes, arrival.complete,
             decoded, False, None, 0.0, 0.0, done, shown, display,
             None if display is None else display - tx.capture_s, met,
-            (not shown) or stall_s > 0, stall_s, None, None, None, None, "")
+            (not shown) or stall_s > 0, stall_s, None, None, None, None, "",
+            tx.throughput_pred_bps, arrival.throughput_bps)
         if self.keep_records:
             self.records.append(rec)
         if self.on_record is not None:
