@@ -68,7 +68,7 @@ def test_a_failed_overwrite_keeps_the_old_results(tmp_path: Path,
     import diffstream.sim.session as session
 
     sc, out, before = _first_run(tmp_path)
-    real = session.ArmSimulation
+    real = session.FastArmSimulation  # network-only runs take the fast path
 
     class Cut(real):  # type: ignore[misc, valid-type]
         def run(self):  # type: ignore[no-untyped-def]
@@ -76,7 +76,7 @@ def test_a_failed_overwrite_keeps_the_old_results(tmp_path: Path,
                 raise KeyboardInterrupt
             return super().run()
 
-    monkeypatch.setattr(session, "ArmSimulation", Cut)
+    monkeypatch.setattr(session, "FastArmSimulation", Cut)
     assert run([str(sc), "--no-dashboard", "--network-only", "100", "--out", str(out),
                 "--overwrite"]) == 130
     assert _snapshot(out) == before
