@@ -29,16 +29,10 @@ from diffstream.codecs import create_codec
 from diffstream.codecs.diffc import fused, pfr, prng
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_diffc import table  # noqa: E402  (the same table printer)
+
 KODAK = ROOT.parent / "shared" / "datasets" / "kodak"
-
-
-def table(title: str, header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    print(f"\n{title}")
-    print("  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
-    for r in rows:
-        print("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)))
-    sys.stdout.flush()
 
 
 def crops(size: int, n: int) -> list[np.ndarray]:

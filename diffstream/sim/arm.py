@@ -43,22 +43,26 @@ class ArmResult:
     notes: list[str] = field(default_factory=list)
 
 
+def init_arm_clock(sim: Any, scenario: Scenario, arm: ArmSpec, stream_trace: Trace) -> None:
+    """The scenario-derived timing both arm loops share (this one and ``sim.fastpath``):
+    frame interval, one-way and feedback delay, frame count, mode."""
+    sim.sc, sim.arm, sim.trace = scenario, arm, stream_trace
+    sim.fps = scenario.frame.fps
+    sim.interval = 1.0 / sim.fps
+    sim.delay = scenario.link.delay_ms / 1000.0
+    fb = scenario.link.feedback_delay_ms
+    sim.fb_delay = (fb if fb is not None else scenario.link.delay_ms) / 1000.0
+    sim.n_frames = scenario.frames_per_arm
+    sim.interactive = scenario.mode.kind == "interactive"
+
+
 class ArmSimulation:
     def __init__(self, scenario: Scenario, arm: ArmSpec, stream_trace: Trace,
                  endpoints: Endpoints, *, calibrate: bool = True,
                  on_record: Callable[[FrameRecord], None] | None = None,
                  external_budget: bool = False) -> None:
-        self.sc = scenario
-        self.arm = arm
-        self.trace = stream_trace
+        init_arm_clock(self, scenario, arm, stream_trace)
         self.ep = endpoints
-        self.fps = scenario.frame.fps
-        self.interval = 1.0 / self.fps
-        self.delay = scenario.link.delay_ms / 1000.0
-        fb = scenario.link.feedback_delay_ms
-        self.fb_delay = (fb if fb is not None else scenario.link.delay_ms) / 1000.0
-        self.n_frames = scenario.frames_per_arm
-        self.interactive = scenario.mode.kind == "interactive"
         self.calibrate = calibrate
         self.on_record = on_record
         # external_budget: each frame's budget is a Decision answered from outside (start,

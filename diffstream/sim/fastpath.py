@@ -45,7 +45,7 @@ from diffstream.pipeline.records import Arrival, FrameRecord, SenderHalf
 from diffstream.pipeline.sender_core import LinkState, SenderCore, delivery_report
 from diffstream.scenario.build import build_link
 from diffstream.scenario.schema import ArmSpec, Scenario
-from diffstream.sim.arm import ArmResult, ArmSimulation
+from diffstream.sim.arm import ArmResult, ArmSimulation, init_arm_clock
 from diffstream.sim.endpoints import NetworkOnlyEndpoints
 from diffstream.transport.packets import on_link_sizes
 from diffstream.transport.wire import FrameHeader, header_size
@@ -103,17 +103,8 @@ class FastArmSimulation:
                  payload_bytes: int | None = None, *,
                  on_record: Callable[[FrameRecord], None] | None = None,
                  keep_records: bool = True) -> None:
-        self.sc = scenario
-        self.arm = arm
-        self.trace = stream_trace
+        init_arm_clock(self, scenario, arm, stream_trace)
         self.payload_bytes = payload_bytes
-        self.fps = scenario.frame.fps
-        self.interval = 1.0 / self.fps
-        self.delay = scenario.link.delay_ms / 1000.0
-        fb = scenario.link.feedback_delay_ms
-        self.fb_delay = (fb if fb is not None else scenario.link.delay_ms) / 1000.0
-        self.n_frames = scenario.frames_per_arm
-        self.interactive = scenario.mode.kind == "interactive"
         self.on_record = on_record
         self.keep_records = keep_records
         self.link = build_link(scenario, stream_trace)
