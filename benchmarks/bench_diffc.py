@@ -368,10 +368,14 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="fewer crops and repetitions")
     ap.add_argument("--json", help="also write the R-D summary here (first mode's figures "
                                    "at the top level, every mode under 'modes')")
+    ap.add_argument("--chunk-bits", type=int, help="PFR chunk size of the R-D runs "
+                                                   "(default: the codec's, 12)")
+    ap.add_argument("--chunk-kl", type=float, help="image chunking's KL per chunk "
+                                                   "(default: the codec's)")
     ap.add_argument("--weights", help="DDPM weights folder (default: shipped)")
     ap.add_argument("--calibration", help="DiffC calibration JSON (default: shipped)")
     args = ap.parse_args()
-    for k in ("weights", "calibration"):
+    for k in ("weights", "calibration", "chunk_bits", "chunk_kl"):
         if getattr(args, k):
             OPTS[k] = getattr(args, k)
     torch.set_num_threads(1)

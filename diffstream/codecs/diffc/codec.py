@@ -387,6 +387,8 @@ class DiffcCodec:
             r = log_symbol(kl_bits, self.chunk_kl)
             if prev is not None:  # the difference code's range (never binds in practice)
                 r = min(max(r, prev - DELTA_MAX), prev + DELTA_MAX)
+            while r > 0 and log_count(r) > dims:  # at most one chunk per value
+                r -= 1
             return r
         if self.adaptive:
             return self.cal.choose_ratio(k, dims, self.chunk_bits, kl_bits)
