@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import torch
 
 from diffstream.backbones.ddpm import WEIGHTS_DIR
 from diffstream.codecs.base import CodecError, ProgressiveCodec, capabilities_of
+from diffstream.codecs.diffc.bitstream import log_count, log_symbol
 from diffstream.codecs.diffc.schedule import CALIBRATION_FILE
 from diffstream.codecs.registry import create_codec
 from tests.unit.codecs.test_diffc_prng import digest
@@ -296,3 +298,21 @@ def test_receiver_shows_the_prefix_that_beat_the_deadline(folder, tmp_path):
     assert res["decoded"] and res["partial"] and not res["error"], res
     assert 0 < res["prefix_step"] < enc.steps
     assert res["psnr_db"] is not None
+
+
+def test_image_chunking_follows_this_images_kl(codec, full):
+    """Per-image provisioning: each step's chunk count is ceil(KL / chunk_kl) to within
+    one 2^(1/8) count step, from this image's KL, so no chunk is planned above its target
+    (the table plan's under-provisioning); the counts travel in the stream."""
+    _, stats = full
+    assert codec.mode == "image"
+    for rec in stats.steps:
+        need = max(1, math.ceil(rec.kl_bits / codec.chunk_kl - 1e-9))
+        dims = 3 * SHAPE[0] * SHAPE[1]
+        assert rec.chunks == min(log_count(log_symbol(rec.kl_bits, codec.chunk_kl)), dims)
+        assert need <= rec.chunks <= max(need * 2 ** (1 / 8) + 1, 1) or rec.chunks == dims
+    table = create_codec("diffc", diffusers=str(codec_folder_of(codec)), chunking="table",
+                         **OPTS)
+    planned = [table.chunks_of(3 * SHAPE[0] * SHAPE[1])(k, None)
+               for k in range(len(stats.steps))]
+    assert planned != [r.chunks for r in stats.steps]  # not the table's plan
