@@ -88,7 +88,10 @@ def prediction_errors(model: DDPM, x0: torch.Tensor, batch: int, gen: torch.Gene
     return e
 
 
-IMAGE_SIZES = (32, 64)  # image chunking's chunk statistics cover both supported pixel sizes
+def image_sizes(args: argparse.Namespace) -> tuple[int, ...]:
+    """Crop sides for image chunking's statistics: the calibration size and twice it for
+    the pixel DDPM (32 and 64: both supported sizes), the calibration size for a model."""
+    return (args.size,) if args.model else (args.size, 2 * args.size)
 
 
 def image_counts(cal: Calibration, src: dict, device: str, crops: list[np.ndarray],
@@ -122,11 +125,11 @@ def image_counts(cal: Calibration, src: dict, device: str, crops: list[np.ndarra
               flush=True)
 
 
-def image_crops(n: int, seed: int) -> list[np.ndarray]:
+def image_crops(n: int, seed: int, sizes: tuple[int, ...]) -> list[np.ndarray]:
     from diffstream.training.crops import CropSampler, to_uint8
 
     out: list[np.ndarray] = []
-    for i, size in enumerate(IMAGE_SIZES):
+    for i, size in enumerate(sizes):
         out += list(to_uint8(CropSampler().batch(n, size, np.random.default_rng(seed + i))))
     return out
 
@@ -197,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image-only", action="store_true",
                     help="only (re)compute image chunking's index statistics of the "
                          "calibration at --out (existing file), from --run-images crops "
-                         f"per size in {IMAGE_SIZES}")
+                         "per size (--size and twice it; --size only with --model)")
     ap.add_argument("--device", default=None,
                     help="with --model: where the model runs (default: CUDA when present); "
                          "the shipped pixel calibration is made on the CPU")
@@ -216,10 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.image_only:
         t0 = time.perf_counter()
         cal = Calibration.load(args.out)
-        image_counts(cal, src_opts, args.device, image_crops(args.run_images, args.seed),
+        image_counts(cal, src_opts, args.device,
+                     image_crops(args.run_images, args.seed, image_sizes(args)),
                      [b for b in args.chunk_bits if b in cal.chunk_models], args.seed,
                      4 * args.chunk_samples)
-        cal.info["image_counts"] = (f"{args.run_images} crops per size {IMAGE_SIZES}, "
+        cal.info["image_counts"] = (f"{args.run_images} crops per size {image_sizes(args)}, "
                                     f"{time.perf_counter() - t0:.0f} s: python -m "
                                     "diffstream.codecs.diffc.calibrate "
                                     + " ".join(argv if argv is not None else sys.argv[1:]))
@@ -285,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     cal.ratio_counts = [1] * RATIO_SYMBOLS
     if args.run_images > 0:
         real_runs(cal, args, crops[:args.run_images])
-        image_counts(cal, src_opts, args.device, image_crops(args.run_images // 2, args.seed),
+        image_counts(cal, src_opts, args.device,
+                     image_crops(max(1, args.run_images // 2), args.seed, image_sizes(args)),
                      list(args.chunk_bits), args.seed, 4 * args.chunk_samples)
     cal.info = {**source, "images": args.images, "size": args.size, "t_final": args.t_final,
                 "seed": args.seed, "data": "scikit-image photographs (CropSampler), not Kodak",
