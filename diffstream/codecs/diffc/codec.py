@@ -232,10 +232,10 @@ class DiffcCodec:
                              "diffstream.codecs.diffc.calibrate --diffusers FOLDER --out FILE")
         self.chunk_bits = int(chunk_bits)
         self.chunk = self.cal.chunk_model(self.chunk_bits)
-        self.chunk_kl = float(chunk_kl) if chunk_kl is not None else self.chunk.kl_bits
-        if not 0 < self.chunk_kl <= self.chunk_bits:
-            raise ValueError(f"chunk_kl must be in (0, chunk_bits = {self.chunk_bits}], "
-                             f"got {self.chunk_kl}")
+        self.chunk_kl = float(chunk_kl) if chunk_kl is not None else self.chunk.image_target
+        if not 0 < self.chunk_kl <= 2 * self.chunk_bits:
+            raise ValueError(f"chunk_kl must be in (0, 2 chunk_bits = {2 * self.chunk_bits}]"
+                             f", got {self.chunk_kl}")
         self.coder = StepCoder(self.chunk_bits, self.chunk.counts(self.mode), self.mode,
                                self.cal.ratio_counts if self.adaptive else None)
         self.denoiser = denoiser

@@ -74,6 +74,11 @@ class ChunkModel:
     bucket_counts: list[int]
     bucket_counts_adaptive: list[int]
     bucket_counts_image: list[int] | None = None
+    image_kl_bits: float | None = None  # image chunking's KL per chunk (None: kl_bits)
+
+    @property
+    def image_target(self) -> float:
+        return self.image_kl_bits if self.image_kl_bits is not None else self.kl_bits
 
     def counts(self, mode: str) -> list[int]:
         if mode == "image":
@@ -153,7 +158,8 @@ class Calibration:
                           [int(c) for c in v["bucket_counts"]],
                           [int(c) for c in v["bucket_counts_adaptive"]],
                           [int(c) for c in v["bucket_counts_image"]]
-                          if v.get("bucket_counts_image") else None)
+                          if v.get("bucket_counts_image") else None,
+                          float(v["image_kl_bits"]) if v.get("image_kl_bits") else None)
                           for k, v in d["chunk_models"].items()},
                       info=dict(d.get("info", {})),
                       kl_bits_per_dim_images=d.get("kl_bits_per_dim_images", []),
