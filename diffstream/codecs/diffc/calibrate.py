@@ -101,7 +101,8 @@ def image_sizes(args: argparse.Namespace) -> tuple[int, ...]:
 def image_counts(cal: Calibration, src: dict, device: str, crops: list[np.ndarray],
                  bits_list: list[int], seed: int, samples: int) -> None:
     """``bucket_counts_image`` of every chunk size (in place). Real image-chunking encodes of
-    ``crops`` (uint8, any sizes) at the default chunk size give the chunks' KLs as fractions
+    ``crops`` (uint8, any sizes) at the default chunk size (or the first one calibrated)
+    give the chunks' KLs as fractions
     of the chunk target (what image chunking makes of real content); each chunk size's
     index statistics are then 1-D PFR simulations (``bucket_histogram``) at its own target:
     real encodes at 16 bits would take minutes per crop on a CPU."""
@@ -114,7 +115,8 @@ def image_counts(cal: Calibration, src: dict, device: str, crops: list[np.ndarra
     with tempfile.TemporaryDirectory() as tmp:
         provisional = Path(tmp) / "provisional.json"
         cal.save(provisional)
-        codec = DiffcCodec(chunk_bits=DEFAULT_BITS, chunking="image", device=device,
+        run_bits = DEFAULT_BITS if DEFAULT_BITS in bits_list else bits_list[0]
+        codec = DiffcCodec(chunk_bits=run_bits, chunking="image", device=device,
                            calibration=str(provisional), **src)
         fractions = []
         for img in crops:
