@@ -17,7 +17,7 @@ Options: chunk_bits (12; calibrated: 8, 10, 12, 14, 16), chunking ("image", the 
 each step's chunk count from this image's KL of the step, sent as side information (the
 DiffC authors' method); "table", the paper's hard-coded counts; or "adaptive": the table's
 plan scaled by a half-octave symbol per step), chunk_kl (image chunking: the KL per chunk
-aimed at, default chunk_bits - 3), denoiser ("flow",
+aimed at, default the calibration's image_kl_bits = chunk_bits), denoiser ("flow",
 "ancestral", "mse"), ddim_steps (50 over the full range), weights (folder with
 ddpm.safetensors) or diffusers (a local diffusers DDPM folder), calibration (JSON),
 device, seed, block / backend (PFR), max_steps. Both ends must use the same options.
