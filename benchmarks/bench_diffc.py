@@ -1,23 +1,34 @@
 """DiffC (paper 002) on Kodak crops: R-D at every stopping step beside the ideal RCC rate,
-denoisers, chunk size and chunking ablations, timings, PFR throughput and peak memory.
+both overhead measures, denoisers, chunk size and chunking ablations, timings, PFR
+throughput and peak memory.
 
-    python benchmarks/bench_diffc.py [--images 8] [--size 32] [--quick]
+    python benchmarks/bench_diffc.py [--images 8] [--size 32] [--image-dir DIR]
+        [--modes image table adaptive] [--rd-only] [--quick] [--json PATH]
 
-Kodak (``../shared/datasets/kodak``) is evaluation data only (the DDPM and the calibration
-never saw it). One seeded crop per image. Everything runs on the CPU with one torch thread.
+Kodak (``--image-dir``, default ``../shared/datasets/kodak``) is evaluation data only (the
+DDPM and the calibration never saw it). One seeded crop of ``--size`` pixels from each of
+the first ``--images`` images. Everything runs on the CPU with one torch thread.
 
-R-D: each crop is encoded once with an unlimited budget; the payload a budget-limited
-encode would send for the first k steps is the k-step re-encoding of the same indices
-(``payload_for_steps``: identical to what ``encode`` sends when it stops at k), so every
-stopping step is scored from one encode. bpp counts every payload byte (5-byte header and
-the 8-byte rANS flush included). The ideal reference is what a perfect reverse-channel
-code would do (the paper's "idealized" DiffC): deliver an exact sample x_t ~ q(x_t | x_0)
-at a rate equal to the summed per-step KL(q || p) of a chain of exact samples ("ideal
-bpp", "ideal PSNR", same schedule, same denoiser). "ovh @PSNR" is the real rate over the
-ideal rate at equal PSNR (the paper's < 30 % definition), interpolated in log-rate on the
-ideal curve. "KL coded" is the KL of the trajectory the codec actually sent; with the
-table's hard-coded chunking, bounded PFR sends fewer bits than that KL (it picks the best
-of K candidates, not an exact q sample), with adaptive chunking a little more.
+R-D: each crop is encoded once with an unlimited budget; the encoder keeps the payload it
+would have sent had it stopped after each step (``EncodeStats.payloads``: what a
+budget-limited ``encode`` sends), so every stopping step is scored from one encode. bpp
+counts every payload byte (the x_t check byte included).
+
+Two overhead measures, at each stopping step:
+- like for like ("bits/KL-1", JSON ``overhead_coded_kl``): the payload's bits over the KL
+  of the trajectory the codec actually coded (sum of the coded steps' KL(q || p)), the
+  paper's own comparison (its "< 30 %": index bits against the KL of the same steps).
+  Shown without the check byte ("stream") and with the payload and the codec's wire meta
+  ("+meta": msgpack of ``meta`` without the 1-in-64 identity).
+- strict ("ovh @PSNR", JSON ``overhead_equal_psnr``): real bpp over the ideal rate at equal
+  PSNR. The ideal is what a perfect reverse-channel code would do (the paper's
+  "idealized" DiffC): an exact sample x_t ~ q(x_t | x_0) at a rate equal to the summed
+  per-step KL(q || p) of a chain of exact samples ("ideal bpp", "ideal PSNR", same
+  schedule, same denoiser), interpolated in log-rate on the ideal curve. This one also
+  charges the loss of quality when bounded PFR returns the best of K candidates instead of
+  an exact q sample.
+The JSON's figures are means over the stopping steps (the strict one over the steps whose
+PSNR lies on the ideal curve); ``bpp`` and ``psnr_db`` are at the last step.
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ import sys
 import time
 from pathlib import Path
 
+import msgpack
 import numpy as np
 import torch
 
@@ -49,9 +61,10 @@ KODAK = ROOT.parent / "shared" / "datasets" / "kodak"
 OPTS: dict[str, str] = {"device": "cpu"}  # + weights/calibration from the command line
 
 
-def kodak_crops(size: int, n: int, seed: int = 0) -> list[np.ndarray]:
-    """One ``diffstream evaluate`` seeded crop from each of the first n Kodak images."""
-    return [c.pixels for c in seeded_crops(load_folder(KODAK)[:n], size, 1, seed)]
+def kodak_crops(size: int, n: int, seed: int = 0, folder: Path = KODAK) -> list[np.ndarray]:
+    """One ``diffstream evaluate`` seeded crop from each of the first n images of
+    ``folder`` (Kodak by default)."""
+    return [c.pixels for c in seeded_crops(load_folder(folder)[:n], size, 1, seed)]
 
 
 def table(title: str, header: list[str], rows: list[list[str]]) -> None:
@@ -77,6 +90,12 @@ def exact_q_sample(model, x0: torch.Tensor, t: int, seed: int) -> torch.Tensor:
     return math.sqrt(ab) * x0 + math.sqrt(1 - ab) * torch.randn(x0.shape, generator=g)
 
 
+def meta_bytes(meta: dict) -> int:
+    """The codec's share of the wire header: msgpack of its meta (identity excluded: it
+    rides on one frame in 64)."""
+    return len(msgpack.packb({k: v for k, v in meta.items() if k != "id"}))
+
+
 def rd(crops: list[np.ndarray], size: int, chunking: str) -> dict:
     """Real R-D per stopping step through ``diffstream.evaluate``'s tables (keyed by the
     step; a crop whose encode stopped earlier is "not sent" at later steps), beside the
@@ -88,6 +107,7 @@ def rd(crops: list[np.ndarray], size: int, chunking: str) -> dict:
     pixels = size * size
     coded: list[Coded] = []
     ideal: dict[int, list[tuple[float, float, float]]] = {k: [] for k in stops}
+    lfl: dict[int, list[tuple[float, float, float]]] = {k: [] for k in stops}
     times_enc, times_dec, pfr_s, unet_s = [], [], [], []
     for i, img in enumerate(crops):
         t0 = time.perf_counter()
@@ -116,7 +136,11 @@ def rd(crops: list[np.ndarray], size: int, chunking: str) -> dict:
             if k > enc.steps:
                 coded.append(Coded(label, k, f"crop{i}", img, None, 0, False))
                 continue
-            real_bits = 8 * len(codec.payload_for_steps(enc.payload, enc.meta, k))
+            sent = st.payloads[k - 1]
+            real_bits = 8 * len(sent)
+            meta = {**enc.meta, "steps": k, "t": sched[k], "bytes": len(sent)}
+            lfl[k].append((real_bits / kl_cum[k - 1], 8 * (len(sent) - 1) / kl_cum[k - 1],
+                           (real_bits + 8 * meta_bytes(meta)) / kl_cum[k - 1]))
             t, x_t = traj[k - 1]
             out = codec.denoise(x_t, t)
             coded.append(Coded(label, k, f"crop{i}", img, out, real_bits, True))
@@ -134,26 +158,39 @@ def rd(crops: list[np.ndarray], size: int, chunking: str) -> dict:
         if not ideal[k]:
             continue
         kl, qbpp, qp = np.array(ideal[k]).mean(axis=0)
-        curve.append((k, sched[k], rows[k], kl, qbpp, qp))
+        curve.append((k, sched[k], rows[k], kl, qbpp, qp, np.array(lfl[k]).mean(axis=0)))
     # the ideal curve (exact-q rate, exact-q PSNR); overhead at equal PSNR, log-rate interp.
     ideal_r = np.log([c[4] for c in curve])
     ideal_p = np.array([c[5] for c in curve])
     order = np.argsort(ideal_p)
     out_rows = []
-    for k, t, r, kl, qbpp, qp in curve:
+    eq_psnr, per_step = [], []
+    for k, t, r, kl, qbpp, qp, ratios in curve:
+        ovh = None
         if ideal_p.min() <= r.psnr_db <= ideal_p.max():
             r_eq = math.exp(float(np.interp(r.psnr_db, ideal_p[order], ideal_r[order])))
-            ovh_eq = f"{100 * (r.bpp / r_eq - 1):+.0f}%"
-        else:
-            ovh_eq = "-"
+            ovh = r.bpp / r_eq - 1
+            eq_psnr.append(ovh)
+        per_step.append({"step": k, "t": t, "bpp": r.bpp, "psnr_db": r.psnr_db,
+                         "ideal_bpp": qbpp, "ideal_psnr_db": qp, "kl_coded_bpp": kl,
+                         "overhead_coded_kl": ratios[0] - 1,
+                         "overhead_coded_kl_stream": ratios[1] - 1,
+                         "overhead_coded_kl_meta": ratios[2] - 1, "overhead_equal_psnr": ovh})
         out_rows.append([str(k), str(t), f"{r.n}", f"{r.bpp:.3f}", f"{r.psnr_db:.2f}",
-                         f"{r.ms_ssim:.4f}", f"{r.swd:.0f}", f"{qbpp:.3f}", f"{qp:.2f}", ovh_eq,
-                         f"{kl:.3f}", f"{100 * (r.bpp / kl - 1):+.0f}%"])
-    table(f"R-D on {len(crops)} Kodak crops {size}x{size}: DiffC-F, chunk_bits "
+                         f"{r.ms_ssim:.4f}", f"{qbpp:.3f}", f"{qp:.2f}",
+                         "-" if ovh is None else f"{100 * ovh:+.0f}%", f"{kl:.3f}",
+                         f"{100 * (ratios[1] - 1):+.1f}%", f"{100 * (ratios[0] - 1):+.1f}%",
+                         f"{100 * (ratios[2] - 1):+.1f}%"])
+    table(f"R-D on {len(crops)} crops {size}x{size}: DiffC-F, chunk_bits "
           f"{codec.chunk_bits}, {chunking} chunking (means over crops). ideal = exact "
           f"samples of q(x_t|x_0) at KL rate; 'KL coded' = the KL of the trajectory actually "
-          f"sent", ["step", "t", "n", "bpp", "PSNR dB", "MS-SSIM", "SWD", "ideal bpp",
-                    "ideal PSNR", "ovh @PSNR", "KL coded", "bpp/KL-1"], out_rows)
+          f"sent; bits/KL-1 of the stream alone, the payload, the payload + codec meta",
+          ["step", "t", "n", "bpp", "PSNR dB", "MS-SSIM", "ideal bpp", "ideal PSNR",
+           "ovh @PSNR", "KL coded", "stream/KL-1", "payload/KL-1", "+meta/KL-1"], out_rows)
+    lfl_mean = float(np.mean([c[6][0] - 1 for c in curve]))
+    print(f"mean over {len(curve)} stopping steps: like for like (payload bits / coded KL - 1)"
+          f" {100 * lfl_mean:+.1f}%; strict (bits over ideal at equal PSNR) "
+          + (f"{100 * np.mean(eq_psnr):+.1f}% over {len(eq_psnr)} steps" if eq_psnr else "-"))
     real = (np.array([c[2].bpp for c in curve]), np.array([c[2].psnr_db for c in curve]))
     bd_rate, _, why = bd_pair((np.exp(ideal_r), ideal_p), real, "cubic")
     print(f"BD-rate of the real codec against ideal RCC (cubic, PSNR): {bd_rate:+.0f}%"
@@ -161,7 +198,14 @@ def rd(crops: list[np.ndarray], size: int, chunking: str) -> dict:
     print(f"\nper image ({chunking}): encode {np.mean(times_enc):.2f} s (UNet "
           f"{np.mean(unet_s):.2f} s, PFR {np.mean(pfr_s):.2f} s), decode "
           f"{np.mean(times_dec):.2f} s (full schedule, {len(sched) - 1} steps, DiffC-F)")
-    return {"stops": stops, "bd_rate_vs_ideal_pct": bd_rate}
+    last = per_step[-1]
+    return {"stops": stops, "bd_rate_vs_ideal_pct": bd_rate, "chunking": chunking,
+            "size": size, "images": len(crops), "chunk_bits": codec.chunk_bits,
+            "overhead_coded_kl": lfl_mean,
+            "overhead_equal_psnr": float(np.mean(eq_psnr)) if eq_psnr else None,
+            "equal_psnr_steps": len(eq_psnr), "bpp": last["bpp"], "psnr_db": last["psnr_db"],
+            "encode_s": float(np.mean(times_enc)), "decode_s": float(np.mean(times_dec)),
+            "per_step": per_step}
 
 
 def denoisers(crops: list[np.ndarray], size: int, scorer: QualityScorer, stops: list[int]
@@ -190,12 +234,14 @@ def denoisers(crops: list[np.ndarray], size: int, scorer: QualityScorer, stops: 
 
 
 def ablations(crops: list[np.ndarray], size: int) -> None:
-    """Chunk sizes and the two chunking modes, scored at a middle and the last step."""
+    """Chunk sizes (image chunking) and the other two chunking modes (12 bits), scored at a
+    middle and the last step."""
     pixels = size * size
     rows = []
     for label, opts in [("chunk_bits 8", {"chunk_bits": 8}), ("chunk_bits 10", {"chunk_bits": 10}),
                         ("chunk_bits 12 (default)", {}), ("chunk_bits 14", {"chunk_bits": 14}),
                         ("chunk_bits 16", {"chunk_bits": 16}),
+                        ("table chunking", {"chunking": "table"}),
                         ("adaptive chunking", {"chunking": "adaptive"})]:
         codec = create_codec("diffc", **{**OPTS, **opts})
         last = codec.max_steps
@@ -208,7 +254,7 @@ def ablations(crops: list[np.ndarray], size: int) -> None:
             pfr_t.append(st.pfr_seconds)
             traj = codec.trajectory(enc.payload, enc.meta, (size, size))
             for k in (mid, last):
-                bits = 8 * len(codec.payload_for_steps(enc.payload, enc.meta, k))
+                bits = 8 * len(st.payloads[k - 1])
                 kl = sum(r.kl_bits for r in st.steps[:k])
                 out = codec.denoise(traj[k - 1][1], traj[k - 1][0])
                 acc[k].append((bits / pixels, kl / pixels, psnr(img, out)))
@@ -311,36 +357,50 @@ def memory(d: int, bits: int) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--images", type=int, default=8)
-    ap.add_argument("--size", type=int, default=32)
+    ap.add_argument("--images", type=int, default=8, help="how many images (one crop each)")
+    ap.add_argument("--size", type=int, default=32, help="crop side in pixels (32, 64, ...)")
+    ap.add_argument("--image-dir", type=Path, default=KODAK,
+                    help="folder of evaluation images (default: ../shared/datasets/kodak)")
+    ap.add_argument("--modes", nargs="+", default=["image", "table", "adaptive"],
+                    choices=["image", "table", "adaptive"], help="chunkings to measure")
+    ap.add_argument("--rd-only", action="store_true",
+                    help="only the R-D tables (no PFR speed, denoisers or ablations)")
     ap.add_argument("--quick", action="store_true", help="fewer crops and repetitions")
-    ap.add_argument("--json", help="also write the PFR/R-D summary here")
+    ap.add_argument("--json", help="also write the R-D summary here (first mode's figures "
+                                   "at the top level, every mode under 'modes')")
+    ap.add_argument("--chunk-bits", type=int, help="PFR chunk size of the R-D runs "
+                                                   "(default: the codec's, 12)")
+    ap.add_argument("--chunk-kl", type=float, help="image chunking's KL per chunk "
+                                                   "(default: the codec's)")
     ap.add_argument("--weights", help="DDPM weights folder (default: shipped)")
     ap.add_argument("--calibration", help="DiffC calibration JSON (default: shipped)")
     args = ap.parse_args()
-    for k in ("weights", "calibration"):
+    for k in ("weights", "calibration", "chunk_bits", "chunk_kl"):
         if getattr(args, k):
             OPTS[k] = getattr(args, k)
     torch.set_num_threads(1)
     t_all = time.perf_counter()
     print(f"torch {torch.__version__}, 1 thread; fused kernel: {fused.available()}")
-    throughput(d=768, bits=12, reps=2 if args.quick else 5)
-    throughput(d=256, bits=16, reps=1 if args.quick else 2)
-    memory(d=768, bits=14)
-    if not KODAK.is_dir():
-        print(f"\nKodak not found at {KODAK}: R-D skipped (PFR figures above are complete)")
+    if not args.rd_only:
+        throughput(d=768, bits=12, reps=2 if args.quick else 5)
+        throughput(d=256, bits=16, reps=1 if args.quick else 2)
+        memory(d=768, bits=14)
+    if not args.image_dir.is_dir():
+        print(f"\nno image folder at {args.image_dir}: R-D skipped")
         return 0
     n = 3 if args.quick else args.images
-    crops = kodak_crops(args.size, n)
+    crops = kodak_crops(args.size, n, folder=args.image_dir)
     scorer = QualityScorer()
-    res = rd(crops, args.size, "table")
-    rd(crops, args.size, "adaptive")
-    denoisers(crops[: max(2, n // 2)], args.size, scorer, res["stops"])
-    ablations(crops[: max(2, n // 2)], args.size)
+    results = {mode: rd(crops, args.size, mode) for mode in args.modes}
+    res = results[args.modes[0]]
+    if not args.rd_only:
+        denoisers(crops[: max(2, n // 2)], args.size, scorer, res["stops"])
+        ablations(crops[: max(2, n // 2)], args.size)
     print(f"\ntotal {time.perf_counter() - t_all:.0f} s; peak RSS of this process "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     if args.json:
-        Path(args.json).write_text(json.dumps(res))
+        summary = {k: v for k, v in res.items() if k != "per_step"}
+        Path(args.json).write_text(json.dumps({**summary, "modes": results}, indent=1) + "\n")
     return 0
 
 

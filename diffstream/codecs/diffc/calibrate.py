@@ -51,6 +51,10 @@ CHUNK_BITS = (8, 10, 12, 14, 16)
 DEFAULT_BITS = 12  # the chunk-count symbol histogram is taken at the codec's default
 CHUNK_SLACK_BITS = 3.0  # planned chunk KL = chunk_bits - 3 (see docs/diffc.md, "chunks")
 SCHEDULE_ID = 1
+# image chunking's KL per chunk = chunk_bits + IMAGE_KL_OFFSET: chunks loaded up to K's
+# capacity and beyond; measured on 64x64 Kodak crops, this buys more PSNR per bit than
+# chunks at chunk_bits - 3 (docs/diffc.md, "Measured")
+IMAGE_KL_OFFSET = 0.0
 
 
 def load(args: argparse.Namespace) -> tuple[DDPM, dict[str, str]]:
@@ -86,6 +90,56 @@ def prediction_errors(model: DDPM, x0: torch.Tensor, batch: int, gen: torch.Gene
         x0_hat = model.clip_x0((xt - (1 - a).sqrt() * eps) / a.sqrt())
         e[ts] = ((x0_hat - x0) ** 2).flatten(1).sum(1).double().cpu()
     return e
+
+
+def image_sizes(args: argparse.Namespace) -> tuple[int, ...]:
+    """Crop sides for image chunking's statistics: the calibration size and twice it for
+    the pixel DDPM (32 and 64: both supported sizes), the calibration size for a model."""
+    return (args.size,) if args.model else (args.size, 2 * args.size)
+
+
+def image_counts(cal: Calibration, src: dict, device: str, crops: list[np.ndarray],
+                 bits_list: list[int], seed: int, samples: int) -> None:
+    """``bucket_counts_image`` of every chunk size (in place). Real image-chunking encodes of
+    ``crops`` (uint8, any sizes) at the default chunk size (or the first one calibrated)
+    give the chunks' KLs as fractions
+    of the chunk target (what image chunking makes of real content); each chunk size's
+    index statistics are then 1-D PFR simulations (``bucket_histogram``) at its own target:
+    real encodes at 16 bits would take minutes per crop on a CPU."""
+    import tempfile
+
+    from diffstream.codecs.diffc.codec import DiffcCodec
+
+    for bits in bits_list:
+        cal.chunk_models[bits].image_kl_bits = bits + IMAGE_KL_OFFSET
+    with tempfile.TemporaryDirectory() as tmp:
+        provisional = Path(tmp) / "provisional.json"
+        cal.save(provisional)
+        run_bits = DEFAULT_BITS if DEFAULT_BITS in bits_list else bits_list[0]
+        codec = DiffcCodec(chunk_bits=run_bits, chunking="image", device=device,
+                           calibration=str(provisional), **src)
+        fractions = []
+        for img in crops:
+            codec.encode(img, 1 << 40)
+            for kls in codec.last_stats.chunk_kls:
+                fractions += [v / codec.chunk_kl for v in kls]
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(fractions), size=min(samples, len(fractions)), replace=False)
+    for bits in bits_list:
+        m = cal.chunk_models[bits]
+        m.bucket_counts_image = bucket_histogram([fractions[i] * m.image_kl_bits
+                                                  for i in pick], bits, seed=seed)
+        print(f"[calibrate] chunk_bits {bits}: image buckets {m.bucket_counts_image}",
+              flush=True)
+
+
+def image_crops(n: int, seed: int, sizes: tuple[int, ...]) -> list[np.ndarray]:
+    from diffstream.training.crops import CropSampler, to_uint8
+
+    out: list[np.ndarray] = []
+    for i, size in enumerate(sizes):
+        out += list(to_uint8(CropSampler().batch(n, size, np.random.default_rng(seed + i))))
+    return out
 
 
 def real_runs(cal: Calibration, args: argparse.Namespace, crops: torch.Tensor) -> None:
@@ -151,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None,
                     help=f"default: {CALIBRATION_FILE} (MODEL/diffc_calibration.json with "
                          "--model)")
+    ap.add_argument("--image-only", action="store_true",
+                    help="only (re)compute image chunking's index statistics of the "
+                         "calibration at --out (existing file), from --run-images crops "
+                         "per size (--size and twice it; --size only with --model)")
     ap.add_argument("--device", default=None,
                     help="with --model: where the model runs (default: CUDA when present); "
                          "the shipped pixel calibration is made on the CPU")
@@ -162,6 +220,24 @@ def main(argv: list[str] | None = None) -> int:
                     else str(CALIBRATION_FILE))
     torch.set_num_threads(1)
     from diffstream.training.crops import CropSampler
+
+    src_opts = ({"model": args.model, "null_embedding": args.null_embedding} if args.model
+                else {"diffusers": args.diffusers} if args.diffusers
+                else {"weights": args.weights})
+    if args.image_only:
+        t0 = time.perf_counter()
+        cal = Calibration.load(args.out)
+        image_counts(cal, src_opts, args.device,
+                     image_crops(args.run_images, args.seed, image_sizes(args)),
+                     [b for b in args.chunk_bits if b in cal.chunk_models], args.seed,
+                     4 * args.chunk_samples)
+        cal.info["image_counts"] = (f"{args.run_images} crops per size {image_sizes(args)}, "
+                                    f"{time.perf_counter() - t0:.0f} s: python -m "
+                                    "diffstream.codecs.diffc.calibrate "
+                                    + " ".join(argv if argv is not None else sys.argv[1:]))
+        cal.save(args.out)
+        print(f"[calibrate] updated {args.out}")
+        return 0
 
     t_start = time.perf_counter()
     model, source = load(args)
@@ -221,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     cal.ratio_counts = [1] * RATIO_SYMBOLS
     if args.run_images > 0:
         real_runs(cal, args, crops[:args.run_images])
+        image_counts(cal, src_opts, args.device,
+                     image_crops(max(1, args.run_images // 2), args.seed, image_sizes(args)),
+                     list(args.chunk_bits), args.seed, 4 * args.chunk_samples)
     cal.info = {**source, "images": args.images, "size": args.size, "t_final": args.t_final,
                 "seed": args.seed, "data": "scikit-image photographs (CropSampler), not Kodak",
                 "cost": "C = I + log2(max(I, 1)) + 5 bits per step (Algorithm 3)",

@@ -13,8 +13,11 @@ and thread count, so x_t is bit-identical), then denoises x_t: DDIM probability 
 Progressive: the payload prefix that holds steps 1..j decodes to x_{s_j}
 (``bitstream.py``). ``prefix_steps`` says how many whole steps a prefix holds.
 
-Options: chunk_bits (12; calibrated: 8, 10, 12, 14, 16), chunking ("table", the paper's
-hard-coded counts, or "adaptive": one chunk-count symbol per step), denoiser ("flow",
+Options: chunk_bits (12; calibrated: 8, 10, 12, 14, 16), chunking ("image", the default:
+each step's chunk count from this image's KL of the step, sent as side information (the
+DiffC authors' method); "table", the paper's hard-coded counts; or "adaptive": the table's
+plan scaled by a half-octave symbol per step), chunk_kl (image chunking: the KL per chunk
+aimed at, default the calibration's image_kl_bits = chunk_bits), denoiser ("flow",
 "ancestral", "mse"), ddim_steps (50 over the full range), weights (folder with
 ddpm.safetensors) or diffusers (a local diffusers DDPM folder), calibration (JSON),
 device, seed, block / backend (PFR), max_steps. Both ends must use the same options.
@@ -33,6 +36,7 @@ Deviations from the paper (all listed in docs/diffc.md):
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import threading
@@ -52,9 +56,19 @@ from diffstream.backbones.pretrained import PretrainedFolderError
 from diffstream.codecs.base import Capabilities, CodecError, Encoded, Image
 from diffstream.codecs.classic.pillow import _check_image, _pink_noise
 from diffstream.codecs.diffc import pfr, prng
-from diffstream.codecs.diffc.bitstream import HEADER_BYTES, Header, Step, StepCoder
+from diffstream.codecs.diffc.bitstream import (
+    CHECK_BYTES,
+    CHUNKINGS,
+    DELTA_MAX,
+    FORMAT_VERSION,
+    Step,
+    StepCoder,
+    StepWriter,
+    log_count,
+    log_symbol,
+)
 from diffstream.codecs.diffc.diffusion import DENOISERS, denoise, predict_x0, step_coefs
-from diffstream.codecs.diffc.schedule import CALIBRATION_FILE, RATIO_SYMBOLS, Calibration
+from diffstream.codecs.diffc.schedule import CALIBRATION_FILE, Calibration
 from diffstream.codecs.gic.bitstream import one_thread
 from diffstream.codecs.registry import register_codec
 from diffstream.pipeline.compute import ProfileCost
@@ -63,14 +77,35 @@ from diffstream.training.crops import to_tensor, to_uint8
 log = logging.getLogger(__name__)
 
 MULTIPLE = 8
-CHUNKINGS = ("table", "adaptive")
-MAX_STEPS = 255  # one header byte
+MAX_STEPS = 255
 MODEL_CALIBRATION = "diffc_calibration.json"  # a model folder's own calibration
-EMPTY_STREAM_BYTES = 8  # compressai's rANS flush: the smallest stream
+IDENTITY_EVERY = 64  # meta["id"] on the first frame and every 64th after it
+NO_SHAPE_MAX_CHUNKS = 1 << 31  # bound on a step's chunks when the frame size is unknown
 PURPOSE_XT, PURPOSE_PERM, PURPOSE_CAND, PURPOSE_NOISE = 0x5854, 0x5045, 0x4341, 0x4E4F
 
 _CALS: dict[str, Calibration] = {}
+_DIGESTS: dict[int, str] = {}
 _LOCK = threading.Lock()
+
+
+def model_digest(model: torch.nn.Module) -> str:
+    """sha256 (16 hex) of the model's state (names, dtypes, shapes and bytes of every
+    tensor): what the identity check compares, whatever file the weights came from."""
+    key = id(model)
+    with _LOCK:
+        if key not in _DIGESTS:
+            h = hashlib.sha256()
+            for name, t in sorted(model.state_dict().items()):
+                t = t.detach().cpu().contiguous().reshape(-1)
+                h.update(f"{name}|{t.dtype}|{t.numel()};".encode())
+                h.update(t.view(torch.uint8).numpy().tobytes())
+            _DIGESTS[key] = h.hexdigest()[:16]
+        return _DIGESTS[key]
+
+
+def xt_check(x: torch.Tensor) -> int:
+    """The payload's check byte: CRC-32 of x_t's float32 bytes, low 8 bits."""
+    return zlib.crc32(x.detach().float().cpu().contiguous().numpy().tobytes()) & 0xFF
 
 
 def default_device() -> str:
@@ -143,6 +178,7 @@ class StepRecord:
     ratio: int | None  # adaptive chunking: the step's chunk-count symbol
     kl_bits: float  # the real KL(q || p) of this step: the ideal RCC cost
     payload_bytes: int  # size of the whole payload holding steps 1..k+1
+    max_chunk_kl: float = 0.0  # the largest KL of one of the step's chunks (bits)
 
 
 @dataclass
@@ -152,6 +188,8 @@ class EncodeStats:
     pfr_seconds: float = 0.0
     unet_seconds: float = 0.0
     x_t: torch.Tensor | None = None  # the encoder's last kept x_t (what the decoder rebuilds)
+    payloads: list[bytes] = field(default_factory=list)  # [k]: what a k+1-step encode sends
+    chunk_kls: list[list[float]] = field(default_factory=list)  # [k]: each chunk's KL (bits)
 
 
 @register_codec("diffc")
@@ -174,12 +212,14 @@ class DiffcCodec:
                  weights: str | None = None, diffusers: str | None = None,
                  calibration: str | None = None, device: str | None = None, seed: int = 0,
                  block: int = pfr.DEFAULT_BLOCK, backend: str = "auto",
-                 max_steps: int | None = None, chunking: str = "table",
-                 model: str | None = None, null_embedding: str | None = None) -> None:
+                 max_steps: int | None = None, chunking: str = "image",
+                 model: str | None = None, null_embedding: str | None = None,
+                 chunk_kl: float | None = None) -> None:
         if denoiser not in DENOISERS:
             raise ValueError(f"denoiser must be one of {DENOISERS}, got {denoiser!r}")
         if chunking not in CHUNKINGS:
             raise ValueError(f"chunking must be one of {CHUNKINGS}, got {chunking!r}")
+        self.mode = chunking
         self.adaptive = chunking == "adaptive"
         self.model = load_model(weights, diffusers, device, model, null_embedding)
         self.device = self.model.alpha_bar.device
@@ -192,7 +232,11 @@ class DiffcCodec:
                              "diffstream.codecs.diffc.calibrate --diffusers FOLDER --out FILE")
         self.chunk_bits = int(chunk_bits)
         self.chunk = self.cal.chunk_model(self.chunk_bits)
-        self.coder = StepCoder(self.chunk_bits, self.chunk.counts(self.adaptive),
+        self.chunk_kl = float(chunk_kl) if chunk_kl is not None else self.chunk.image_target
+        if not 0 < self.chunk_kl <= 2 * self.chunk_bits:
+            raise ValueError(f"chunk_kl must be in (0, 2 chunk_bits = {2 * self.chunk_bits}]"
+                             f", got {self.chunk_kl}")
+        self.coder = StepCoder(self.chunk_bits, self.chunk.counts(self.mode), self.mode,
                                self.cal.ratio_counts if self.adaptive else None)
         self.denoiser = denoiser
         self.ddim_steps = int(ddim_steps)
@@ -204,7 +248,32 @@ class DiffcCodec:
         self._floors: dict[tuple[int, int], int] = {}
         self._perms: dict[tuple[int, int], torch.Tensor] = {}
         self.last_stats = EncodeStats()
+        self._frames = 0  # frames sent: the identity rides on every IDENTITY_EVERY-th
+        self._peer_ok: dict[str, Any] | None = None  # the last sender identity that matched
 
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What both ends must share, sent in ``meta["id"]``: the format, the chunking, the
+        chunk size, the PRNG seed, the calibration's and the weights' digests."""
+        return {"v": FORMAT_VERSION, "k": self.mode, "b": self.chunk_bits, "s": self.seed,
+                "c": self.cal.digest(), "w": model_digest(self.model)}
+
+    def check_identity(self, theirs: Any) -> None:
+        """CodecError naming what differs when a sender's identity is not this decoder's."""
+        if theirs == self._peer_ok:
+            return
+        mine = self.identity
+        if not isinstance(theirs, dict):
+            raise CodecError(f"DiffC meta id is {type(theirs).__name__}, not a map: corrupt")
+        names = {"v": "format version", "k": "chunking", "b": "chunk_bits", "s": "seed",
+                 "c": "calibration (digest)", "w": "model weights (sha256)"}
+        diff = [f"{names[k]}: sender {theirs.get(k)!r}, this decoder {v!r}"
+                for k, v in mine.items() if theirs.get(k) != v]
+        if diff:
+            raise CodecError("DiffC stream was encoded with another configuration; "
+                             + "; ".join(diff) + ". Give both ends the same weights, "
+                             "calibration and codec options")
+        self._peer_ok = dict(theirs)
     @classmethod
     def check_options(cls, options: dict[str, Any]) -> None:
         """The scenario precheck's hook: the files an arm names, checked without loading
@@ -249,13 +318,13 @@ class DiffcCodec:
         c, lh, lw = self.model.latent_shape(h, w)
         return c * lh * lw
 
-    def chunks_of(self, dims: int) -> Any:
-        """(step, chunk-count symbol) -> chunk count, for a frame of ``dims`` values."""
+    def chunks_of(self, dims: int | None) -> Any:
+        """(step, count symbol) -> chunk count, for a frame of ``dims`` values (image
+        chunking: from the symbol alone, so no frame size is needed)."""
+        if self.mode == "image":
+            return lambda k, ratio: log_count(ratio)
+        assert dims is not None
         return lambda k, ratio: self.cal.chunks(k, dims, self.chunk_bits, ratio)
-
-    def max_chunks(self, dims: int, steps: int) -> list[int]:
-        top = RATIO_SYMBOLS - 1 if self.adaptive else None
-        return [self.cal.chunks(k, dims, self.chunk_bits, top) for k in range(steps)]
 
     def chunk_groups(self, step: int, dims: int, n: int) -> list[torch.Tensor]:
         """Dimension indices of the ``n`` PFR chunks of ``step``: a shared random
@@ -288,7 +357,7 @@ class DiffcCodec:
         h, w = arr.shape[:2]
         check_frame_shape(h, w, ValueError, self.multiple)
         budget = int(budget_bits)
-        floor = 8 * (HEADER_BYTES + EMPTY_STREAM_BYTES)
+        floor = 8 * (CHECK_BYTES + 1)  # the check byte and at least one stream byte
         stats = EncodeStats()
         self.last_stats = stats
         if budget < floor:
@@ -298,14 +367,32 @@ class DiffcCodec:
             need = stats.steps[0].payload_bytes * 8 if stats.steps else floor
             return self._skip(budget, need, h, w)
         t = self.cal.schedule[kept]
-        return Encoded(payload=payload, meta={"steps": kept, "t": t, "bytes": len(payload)},
-                       steps=kept)
+        meta: dict[str, Any] = {"steps": kept, "t": t, "bytes": len(payload)}
+        if self._frames % IDENTITY_EVERY == 0:
+            meta["id"] = self.identity
+        self._frames += 1
+        return Encoded(payload=payload, meta=meta, steps=kept)
 
     def _skip(self, budget: int, need: int, h: int, w: int) -> Encoded:
         reason = (f"budget {budget} bits < {need} bits of the first DiffC step "
                   f"(diffc {w}x{h}, chunk_bits {self.chunk_bits})")
         log.info("skipping frame: %s", reason)
         return Encoded(payload=b"", meta={"steps": 0}, skipped=True, reason=reason, steps=0)
+
+    def _count_symbol(self, k: int, dims: int, kl_bits: float, prev: int | None
+                      ) -> int | None:
+        """The step's count symbol: image chunking sends ceil(KL / chunk_kl) chunks (to
+        within 2^(1/8)), adaptive the table's half-octave scale, table nothing."""
+        if self.mode == "image":
+            r = log_symbol(kl_bits, self.chunk_kl)
+            if prev is not None:  # the difference code's range (never binds in practice)
+                r = min(max(r, prev - DELTA_MAX), prev + DELTA_MAX)
+            while r > 0 and log_count(r) > dims:  # at most one chunk per value
+                r -= 1
+            return r
+        if self.adaptive:
+            return self.cal.choose_ratio(k, dims, self.chunk_bits, kl_bits)
+        return None
 
     def _encode(self, arr: np.ndarray, budget: int, stats: EncodeStats
                 ) -> tuple[bytes, int]:
@@ -314,7 +401,8 @@ class DiffcCodec:
         h, w = arr.shape[:2]
         dims = self.dims(h, w)
         payload, kept = b"", 0
-        done: list[Step] = []
+        writer: StepWriter = self.coder.writer((h, w) if self.coder.sized else None)
+        prev: int | None = None
         with self._exec():
             x0 = self.model.to_latent(to_tensor(arr).to(self.device))
             x = self.x_T(h, w)
@@ -327,87 +415,115 @@ class DiffcCodec:
                 m = ((c.c0 / c.std) * (x0 - x0_hat)).reshape(-1).double()
                 kl_bits = float((m * m).sum()) / (2.0 * math.log(2.0))
                 m_f = m.float()  # stays on the model's device: PFR searches there
-                ratio = (self.cal.choose_ratio(k, dims, self.chunk_bits, kl_bits)
-                         if self.adaptive else None)
+                ratio = self._count_symbol(k, dims, kl_bits, prev)
                 groups = self.chunk_groups(k, dims, self.chunks_of(dims)(k, ratio))
-                idx = [pfr.select(m_f[g], self._key(PURPOSE_CAND, k, ci),
-                                  self.chunk_bits, self.block, self.backend)
-                       for ci, g in enumerate(groups)]
+                idx, kls = [], []
+                for ci, g in enumerate(groups):
+                    mg = m_f[g]
+                    kls.append(float((mg.double() * mg.double()).sum()) / (2.0 * math.log(2.0)))
+                    idx.append(pfr.select(mg, self._key(PURPOSE_CAND, k, ci),
+                                          self.chunk_bits, self.block, self.backend))
                 t2 = time.perf_counter()
                 stats.unet_seconds += t1 - t0
                 stats.pfr_seconds += t2 - t1
-                body = self.coder.encode([*done, (ratio, idx)])
-                head = Header(self.adaptive, self.chunk_bits, self.cal.id, k + 1, h, w).pack()
+                trial = writer.copy()
+                trial.add((ratio, idx))
+                body = trial.finish()
+                size = CHECK_BYTES + len(body)
                 stats.steps.append(StepRecord(self.cal.schedule[k + 1], len(groups), ratio,
-                                              kl_bits, HEADER_BYTES + len(body)))
+                                              kl_bits, size, max(kls)))
                 stats.indices.append(idx)
-                if 8 * (HEADER_BYTES + len(body)) > budget:
+                stats.chunk_kls.append(kls)
+                if 8 * size > budget:
                     break
                 x = self._advance(x, x0_hat, k, idx)
-                done.append((ratio, idx))
-                payload, kept = head + body, k + 1
+                writer, prev = trial, ratio
+                payload, kept = bytes([xt_check(x)]) + body, k + 1
+                stats.payloads.append(payload)
             stats.x_t = x
         return payload, kept
 
     # ------------------------------------------------------------------ decoder
-    def _parse(self, payload: bytes, meta: dict[str, Any] | None, shape: tuple[int, int] | None
-               ) -> tuple[Header, list[Step]]:
-        """Header and the per-step index lists of every whole step the payload holds."""
-        payload = bytes(payload)
-        head = Header.unpack(payload)
-        if head.adaptive != self.adaptive:
-            mode = "adaptive" if head.adaptive else "table"
-            raise CodecError(f"DiffC payload uses chunking {mode!r}, this decoder does not: "
-                             "configure both ends alike")
-        if head.chunk_bits != self.chunk_bits:
-            raise CodecError(f"DiffC payload uses chunk_bits {head.chunk_bits}, this decoder "
-                             f"{self.chunk_bits}: configure both ends alike")
-        if head.schedule_id != self.cal.id:
-            raise CodecError(f"DiffC payload uses schedule {head.schedule_id}, this decoder "
-                             f"has {self.cal.id}: the two ends have different calibrations")
-        if head.steps > min(self.cal.steps, MAX_STEPS):
-            raise CodecError(f"DiffC header says {head.steps} steps; the schedule has "
+    def _steps_of(self, meta: dict[str, Any] | None) -> int:
+        steps = (meta or {}).get("steps")
+        if not isinstance(steps, int) or isinstance(steps, bool):
+            raise CodecError("DiffC frame meta has no integer 'steps' (the step count travels "
+                             "in the wire header): corrupt or from another codec")
+        if not 1 <= steps <= min(self.cal.steps, MAX_STEPS):
+            raise CodecError(f"DiffC meta says {steps} steps; the schedule has "
                              f"{self.cal.steps}: corrupt")
-        if shape is not None and (head.height, head.width) != (int(shape[0]), int(shape[1])):
-            raise CodecError(f"DiffC payload is for {head.width}x{head.height}, expected "
-                             f"{int(shape[1])}x{int(shape[0])}")
-        dims = self.dims(head.height, head.width)
-        stream = payload[HEADER_BYTES:]
+        return steps
+
+    def _parse(self, payload: bytes, meta: dict[str, Any] | None, shape: tuple[int, int] | None
+               ) -> tuple[bool, list[Step]]:
+        """(whether the payload is whole, the index lists of every whole step it holds)."""
+        payload = bytes(payload)
+        n_steps = self._steps_of(meta)
+        if "id" in (meta or {}):
+            self.check_identity((meta or {})["id"])
         full_len = (meta or {}).get("bytes")
         if isinstance(full_len, int) and len(payload) > full_len:
             raise CodecError(f"DiffC payload of {len(payload)} bytes is longer than the "
                              f"{full_len} bytes its header meta announces: corrupt")
-        args = (stream, head.steps, self.chunks_of(dims), self.max_chunks(dims, head.steps))
-        if isinstance(full_len, int) and len(payload) == full_len:
-            return head, self.coder.decode_full(*args)
-        return head, self.coder.decode_prefix(*args)
+        whole = isinstance(full_len, int) and len(payload) == full_len
+        stream = payload[CHECK_BYTES:]
+        size = (int(shape[0]), int(shape[1])) if shape is not None else None
+        if self.coder.sized and size is None:  # prefix_steps: the size is in the stream
+            size = self.coder.stream_size(stream)
+            if size is None:
+                if whole:
+                    raise CodecError("DiffC stream has no frame size: corrupt")
+                return False, []
+        if self.coder.sized and size is not None and not whole:
+            got = self.coder.stream_size(stream)
+            if got is not None and got != size:
+                raise CodecError(f"DiffC stream is for {got[1]}x{got[0]}, expected "
+                                 f"{size[1]}x{size[0]}")
+        dims = self.dims(*size) if size is not None else None
+        bound = dims if dims is not None else NO_SHAPE_MAX_CHUNKS
+        if whole:
+            if len(payload) < CHECK_BYTES:
+                raise CodecError("DiffC payload is empty: corrupt")
+            return True, self.coder.decode_full(stream, n_steps, self.chunks_of(dims), bound,
+                                                size if self.coder.sized else None)
+        if len(payload) < CHECK_BYTES:
+            return False, []
+        return False, self.coder.decode_prefix(stream, n_steps, self.chunks_of(dims), bound)
 
     def prefix_steps(self, payload: bytes, meta: dict[str, Any]) -> int:
         """Whole steps in ``payload`` (full or a prefix); 0 when not even one step arrived
-        (then ``decode`` raises). CodecError on a corrupt header or full payload."""
-        if len(payload) < HEADER_BYTES:
-            return 0
+        (then ``decode`` raises). CodecError on a corrupt meta or full payload."""
         return len(self._parse(payload, meta, None)[1])
 
     def trajectory(self, payload: bytes, meta: dict[str, Any] | None,
                    shape: tuple[int, int]) -> list[tuple[int, torch.Tensor]]:
-        """(t, x_t) after every whole step of the payload (what the decoder reconstructs)."""
+        """(t, x_t) after every whole step of the payload (what the decoder reconstructs).
+        For a whole payload the final x_t must match the payload's check byte."""
         try:
             h, w = (int(v) for v in shape)
         except (TypeError, ValueError):
             raise CodecError(f"shape must be (H, W), got {shape!r}") from None
         check_frame_shape(h, w, CodecError, self.multiple)
-        head, steps = self._parse(payload, meta, (h, w))
+        whole, steps = self._parse(payload, meta, (h, w))
         if not steps:
             raise CodecError(f"DiffC prefix of {len(payload)} bytes holds no complete step "
                              "(nothing to decode)")
+        dims = self.dims(h, w)
         out = []
         with self._exec():
             x = self.x_T(h, w)
             for k, (_, idx) in enumerate(steps):
+                if len(idx) > dims:
+                    raise CodecError(f"DiffC step {k} has {len(idx)} chunks for {dims} "
+                                     "values: corrupt")
                 x0_hat = predict_x0(self.model, x, self.cal.schedule[k])
                 x = self._advance(x, x0_hat, k, idx)
                 out.append((self.cal.schedule[k + 1], x))
+        if whole and xt_check(x) != bytes(payload)[0]:
+            raise CodecError(f"DiffC x_t check failed after {len(steps)} steps (payload "
+                             f"{bytes(payload)[0]:#04x}, decoded {xt_check(x):#04x}): the "
+                             "decoder's floats drifted from the encoder's (another device "
+                             "type or library build) or its model differs")
         return out
 
     def denoise(self, x_t: torch.Tensor, t: int, noise_key: int = 0) -> Image:
@@ -425,14 +541,16 @@ class DiffcCodec:
             raise CodecError(f"diffc decoded to {img.shape}, expected {tuple(shape)}")
         return img
 
-    def payload_for_steps(self, payload: bytes, meta: dict[str, Any], steps: int) -> bytes:
+    def payload_for_steps(self, payload: bytes, meta: dict[str, Any], steps: int,
+                          shape: tuple[int, int]) -> bytes:
         """The payload ``encode`` would have sent with only the first ``steps`` steps
-        (re-encoded indices; for benchmarks that score every stopping step)."""
-        head, done = self._parse(payload, meta, None)
+        (re-encoded indices and the check byte of that x_t; for benchmarks)."""
+        traj = self.trajectory(payload, meta, shape)
+        _, done = self._parse(payload, meta, shape)
         if not 1 <= steps <= len(done):
             raise ValueError(f"payload holds {len(done)} steps, asked for {steps}")
-        return (Header(self.adaptive, self.chunk_bits, self.cal.id, steps, head.height,
-                       head.width).pack() + self.coder.encode(done[:steps]))
+        size = (int(shape[0]), int(shape[1])) if self.coder.sized else None
+        return bytes([xt_check(traj[steps - 1][1])]) + self.coder.encode(done[:steps], size)
 
     # ------------------------------------------------------------------ rate model
     def min_bits(self, shape: tuple[int, int]) -> int:

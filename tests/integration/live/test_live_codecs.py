@@ -146,7 +146,7 @@ def test_badiff_generated_content_rate_policy_starts_above_its_floor(tmp_path: P
 @pytest.mark.slow
 def test_diffc_prefix_cut_by_the_deadline_is_shown(tmp_path: Path) -> None:
     """DiffC at 64x64 (at 32x32 a DiffC frame fits one 576-byte packet, so no prefix can be
-    cut) with shaping: 25-step frames of three 576-byte packets (1.6 kB) on a 3.2 kbit/s
+    cut) with shaping: frames of three 576-byte packets (~1.5 kB) on a 3.2 kbit/s
     link, one frame every 2 s. A frame takes ~4 s on the link and its packets arrive over
     ~2.6 s, so frames queue and each arrives ~2 s later than the one before: the cut time
     (deadline - decode and encode allowances, ~15 s - 2 x encode time) falls among some
@@ -154,12 +154,15 @@ def test_diffc_prefix_cut_by_the_deadline_is_shown(tmp_path: Path) -> None:
     releases that frame's in-time prefix, and the receiver shows it decoded from the steps
     that arrived (``partial``, ``prefix_step`` < 25); later frames are late."""
     path = scenario(tmp_path, size=64, fps=0.5, duration_s=12.0, latency_ms=15000,
-                    arm={"codec": "diffc", "policy": {"kind": "fixed", "bpp": 4.0}},
+                    arm={"codec": "diffc", "policy": {"kind": "fixed", "bpp": 2.8}},
                     link={"share": 0.0032, "delay_ms": 20, "mtu": 576},
                     trace={"kind": "constant", "mbps": 1.0, "duration_s": 120}, shaping=True)
     records = stream(tmp_path, path, timeout_s=240.0)
     assert len(records) == 6
-    assert all(r.codec_steps == 25 and r.packets == 3 for r in records)
+    # 2.8 bpp: the steps that fit 1.4 kB (image chunking's frames are larger per step
+    # than the table plan's were), three packets (four for the first: the stream identity)
+    assert all(r.codec_steps >= 15 and r.packets in (3, 4) for r in records), [
+        (r.codec_steps, r.packets) for r in records]
     cut = [r for r in records if r.partial]
     assert cut, [(r.seq, r.encode_ms, r.delivered_bytes, r.decoded, r.shown) for r in records]
     assert all(r.decoded and not r.complete and 0 < r.prefix_step < r.codec_steps  # type: ignore[operator]

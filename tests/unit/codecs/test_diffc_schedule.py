@@ -126,3 +126,22 @@ def test_shipped_calibration_is_consistent():
         r = cal.choose_ratio(k, dims, 12, kl)
         assert kl / cal.chunks(k, dims, 12, r) <= cal.chunk_model(12).kl_bits or \
             r == RATIO_SYMBOLS - 1
+
+
+def test_calibration_digest_covers_the_protocol_not_the_provenance():
+    """The digest is the calibration's part of the stream identity: it changes with any
+    field both ends use (here the KL table, a bucket count) and not with ``info``."""
+    import copy
+
+    cal = Calibration.load()
+    assert all(m.bucket_counts_image and len(m.bucket_counts_image) == b + 1
+               for b, m in cal.chunk_models.items())  # image chunking is calibrated
+    base = cal.digest()
+    other = copy.deepcopy(cal)
+    other.info["note"] = "moved"
+    assert other.digest() == base
+    other.kl_bits_per_dim[3] *= 1.0001
+    assert other.digest() != base
+    again = copy.deepcopy(cal)
+    again.chunk_models[12].bucket_counts_image[5] += 1
+    assert again.digest() != base
