@@ -24,7 +24,7 @@ from diffstream.pipeline.costs import codec_charge
 from diffstream.pipeline.encoder import ArmInfo, EncodedFrame
 from diffstream.pipeline.records import Arrival, SenderHalf
 from diffstream.scenario.schema import ArmSpec, Scenario
-from diffstream.transport.packets import PACKET_OVERHEAD, chunk_size, wire_bytes_for_payload
+from diffstream.transport.packets import chunk_size, wire_bytes_for_payload, wire_bytes_trusted
 
 RECENT_SAMPLES = 5  # throughput samples in the estimate the record logs and MPC plans with
 
@@ -115,10 +115,7 @@ class SenderCore:
             bits = int(bits)
             if checked or bits < 0:  # the checked function raises the usual error
                 return float(wire_bytes_for_payload(bits, header, mtu))
-            # wire_bytes_for_payload's arithmetic inline: policies call this in their
-            # searches (a dozen times a frame), where its argument checks were the cost
-            frame_len = header + (bits + 7) // 8
-            return float(frame_len + PACKET_OVERHEAD * max(1, -(-frame_len // chunk)))
+            return float(wire_bytes_trusted(bits, header, chunk))  # checked once, above
 
         return Observation(
             now_s=now_s, frame_index=k, frame_interval_s=self.interval, pixels=self.pixels,

@@ -78,8 +78,15 @@ def wire_bytes_for_payload(payload_bits: int, header_bytes: int, mtu: int = DEFA
         raise ValueError(f"payload_bits must be a non-negative int, got {payload_bits!r}")
     if not _is_int(header_bytes) or header_bytes < 0:
         raise ValueError(f"header_bytes must be a non-negative int, got {header_bytes!r}")
+    return wire_bytes_trusted(payload_bits, header_bytes, chunk_size(mtu))
+
+
+def wire_bytes_trusted(payload_bits: int, header_bytes: int, chunk: int) -> int:
+    """``wire_bytes_for_payload`` without its argument checks, for callers that have checked
+    them once (the sender's ``Observation.wire_bytes``, which policies call a dozen times a
+    frame in their searches); ``chunk`` is ``chunk_size(mtu)``."""
     frame_len = header_bytes + (payload_bits + 7) // 8
-    return frame_len + PACKET_OVERHEAD * _packet_count(frame_len, chunk_size(mtu))
+    return frame_len + PACKET_OVERHEAD * _packet_count(frame_len, chunk)
 
 
 def reassemble(
