@@ -32,6 +32,7 @@ log = logging.getLogger("diffstream.encoder")
 
 CALIBRATION_BPP = (0.1, 0.15, 0.25, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
 FLOOR_BISECTIONS = 4
+FRAME_FLOOR_STEPS = 14  # per-frame floors: 4 bpp at 128x128 to within 4 bits
 """Halvings of the grid bracket around each calibration frame's floor (a bracket of 0.15 bpp
 at 64x64, 614 bits, ends within 39 bits); each costs one encode per frame."""
 
@@ -46,6 +47,11 @@ class ArmInfo:
     header_bytes: int  # a typical wire-frame header, until the first frame says otherwise
     rq_steps: tuple[float, ...] | None = None  # mean codec steps at each rq point
     floor_source: str = "codec"  # "content": calibrated on the scenario's frames
+    # row k: mean squared error (pixels in [0, 1]) of source frame k against frames
+    # k-1 .. k-A; only for a policy that plans with the content's future (``optimal``)
+    motion_mse: tuple[tuple[float, ...], ...] | None = None
+    # per frame: the smallest budget it codes at (-1: not even at max_bpp); same condition
+    frame_floors: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -121,7 +127,7 @@ class FrameEncoder:
         self.shape = (scenario.frame.height, scenario.frame.width)
 
     def open_arm(self, arm: str, codec_name: str, options: dict[str, Any],
-                 calibrate: bool = True) -> ArmInfo:
+                 calibrate: bool = True, motion_ages: int = 0) -> ArmInfo:
         codec = create_codec(codec_name, **options)
         self.codecs[arm] = codec
         self.codec_names[arm] = codec_name
@@ -134,7 +140,53 @@ class FrameEncoder:
                        rq=None if rq is None else (tuple(rq.bpp), tuple(rq.quality_db)),
                        header_bytes=self._typical_header(arm, codec_name),
                        rq_steps=cal.steps if cal else None,
-                       floor_source="codec" if floor is None else "content")
+                       floor_source="codec" if floor is None else "content",
+                       motion_mse=self.motion_table(motion_ages) if motion_ages > 0 else None,
+                       frame_floors=self.frame_floors(codec) if motion_ages > 0 else None)
+
+    def frame_floors(self, codec: Any) -> tuple[int, ...] | None:
+        """Each frame's own floor over the arm, by bisection to a byte (at most
+        ``FRAME_FLOOR_STEPS`` encodes a frame): the content's future, for ``optimal``. None
+        for generated content (as ``motion_table``)."""
+        if isinstance(self.content, GeneratedSequence):
+            return None
+        max_bits = int(self.scenario.max_bpp * self.shape[0] * self.shape[1])
+        out = []
+        for k in range(self.scenario.frames_per_arm):
+            if self._code(codec, k, max_bits).skipped:
+                out.append(-1)
+                continue
+            lo, hi = 0, max_bits  # lo skips (0 always does), hi codes
+            for _ in range(FRAME_FLOOR_STEPS):
+                if hi - lo <= 8:
+                    break
+                mid = (lo + hi) // 2
+                if self._code(codec, k, mid).skipped:
+                    lo = mid
+                else:
+                    hi = mid
+            out.append(hi)
+        return tuple(out)
+
+    def motion_table(self, ages: int) -> tuple[tuple[float, ...], ...] | None:
+        """The content's motion over the arm: row ``k`` holds the mean squared error (pixels
+        in [0, 1]) of frame ``k`` against frames ``k - 1 .. k - ages`` (before frame 0:
+        against frame 0). A stale slot's quality follows from it (``optimal``). None for
+        generated content: its frames are model samples, too costly to render twice."""
+        if isinstance(self.content, GeneratedSequence):
+            return None
+        n = self.scenario.frames_per_arm
+        recent: list[np.ndarray] = []
+        rows = []
+        for k in range(n):
+            f = self.content.frame(k).astype(np.float32) / 255.0
+            rows.append(tuple(float(np.mean((f - recent[-a] if a <= len(recent)
+                                             else f - recent[0]) ** 2)) if recent else 0.0
+                              for a in range(1, ages + 1)))
+            recent.append(f)
+            if len(recent) > ages:
+                recent.pop(0)
+        return tuple(rows)
 
     def _typical_header(self, arm: str, codec: str) -> int:
         """A header size to plan the first frame with (every later frame brings its own)."""

@@ -68,7 +68,10 @@ class SenderCore:
         self.charge = codec_charge(self.compute, arm.codec, arm.codec_options)
         self.view = SenderView()
         self.rq = RateQualityModel(*info.rq) if info.rq else None
-        self.header_bytes = info.header_bytes  # refreshed by every encoded frame
+        # the last coded frame's header and the last skipped one's: their meta differ
+        # (~20 bytes), so one estimate for both made every skip move the next frame's bytes
+        self.header_bytes = info.header_bytes
+        self.skip_header_bytes = info.header_bytes
         self.encode_est = Ewma()
         self.decode_est = Ewma()
         self.prediction_bps: float | None = None  # the policy's, for the frame being sent
@@ -108,11 +111,12 @@ class SenderCore:
     # ------------------------------------------------------------------ decisions
     def observe(self, k: int, now_s: float, capture_s: float, deadline_s: float | None, *,
                 buffer_s: float = 0.0, future: OracleView | None = None) -> Observation:
-        header, mtu, chunk = self.header_bytes, self.mtu, self._chunk
-        checked = not (type(header) is int and header >= 0)
+        coded, skip, mtu, chunk = self.header_bytes, self.skip_header_bytes, self.mtu, self._chunk
+        checked = not all(type(h) is int and h >= 0 for h in (coded, skip))
 
         def wire_bytes(bits: int) -> float:
             bits = int(bits)
+            header = skip if bits == 0 else coded
             if checked or bits < 0:  # the checked function raises the usual error
                 return float(wire_bytes_for_payload(bits, header, mtu))
             return float(wire_bytes_trusted(bits, header, chunk))  # checked once, above
@@ -141,7 +145,10 @@ class SenderCore:
 
     def on_encoded(self, enc: EncodedFrame) -> None:
         self.encode_est.add(enc.encode_charged_s)
-        self.header_bytes = enc.header_bytes
+        if enc.skipped:
+            self.skip_header_bytes = enc.header_bytes
+        else:
+            self.header_bytes = enc.header_bytes
 
     def sender_half(self, *, capture_s: float, deadline_s: float | None, budget_bits: int,
                     enc: EncodedFrame, send_s: float, wire_bytes: int, packets: int,

@@ -47,7 +47,7 @@ class ModelledEndpoints(NetworkOnlyEndpoints):
         self.min_bits = int(min_bits)
 
     def start_arm(self, arm: str, codec: str, options: dict[str, Any],
-                  calibrate: bool) -> ArmInfo:
+                  calibrate: bool, motion_ages: int = 0) -> ArmInfo:
         base = super().start_arm(arm, codec, options, calibrate)
         rq = self.rate_quality
         return ArmInfo(min_bits=self.min_bits, progressive=False,

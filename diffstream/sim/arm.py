@@ -90,7 +90,11 @@ class ArmSimulation:
     def start(self) -> None:
         """Open the arm and start the sender process (``run`` = start, run, finish)."""
         a = self.arm
-        self.info = self.ep.start_arm(a.label, a.codec, a.codec_options, self.calibrate)
+        # a policy that plans with the content's future asks for its motion (``optimal``)
+        ages = int(getattr(a.policy, "motion_ages", 0)) if (
+            self.calibrate and getattr(a.policy, "needs_future", False) is True) else 0
+        self.info = self.ep.start_arm(a.label, a.codec, a.codec_options, self.calibrate,
+                                      motion_ages=ages)
         self.core = SenderCore(self.sc, a, self.info)
         self.view = self.core.view
         if not self.interactive:
@@ -232,7 +236,8 @@ class ArmSimulation:
                 stall_weight=getattr(qoe, "stall_weight", 50.0),
                 queue_limit_bytes=self.link.queue_bytes, finish_s=self.trace.finish_s,
                 startup_s=getattr(mode, "startup_s", 0.0),
-                max_buffer_s=getattr(mode, "max_buffer_s", None))
+                max_buffer_s=getattr(mode, "max_buffer_s", None),
+                motion_mse=self.info.motion_mse, frame_floors=self.info.frame_floors)
         return self.core.observe(k, self.env.now, capture, deadline,
                                  buffer_s=self._buffer_estimate(), future=future)
 

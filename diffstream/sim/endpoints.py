@@ -37,7 +37,7 @@ class WorkerError(DiffstreamError):
 
 class Endpoints(Protocol):
     def start_arm(self, arm: str, codec: str, options: dict[str, Any],
-                  calibrate: bool) -> ArmInfo: ...
+                  calibrate: bool, motion_ages: int = 0) -> ArmInfo: ...
 
     def encode(self, arm: str, seq: int, budget_bits: int, capture_s: float,
                start_s: float) -> dict[str, Any]: ...
@@ -141,9 +141,9 @@ class WorkerEndpoints:
 
     # -- Endpoints -------------------------------------------------------------------
     def start_arm(self, arm: str, codec: str, options: dict[str, Any],
-                  calibrate: bool) -> ArmInfo:
+                  calibrate: bool, motion_ages: int = 0) -> ArmInfo:
         msg = {"op": "arm", "arm": arm, "codec": codec, "options": options,
-               "calibrate": calibrate}
+               "calibrate": calibrate, "motion_ages": motion_ages}
         reply = self._call(msg)
         self.push.send(dumps(msg))
         rq, steps = reply.get("rq"), reply.get("rq_steps")
@@ -151,7 +151,11 @@ class WorkerEndpoints:
                        None if rq is None else (tuple(rq[0]), tuple(rq[1])),
                        int(reply["header_bytes"]),
                        rq_steps=None if steps is None else tuple(steps),
-                       floor_source=str(reply.get("floor_source", "codec")))
+                       floor_source=str(reply.get("floor_source", "codec")),
+                       motion_mse=None if reply.get("motion_mse") is None
+                       else tuple(tuple(float(x) for x in row) for row in reply["motion_mse"]),
+                       frame_floors=None if reply.get("frame_floors") is None
+                       else tuple(int(x) for x in reply["frame_floors"]))
 
     def encode(self, arm: str, seq: int, budget_bits: int, capture_s: float,
                start_s: float) -> dict[str, Any]:
@@ -221,7 +225,7 @@ class NetworkOnlyEndpoints:
         self._on_result = on_result
 
     def start_arm(self, arm: str, codec: str, options: dict[str, Any],
-                  calibrate: bool) -> ArmInfo:
+                  calibrate: bool, motion_ages: int = 0) -> ArmInfo:
         self._results = []
         self._core.open_arm(arm, "", {})
         h = FrameHeader(seq=0, arm=arm, codec="fixed", budget_bits=0, payload_len=0,

@@ -116,6 +116,7 @@ class FastArmSimulation:
         # ArmInfo exactly as the reference's endpoints give it
         info = NetworkOnlyEndpoints(sc, self.payload_bytes).start_arm(
             a.label, a.codec, a.codec_options, False)
+        self.info = info  # ArmSimulation._observe reads it (no content: no motion table)
         self.core = core = SenderCore(sc, a, info)
         view = core.view
         self.headers = _HeaderSizes(a.label, (sc.frame.height, sc.frame.width))

@@ -47,7 +47,8 @@ class SenderWorker:
         op = msg["op"]
         if op == "arm":
             info = self.encoder.open_arm(msg["arm"], msg["codec"], msg.get("options", {}),
-                                         msg.get("calibrate", True))
+                                         msg.get("calibrate", True),
+                                         int(msg.get("motion_ages", 0)))
             out = asdict(info)
             out["rq"] = None if info.rq is None else [list(info.rq[0]), list(info.rq[1])]
             return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal, Protocol
 
@@ -62,7 +62,10 @@ class OracleView:
     "unknown": frames_total (frames in the arm), duration_s, the scenario's QoE switch and
     stall weights, queue_limit_bytes (drop-tail limit), finish_s(t, n) (when the link, from
     ``t`` on, has carried ``n`` bytes: the inverse of ``capacity_bytes``), and the playback
-    startup_s and max_buffer_s.
+    startup_s and max_buffer_s; motion_mse (row ``k``: the mean squared error, pixels in
+    [0, 1], of source frame ``k`` against frames ``k - 1 .. k - A``; None when the content
+    is not known), from which a stale slot's quality follows; frame_floors (per frame, the
+    smallest budget the codec codes it at, -1: none; None: not known).
     """
 
     capacity_bytes: Callable[[float, float], float]
@@ -76,6 +79,8 @@ class OracleView:
     finish_s: Callable[[float, float], float] | None = None
     startup_s: float = 0.0
     max_buffer_s: float | None = None
+    motion_mse: Sequence[Sequence[float]] | None = None
+    frame_floors: Sequence[int] | None = None
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,13 @@ from diffstream.control.policies.base import (
     payload_bits_for_wire_budget,
 )
 from diffstream.control.policies.mpc import FALLBACK_QUALITY_FLOOR_DB
+from diffstream.control.policies.optimal_aged import (
+    first_freezing_run,
+    motion_rows,
+    solve_interactive_aged,
+    stale_quality,
+    webrtc_run_charges,
+)
 from diffstream.control.policies.optimal_dp import (
     InteractiveFrames,
     Ladder,
@@ -94,6 +101,17 @@ class ArmPlan:
     frames: InteractiveFrames | PlaybackFrames
     ladder: Ladder
     plan: Plan
+    ages: int = 0  # > 0: the aged interactive model (``optimal_aged``), its age cap
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A frame the model judged shown: its index, plan, action index and quality."""
+
+    k: int
+    plan: ArmPlan
+    index: int
+    quality: float
 
 
 @dataclass(frozen=True)
@@ -129,10 +147,15 @@ class OptimalPolicy(PolicyModel):
         5.0, ge=0, description="A skipped slot's quality: this many dB below the floor's (MPC).")
     recompute_tolerance_s: float = Field(
         0.002, ge=0, description="Replan when the encode or decode estimate moves this much.")
+    motion_ages: int = Field(
+        8, ge=0, le=32, description="Interactive: track the shown image's age up to this "
+        "many slots and score stale slots by the content's motion (0: every stale slot "
+        "scores the floor's quality minus skip_penalty_db, as MPC).")
 
     _arm: ArmPlan | None = PrivateAttr(default=None)
     _last: LastAction | None = PrivateAttr(default=None)
     _floor: int = PrivateAttr(default=0)
+    _shown: list[Shown] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
     def _check_levels(self) -> OptimalPolicy:
@@ -182,13 +205,36 @@ class OptimalPolicy(PolicyModel):
         """A budget the codec skips is a skip (0 bits)."""
         return bits if bits > 0 and bits >= obs.min_bits else 0
 
+    def _frame_floors(self, obs: Observation, n: int) -> np.ndarray | None:
+        """The remaining frames' own floors (``obs.future.frame_floors``; -1: the frame does
+        not code at all), or None when the content is not known."""
+        floors = obs.future.frame_floors if obs.future is not None else None
+        if not floors:
+            return None
+        k0 = obs.frame_index
+        return np.array([int(floors[min(k0 + j, len(floors) - 1)]) for j in range(n)])
+
     def _ladder(self, obs: Observation, extra: list[int]) -> Ladder:
-        """Per-frame actions: skip, the rungs, and ``extra[j]`` (the greedy oracle's)."""
-        rungs = self.rung_bits(obs)
+        """Per-frame actions: skip, the rungs, and ``extra[j]`` (the greedy oracle's); with
+        the frames' own floors known, also each frame's floor, and a rung under a frame's
+        floor is a skip for that frame (the codec would skip it)."""
         n = len(extra)
-        bits = np.zeros((n, len(rungs) + 2), dtype=np.int64)
-        bits[:, 1:-1] = rungs
-        bits[:, -1] = [self._coded(obs, b) for b in extra]
+        floors = self._frame_floors(obs, n)
+        if floors is None:
+            rungs = self.rung_bits(obs)
+            bits = np.zeros((n, len(rungs) + 2), dtype=np.int64)
+            bits[:, 1:-1] = rungs
+            bits[:, -1] = [self._coded(obs, b) for b in extra]
+        else:
+            codable = floors[floors > 0]
+            lowest = int(codable.min()) if codable.size else obs.max_bits + 1
+            rungs = self.rung_bits(replace(obs, min_bits=lowest))
+            bits = np.zeros((n, len(rungs) + 3), dtype=np.int64)
+            bits[:, 1] = np.where(floors > 0, floors, 0)
+            bits[:, 2:-1] = rungs
+            bits[:, -1] = extra
+            ok = (floors[:, None] > 0) & (bits >= floors[:, None])
+            bits = np.where(ok, bits, 0)
         wire_of = {int(b): obs.wire_bytes(int(b)) for b in np.unique(bits)}
         skip_q = self.skip_quality_db(obs)
         q_of = {int(b): (self.quality_db(obs, int(b)) if b > 0 else skip_q)
@@ -292,12 +338,57 @@ class OptimalPolicy(PolicyModel):
                                        obs.wire_bytes, points=self.backlog_points, step=step,
                                        backlog0=future.backlog_bytes)
             ladder = self._ladder(obs, extra)
-            plan = solve_interactive(frames, ladder, weights, points=self.backlog_points,
-                                     prev_quality=prev_q)
+            ages = self._ages(obs)
+            motion = motion_rows(future.motion_mse, obs.frame_index, ladder.bits.shape[0],
+                                 ages) if ages else None
+            if motion is not None:
+                charge = webrtc_run_charges(obs.frame_interval_s, ages, weights.stall_w_s)
+                shown_q, run = self._shown_state(obs, ages)
+                plan = solve_interactive_aged(
+                    frames, ladder, weights, motion, charge, points=self.backlog_points,
+                    start_quality=shown_q, start_run=run,
+                    prev_quality=self._prev_quality_aged(obs, future, ages))
+            else:
+                ages = 0
+                plan = solve_interactive(frames, ladder, weights, points=self.backlog_points,
+                                         prev_quality=prev_q)
+            return ArmPlan(k0=obs.frame_index, n=ladder.bits.shape[0], encode_s=obs.encode_s,
+                           decode_s=obs.decode_s, wire0=obs.wire_bytes(0),
+                           min_bits=obs.min_bits, max_bits=obs.max_bits, playback=False,
+                           frames=frames, ladder=ladder, plan=plan, ages=ages)
         return ArmPlan(k0=obs.frame_index, n=ladder.bits.shape[0], encode_s=obs.encode_s,
                        decode_s=obs.decode_s, wire0=obs.wire_bytes(0), min_bits=obs.min_bits,
                        max_bits=obs.max_bits, playback=playback, frames=frames, ladder=ladder,
                        plan=plan)
+
+    # ------------------------------------------------------------------ the aged model
+    def _ages(self, obs: Observation) -> int:
+        """The age cap: ``motion_ages``, raised past WebRTC's first freezing run."""
+        if self.motion_ages == 0:
+            return 0
+        return max(self.motion_ages, first_freezing_run(obs.frame_interval_s) + 1)
+
+    def _shown_state(self, obs: Observation, ages: int) -> tuple[float, int]:
+        """(quality of the last frame shown, stale slots since it, capped); nothing shown
+        yet: the skip quality, and every slot so far stale."""
+        if self._shown:
+            last = self._shown[-1]
+            return last.quality, min(obs.frame_index - 1 - last.k, ages)
+        return self.skip_quality_db(obs), min(obs.frame_index, ages)
+
+    def _prev_quality_aged(self, obs: Observation, future: OracleView,
+                           ages: int) -> float | None:
+        """The real previous slot's quality: fresh, or the shown image aged by the motion."""
+        k = obs.frame_index
+        if k == 0:
+            return None
+        q, run = self._shown_state(obs, ages)
+        if run == 0:
+            return q
+        rows = future.motion_mse
+        assert rows is not None
+        row = rows[min(k - 1, len(rows) - 1)]
+        return float(stale_quality(q, row[min(run, len(row)) - 1]))
 
     def _playback_start(self, obs: Observation, future: OracleView,
                         frames: PlaybackFrames) -> tuple[float, float | None, float]:
@@ -308,6 +399,15 @@ class OptimalPolicy(PolicyModel):
         return (max(free, obs.now_s), due, obs.now_s)
 
     # ------------------------------------------------------------------ acting
+    def _forget_unshown(self, obs: Observation) -> None:
+        """A new arm forgets what was shown; a frame the codec skipped was not shown."""
+        last = self._last
+        if last is None or obs.frame_index <= last.k:
+            self._shown = []
+        elif obs.skip_run > 0:
+            cut = obs.frame_index - obs.skip_run
+            self._shown = [s for s in self._shown if s.k < cut]
+
     def learnt_floor(self, obs: Observation) -> int:
         """The codec's floor as the sender has seen it: ``obs.min_bits`` is a typical floor
         measured on a calibration frame, and real content may need more. When the codec
@@ -315,6 +415,8 @@ class OptimalPolicy(PolicyModel):
         the floor is raised above it for the rest of the arm (the model would otherwise keep
         planning frames the codec cannot make), which replans."""
         last = self._last
+        if obs.future is not None and obs.future.frame_floors:
+            return obs.min_bits  # each frame's own floor is known: nothing to learn
         new_arm = last is None or obs.frame_index <= last.k
         floor = obs.min_bits if new_arm else max(self._floor, obs.min_bits)
         if not new_arm and obs.skip_run > 0 and obs.skip_run_max_bits >= max(floor, 1):
@@ -328,6 +430,7 @@ class OptimalPolicy(PolicyModel):
             raise ValueError(
                 "the optimal policy needs obs.future (the link's true future), which only a "
                 "simulated session (or a shaped live one) provides; use another policy")
+        self._forget_unshown(obs)
         floor = self.learnt_floor(obs)
         if floor != obs.min_bits:
             obs = replace(obs, min_bits=floor)
@@ -353,10 +456,21 @@ class OptimalPolicy(PolicyModel):
             assert isinstance(arm.frames, InteractiveFrames)
             b = future.backlog_bytes
             idx = int(snap_up(b, arm.plan.step, self.backlog_points))
-            a = int(arm.plan.action[j, idx, prev])
+            if arm.ages:
+                _, run = self._shown_state(obs, arm.ages)
+                last_shown = self._shown[-1] if self._shown else None
+                s = (last_shown.index if last_shown is not None and last_shown.plan is arm
+                     else 0)
+                a = int(arm.plan.action[j, idx, s, run])
+            else:
+                a = int(arm.plan.action[j, idx, prev])
             ok, _ = interactive_step(arm.frames, j, np.array(b), ladder.wire[j, a])
             shown = bool(ok) and ladder.bits[j, a] > 0
         eff = a if shown else 0
+        if shown:
+            self._shown.append(Shown(k=obs.frame_index, plan=arm, index=a,
+                                     quality=float(ladder.quality[j, a])))
+            del self._shown[:-4]
         self._last = LastAction(k=obs.frame_index, plan=arm, index=eff,
                                 quality=float(ladder.quality[j, eff]))
         return int(ladder.bits[j, a])

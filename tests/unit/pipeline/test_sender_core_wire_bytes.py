@@ -37,8 +37,18 @@ def test_header_refresh_reaches_the_inline_path(tmp_path: Path) -> None:
     sc, _ = load_scenario(tiny_scenario(tmp_path))
     core = SenderCore(sc, sc.arms[0], ArmInfo(min_bits=0, progressive=False, rq=None,
                                               header_bytes=40))
-    core.on_encoded(EncodedFrame(frame=b"", payload_bytes=0, header_bytes=1460, skipped=False,
-                                 reason="", steps=1, encode_ms=0.0, encode_charged_s=0.0,
-                                 send_s=0.0))
-    assert core.observe(1, 0.1, 0.1, 0.4).wire_bytes(0) == wire_bytes_for_payload(
-        0, 1460, core.mtu)
+
+    def encoded(header: int, skipped: bool) -> EncodedFrame:
+        return EncodedFrame(frame=b"", payload_bytes=0, header_bytes=header, skipped=skipped,
+                            reason="", steps=1, encode_ms=0.0, encode_charged_s=0.0,
+                            send_s=0.0)
+
+    core.on_encoded(encoded(1460, skipped=False))
+    obs = core.observe(1, 0.1, 0.1, 0.4)
+    assert obs.wire_bytes(800) == wire_bytes_for_payload(800, 1460, core.mtu)
+    assert obs.wire_bytes(0) == wire_bytes_for_payload(0, 40, core.mtu)  # no skip seen yet
+    # a skipped frame's (smaller) header sets the header-only frame's bytes, not a coded one's
+    core.on_encoded(encoded(25, skipped=True))
+    obs = core.observe(2, 0.2, 0.2, 0.5)
+    assert obs.wire_bytes(0) == wire_bytes_for_payload(0, 25, core.mtu)
+    assert obs.wire_bytes(800) == wire_bytes_for_payload(800, 1460, core.mtu)
