@@ -34,7 +34,7 @@ def main() -> None:
     gic = create_codec("gic", device="cpu", weights=args.weights)
     images = load_folder(args.images)
     print("| size | payload bytes min / median / max | bpp min / median | z bits (median) "
-          "| y bits (median) | pink-noise floor bytes (bpp) |")
+          "| y + rANS padding bits (median) | pink-noise floor bytes (bpp) |")
     print("|---|---|---|---|---|---|")
     for size in (int(s) for s in args.sizes.split(",")):
         sizes, zbits = [], []
