@@ -266,7 +266,7 @@ def _rounded_mean_bits(gic, a, q: float) -> float:
 
 def test_mean_shift_codes_fewer_bits_than_rounded_means(gic, frames):
     """At a coarse q the real payload is smaller than format 1's ideal (rounded-mean) rate
-    on the same latents (the shipped weights: 0.66 of it at q = 2 on these frames)."""
+    on the same latents (format-1 weights: 0.66 of it at q = 2 on these frames)."""
     idx = index_of_q(2.0, gic.coder.q_lo, gic.coder.q_hi)
     q = q_of_index(idx, gic.coder.q_lo, gic.coder.q_hi)
     real = rounded = 0.0
