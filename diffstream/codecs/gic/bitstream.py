@@ -11,22 +11,27 @@ q is carried as an index on a 4096-point log grid over the entropy model's range
 float q from two bytes. One stream for z and y saves a second rANS flush (4+ bytes) and a
 length field, which is 10 % of a 64x64 frame at 0.1 bpp.
 
-Coding (Eq. 5 with the means on the q grid, see diffstream/codecs/gic/hyperprior.py):
+Coding (Eq. 5, mean-shifted, see diffstream/codecs/gic/hyperprior.py):
 z symbols = round(z - median) under the EntropyBottleneck's tables; y symbols
-k - round(mu / q) with k = round(y / q), under compressai's GaussianConditional tables
-indexed by sigma / q. The entropy parameters enter the decoded latent only through
-integers (round(mu / q) and the scale index), and y_hat = k * q.
+r = round((y - mu) / q) under compressai's zero-mean GaussianConditional tables indexed by
+sigma / q; the decoder's latent is y_hat = mu + q * r. Format 1 (no longer accepted) coded
+round(y / q) - round(mu / q) and rebuilt y_hat = q * round(y / q), which dropped the mean
+and wasted about half the low-rate bits (issue 14).
 
 Matching entropy parameters on both ends. Encoder and decoder must compute the same
-integers from the decoded z. In float32 they did not always: the same h_s on the same
-values gave results differing by ~6e-7 between the encoder's and the decoder's call (the
-CPU convolution kernels' summation order depends on how the input was allocated), which
-flipped round(mu / q) or a scale index about once per 400 frames. So both ends now run the
-*same function* on the *same integer z symbols*: a float64 copy of h_s, on the CPU, one
-thread, with the input rebuilt from the symbol list. In float64 a flip needs a value
-within ~1e-15 of a rounding boundary. A mismatch that still happened (another CPU,
-another library build) is caught by the re-encode check below: ``CodecError``, never a
-wrong image.
+(mu, sigma) from the decoded z: sigma picks the scale table (an integer index: a flip
+decodes other symbols), and mu now enters y_hat as a float. In float32 they did not always
+agree: the same h_s on the same values gave results differing by ~6e-7 between the
+encoder's and the decoder's call (the CPU convolution kernels' summation order depends on
+how the input was allocated), which flipped a scale index about once per 400 frames. So
+both ends run the *same function* on the *same integer z symbols*: a float64 copy of h_s,
+on the CPU, one thread, with the input rebuilt from the symbol list; y_hat = mu + q * r is
+formed in float64 and only then cast to float32. In one build the two ends agree bit for
+bit. Under another CPU instruction set (``ATEN_CPU_CAPABILITY``) mu may differ in the last
+float64 bits, ~1e-16 relative, far below float32 resolution, so y_hat is the same or one
+float32 ulp off, and a scale-index flip needs sigma / q within ~1e-15 of a table boundary.
+A mismatch that still happened is caught by the re-encode check below: ``CodecError``,
+never a wrong image.
 
 Untrusted payloads. compressai's rANS decoder reads 32-bit words without bounds checks, so
 the stream is handed to it followed by enough zero words that no sequence of symbol and
@@ -54,7 +59,7 @@ from compressai.ans import BufferedRansEncoder, RansDecoder
 from diffstream.codecs.base import CodecError
 from diffstream.codecs.gic.hyperprior import RateVariableHyperprior, params_from_hyper
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: mean-shifted y symbols (1: means rounded onto the q grid)
 Q_BITS = 12
 Q_LEVELS = 1 << Q_BITS
 HEADER_BYTES = 2
@@ -155,13 +160,20 @@ class LatentCoder:
     def _z_indexes(self, n_channels: int, zhw: tuple[int, int]) -> list[int]:
         return np.repeat(np.arange(n_channels, dtype=np.int32), zhw[0] * zhw[1]).tolist()
 
-    def _y_params(self, mu: torch.Tensor, sigma: torch.Tensor, q: float
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(round(mu/q), scale-table index of sigma/q) as int32 tensors (float64 math)."""
-        qt = torch.tensor(q, dtype=torch.float64)
-        m = torch.round(mu / qt).int()
-        idx = self.hyper.gaussian.build_indexes(sigma / qt).int()
-        return m, idx
+    def _y_indexes(self, sigma: torch.Tensor, q: float) -> torch.Tensor:
+        """Scale-table index of sigma / q as an int32 tensor (float64 math)."""
+        return self.hyper.gaussian.build_indexes(sigma / torch.tensor(q, dtype=torch.float64)
+                                                 ).int()
+
+    @staticmethod
+    def _symbols(y: torch.Tensor, mu: torch.Tensor, q: float) -> torch.Tensor:
+        """r = round((y - mu) / q) in float64 (the encoder's y symbols)."""
+        return torch.round((y.double() - mu) / q)
+
+    @staticmethod
+    def reconstruct(r: torch.Tensor, mu: torch.Tensor, q: float) -> torch.Tensor:
+        """y_hat = mu + q r, formed in float64 on both ends, then float32."""
+        return (mu + r.double() * q).float()
 
     # --- coding ---------------------------------------------------------------------
     def _stream(self, z_symbols: list[int], z_indexes: list[int], y_symbols: list[int],
@@ -177,19 +189,19 @@ class LatentCoder:
         """Payload for latent ``a.y`` at grid index ``q_index`` (real rANS bytes)."""
         q = q_of_index(q_index, self.q_lo, self.q_hi)
         with one_thread():
-            k = torch.round(a.y / torch.tensor(q, dtype=torch.float32)).int()
-            m, idx = self._y_params(a.mu, a.sigma, q)
+            r = self._symbols(a.y, a.mu, q).int()
+            idx = self._y_indexes(a.sigma, q)
         zhw = self.z_shape(tuple(a.y.shape[2:]))
         stream = self._stream(a.z_symbols, self._z_indexes(len(self._z_len), zhw),
-                              (k - m).reshape(-1).tolist(), idx.reshape(-1).tolist())
+                              r.reshape(-1).tolist(), idx.reshape(-1).tolist())
         return struct.pack(">H", (FORMAT_VERSION << Q_BITS) | q_index) + stream
 
     @torch.no_grad()
     def estimate_bits(self, a: Analysis, q: float) -> float:
         """Ideal code length (-log2 likelihood) at q: guides rate control, never sent."""
         with one_thread():
-            k = torch.round(a.y / torch.tensor(q, dtype=torch.float32)).double()
-            lik = self.hyper.y_likelihood(k, a.mu, a.sigma, torch.tensor(q, dtype=torch.float64))
+            r = self._symbols(a.y, a.mu, q)
+            lik = self.hyper.y_likelihood(r, a.sigma, torch.tensor(q, dtype=torch.float64))
             return a.z_bits + float(-torch.log2(lik).sum()) + 8 * HEADER_BYTES
 
     @torch.no_grad()
@@ -202,7 +214,9 @@ class LatentCoder:
         (word,) = struct.unpack(">H", payload[:HEADER_BYTES])
         version, q_index = word >> Q_BITS, word & (Q_LEVELS - 1)
         if version != FORMAT_VERSION:
-            raise CodecError(f"GIC payload format {version}, expected {FORMAT_VERSION}")
+            old = (" (format 1 rounded the means onto the q grid; re-encode the frame with "
+                   "this version)" if version == 1 else "")
+            raise CodecError(f"GIC payload format {version}, expected {FORMAT_VERSION}{old}")
         stream = payload[HEADER_BYTES:]
         if len(stream) % 4:
             raise CodecError(f"GIC rANS stream of {len(stream)} bytes is not whole 32-bit "
@@ -228,13 +242,14 @@ class LatentCoder:
             raise CodecError("GIC payload decodes to out-of-range hyperprior symbols: corrupt")
         mu, sigma = self.params_from_symbols(z_sym, zhw)
         with one_thread():
-            m, idx = self._y_params(mu, sigma, q)
+            idx = self._y_indexes(sigma, q)
         y_idx = idx.reshape(-1).tolist()
         y_sym = dec.decode_stream(y_idx, self._y_cdf_rows, self._y_len, self._y_off)
         # Integrity: the canonical encoding of what we decoded must be the payload itself.
         if self._stream(z_sym, z_idx, y_sym, y_idx) != stream:
             raise CodecError("GIC payload is not a valid rANS stream for this model and frame "
                              "size (truncated, corrupt, or from another model)")
-        k = torch.tensor(y_sym, dtype=torch.int64).view(1, channels, *latent_hw) + m
-        y_hat = k.float() * torch.tensor(q, dtype=torch.float32)
+        r = torch.tensor(y_sym, dtype=torch.int64).view(1, channels, *latent_hw)
+        with one_thread():
+            y_hat = self.reconstruct(r, mu, q)
         return y_hat, q, q_index

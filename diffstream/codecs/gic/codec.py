@@ -176,8 +176,8 @@ class _LatentCodec:
 
         ``codecs.ratecontrol.fit_budget`` over the knob ``top - index`` (sizes grow with
         it), guided by this frame's ideal code length times the calibration ratio carried
-        from frame to frame. Real sizes are nearly but not exactly monotone in q (rounding
-        of the means to the q grid and of the symbols make them jitter by ~1-2 % between
+        from frame to frame. Real sizes are nearly but not exactly monotone in q (the
+        rounding of the symbols and the rANS word granularity make them jitter between
         neighbouring indices); the search keeps every probe and sends the largest fitting
         payload it has seen.
         """

@@ -1,22 +1,24 @@
 """Rate-variable mean-scale hyperprior on the autoencoder latent (paper 003, §2.2, App. F).
 
-One model covers every rate through the quantization scale q (Eq. 5):
+One model covers every rate through the quantization scale q (Eq. 5, mean-shifted):
 
-    y_hat_q = round(y / q) * q            (training proxy: y + U(-1/2, 1/2) * q)
+    y_hat_q = mu + q * round((y - mu) / q)    (training proxy: y + U(-1/2, 1/2) * q)
 
 with the Gaussian entropy parameters scaled by the same q: the coder sees the integer
-k = round(y / q) under N(mu / q, (sigma / q)^2) discretised to unit bins. (mu, sigma) come
-from the hyper-synthesis h_s(z_hat) and do not depend on q, as in the paper; z is the
-Ballé-2018 hyperprior latent, coded with compressai's EntropyBottleneck (learned
-factorised density) and not rescaled by q.
+symbol r = round((y - mu) / q) under N(0, (sigma / q)^2) discretised to unit bins, i.e.
+compressai's own convention (quantise around the mean, zero-mean tables) at scale sigma / q.
+(mu, sigma) come from the hyper-synthesis h_s(z_hat) and do not depend on q, as in the
+paper; z is the Balle-2018 hyperprior latent, coded with compressai's EntropyBottleneck
+(learned factorised density) and not rescaled by q.
 
-Means on the q grid. compressai quantizes around the mean (round(y - mu) + mu), which would
-put y_hat off the q grid and break Eq. 5. We keep Eq. 5 exactly and round the mean to the
-grid instead: m = round(mu / q), symbol k - m, coded with compressai's zero-mean tables at
-scale sigma / q. Training uses the same m (straight-through gradient), so the trained
-likelihood is the one the rANS coder realises. y_hat is then an integer multiple of q and
-depends on the entropy parameters only through integers, which makes cross-process
-decoding robust.
+Deviation from the printed Eq. 5. The paper writes y_hat = round(y / q) * q; we shift the
+grid by the predicted mean. The noise proxy y + U * q is the same for both (the rounding
+error is uniform either way), so training is the paper's. Format 1 kept Eq. 5 literally
+and rounded the mean onto the q grid (symbol round(y / q) - round(mu / q)); that dropped
+mu from the reconstruction and, at coarse q, cost about half the bits (issue 14: at
+q = 1.2, 0.382 bpp / 22.8 dB rounded-mean against 0.203 bpp / 24.8 dB mean-shifted). The
+price is that y_hat now depends on the float mu: both codec ends compute it with the same
+float64 function on the same integer z symbols (see bitstream.py).
 """
 
 from __future__ import annotations
@@ -34,11 +36,6 @@ SCALE_BOUND = 0.11  # compressai's lower bound on sigma / q
 def scale_table(smin: float = SCALE_BOUND, smax: float = 64.0, levels: int = 64) -> list[float]:
     """Log-spaced scales for the GaussianConditional CDF tables (compressai convention)."""
     return [math.exp(v) for v in torch.linspace(math.log(smin), math.log(smax), levels).tolist()]
-
-
-def ste_round(x: torch.Tensor) -> torch.Tensor:
-    """round(x) forward, identity gradient."""
-    return x + (torch.round(x) - x).detach()
 
 
 def params_from_hyper(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,27 +71,38 @@ class RateVariableHyperprior(nn.Module):
         """(mu, sigma) of y given the decoded hyperprior latent; independent of q."""
         return params_from_hyper(self.h_s(z_hat))
 
-    def y_likelihood(self, k: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor,
-                     q: torch.Tensor) -> torch.Tensor:
-        """P(k | mu, sigma, q) on unit bins of y / q, means rounded to the grid (STE)."""
-        m = ste_round(mu / q)
-        lik = self.gaussian._likelihood(k, sigma / q, means=m)
+    def y_likelihood(self, r: torch.Tensor, sigma: torch.Tensor, q: torch.Tensor
+                     ) -> torch.Tensor:
+        """P(r | sigma, q) for the mean-shifted symbol r = (y - mu) / q (rounded or noisy)
+        on unit bins: N(0, (sigma / q)^2), compressai's zero-mean convention."""
+        lik = self.gaussian._likelihood(r, sigma / q)
         return self.gaussian.likelihood_lower_bound(lik)
 
     def forward(self, y: torch.Tensor, q: torch.Tensor) -> dict[str, torch.Tensor]:
         """Training/eval pass. q: one scale per sample (N,). Returns y_hat and likelihoods.
 
-        In training mode y/q gets additive U(-1/2, 1/2) noise (Eq. 5's proxy); in eval mode
-        it is rounded, i.e. y_hat = round(y / q) * q exactly.
+        r = (y - mu) / q gets additive U(-1/2, 1/2) noise in training mode (Eq. 5's proxy:
+        y_hat = y + U * q); in eval mode it is rounded, y_hat = mu + q * round((y - mu) / q)
+        exactly as the bitstream reconstructs it.
         """
         qv = q.view(-1, 1, 1, 1).to(y)
         z = self.h_a(y)
         z_hat, z_lik = self.entropy_bottleneck(z)
         mu, sigma = self.entropy_params(z_hat)
-        v = y / qv
+        r = (y - mu) / qv
         if self.training:
-            v = v + torch.empty_like(v).uniform_(-0.5, 0.5)
+            r = r + torch.empty_like(r).uniform_(-0.5, 0.5)
         else:
-            v = torch.round(v)
-        y_lik = self.y_likelihood(v, mu, sigma, qv)
-        return {"y_hat": v * qv, "y_likelihoods": y_lik, "z_likelihoods": z_lik}
+            r = torch.round(r)
+        y_lik = self.y_likelihood(r, sigma, qv)
+        return {"y_hat": mu + r * qv, "y_likelihoods": y_lik, "z_likelihoods": z_lik,
+                "mu": mu}
+
+    @torch.no_grad()
+    def means(self, y: torch.Tensor) -> torch.Tensor:
+        """mu of y from the rounded hyperprior latent (what the decoder sees), float32; for
+        building the reverse network's training inputs (the codec uses bitstream.py's
+        float64 path)."""
+        z = self.h_a(y)
+        med = self.entropy_bottleneck._get_medians().view(1, -1, 1, 1)
+        return self.entropy_params(torch.round(z - med) + med)[0]

@@ -11,7 +11,8 @@ units of its VAE latent. We normalise our latent to unit standard deviation per 
 use q in those units, i.e. we assume the paper's KL-f4 latent is O(1) in scale; the
 intermediate level q1 = 0.13 then leaves residual quantization noise of std
 0.13 / sqrt(12) = 0.0375, about 3.8 % of the latent's std, which is App. A's "close to the
-noise-free state". The q range of our entropy model is [q_lo, q_hi] = [0.03, 3.0].
+noise-free state". The q range of our entropy model is [q_lo, q_hi] = [0.03, 8.0]
+(format 2; format 1 stopped at 3.0, which left the floor high: docs/gic.md).
 
 Two autoencoders. ``autoencoder: "own"`` (the shipped weights) is our small trained
 autoencoder (``autoencoder.py``); ``autoencoder: "diffusers"`` is a frozen pretrained
@@ -64,7 +65,7 @@ class GicConfig:
     unet_attention: tuple[bool, ...] = (False, False, True)
     sigma_data: float = 1.0
     q_lo: float = 0.03  # smallest q the entropy model supports (= q_min of Eq. 13)
-    q_hi: float = 3.0  # largest
+    q_hi: float = 8.0  # largest (format 2; 3.0 before: see docs/gic.md "Floor")
     q_train_min: float = 1e-3  # reverse-network training lower bound (< q_lo, §3.1)
     q1: float = 0.13
     beta: float = 0.075

@@ -8,9 +8,14 @@ Stages (paper 003, §3.3 and §4.1, scaled down to a 2-core CPU):
 2. ``entropy``: the rate-variable hyperprior, Eq. 14 with a random lambda (hence q) per
    sample; the rate is the likelihoods' -log2, summed.
 3. ``reverse``: D_theta with the L2 loss of Eq. 15 toward y0 from
-   y_bar_q = E_phi(y0, q) = round(y0 / q) * q, q ~ U(q_train_min, q_hi), using the
-   simulated quantization y0 + U(-1/2, 1/2) * q when q < q_lo (outside the entropy model's
-   support, §3.1).
+   y_bar_q = E_phi(y0, q) = mu + q * round((y0 - mu) / q) (mean-shifted, as the bitstream
+   codes it; mu from the trained hyperprior on the rounded z), q ~ U(q_train_min, q_hi),
+   using the simulated quantization y0 + U(-1/2, 1/2) * q when q < q_lo (outside the
+   entropy model's support, §3.1).
+
+Entropy and reverse start from the weights in ``--export`` when they hold those stages
+(a fine-tune; the shipped format-2 weights were made that way from format 1's, see
+docs/gic.md), else from scratch.
 
 Stages 2 and 3 train on a bank of latents of random 64x64 crops (encoded once by the frozen
 autoencoder, cached in the output folder). After each stage the shipped weights
@@ -194,13 +199,21 @@ def train_entropy(model: GicModel, args: argparse.Namespace, bank: torch.Tensor
     return logs
 
 
-def corrupt(y0: torch.Tensor, q: torch.Tensor, q_lo: float,
+def corrupt(y0: torch.Tensor, mu: torch.Tensor, q: torch.Tensor, q_lo: float,
             generator: torch.Generator | None = None) -> torch.Tensor:
-    """y_bar_q = E_phi(y0, q) (Eq. 5 rounding) for q >= q_lo, else y0 + U(-1/2, 1/2) q (§3.1)."""
+    """y_bar_q = E_phi(y0, q) = mu + q round((y0 - mu) / q) (mean-shifted Eq. 5) for
+    q >= q_lo, else y0 + U(-1/2, 1/2) q (§3.1)."""
     qv = q.view(-1, 1, 1, 1)
-    real = torch.round(y0 / qv) * qv
+    real = mu + torch.round((y0 - mu) / qv) * qv
     noise = (torch.rand(y0.shape, generator=generator) - 0.5).to(y0) * qv
     return torch.where(qv >= q_lo, real, y0 + noise)
+
+
+@torch.no_grad()
+def mean_bank(model: GicModel, bank: torch.Tensor, chunk: int = 500) -> torch.Tensor:
+    """The hyperprior's mu for every latent of the bank (the decoder's mean for it)."""
+    hyper = model.hyper.eval()
+    return torch.cat([hyper.means(bank[i:i + chunk]) for i in range(0, bank.shape[0], chunk)])
 
 
 def sample_q_reverse(n: int, cfg: GicConfig, rng: np.random.Generator) -> torch.Tensor:
@@ -216,10 +229,15 @@ def sample_q_reverse(n: int, cfg: GicConfig, rng: np.random.Generator) -> torch.
 def train_reverse(model: GicModel, args: argparse.Namespace, bank: torch.Tensor
                   ) -> dict[str, float]:
     """Eq. 15: || y0 - D_theta(E_phi(y0, q), q) ||^2."""
+    if "entropy" not in model.cfg.stages:
+        raise SystemExit("the reverse stage needs the trained entropy model (its means "
+                         "enter y_bar): run `python -m diffstream.training gic --stage "
+                         "entropy` first")
     net = model.reverse.train()
     cfg = model.cfg
     opt = torch.optim.AdamW(net.parameters(), lr=4e-4, weight_decay=0.02, betas=(0.9, 0.95))
     sched = cosine_schedule(opt, args.steps)
+    mus = mean_bank(model, bank)
 
     def step_fn(step: int, rng: np.random.Generator) -> dict[str, float]:
         n = args.batch or 32
@@ -227,7 +245,7 @@ def train_reverse(model: GicModel, args: argparse.Namespace, bank: torch.Tensor
         y0 = bank[idx]
         q = sample_q_reverse(n, cfg, rng)
         g = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        y_bar = corrupt(y0, q, cfg.q_lo, g)
+        y_bar = corrupt(y0, mus[idx], q, cfg.q_lo, g)
         loss = F.mse_loss(net(y_bar, q), y0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
