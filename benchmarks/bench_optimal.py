@@ -5,8 +5,10 @@
 Plans a 64x64 arm of ``seconds * fps`` frames on the project's ``lte_like.down`` trace (share
 0.05) from its first frame, interactive (300 ms target) and playback (0.5 s startup, 2 s
 buffer), with the default options, and prints the best of ``--repeat`` wall times and the
-size of the action table. A simulated arm replans at least once more (frame 1, when the
-encode estimate first arrives).
+size of the action table. ``interactive+content`` is the interactive arm with the content
+known (a steady pan: motion ``0.004 * age``; per-frame floors alternating 700 / 1100 bits),
+which plans with the shown image's age in its state (``optimal_aged``). A simulated arm
+replans at least once more (frame 1, when the encode estimate first arrives).
 """
 
 from __future__ import annotations
@@ -29,11 +31,14 @@ def wire(bits: int) -> float:
     return 60.0 + payload + 40.0 * max(0, math.ceil(payload / 1460) - 1)
 
 
-def first_observation(mode: str, frames: int, fps: float) -> Observation:
+def first_observation(mode: str, frames: int, fps: float, content: bool = False) -> Observation:
     trace = load_trace(ROOT / "scenarios/traces/lte_like.down", "mahimahi").scaled(0.05)
+    motion = [[0.004 * a for a in range(1, 9)]] * frames if content else None
+    floors = [700 + 400 * (k // 50 % 2) for k in range(frames)] if content else None
     view = OracleView(capacity_bytes=trace.capacity_bytes, backlog_bytes=0.0, delay_s=0.03,
                       frames_total=frames, duration_s=frames / fps, finish_s=trace.finish_s,
-                      startup_s=0.5, max_buffer_s=2.0, queue_limit_bytes=30000.0)
+                      startup_s=0.5, max_buffer_s=2.0, queue_limit_bytes=30000.0,
+                      motion_mse=motion, frame_floors=floors)
     return Observation(
         now_s=0.0, frame_index=0, frame_interval_s=1.0 / fps, pixels=4096, mode=mode,  # type: ignore[arg-type]
         capture_s=0.0, deadline_s=0.3 if mode == "interactive" else None, throughput_bps=(),
@@ -49,8 +54,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     frames = max(1, math.floor(args.seconds * args.fps + 1e-9))
-    for mode in ("interactive", "playback"):
-        obs = first_observation(mode, frames, args.fps)
+    for label in ("interactive", "interactive+content", "playback"):
+        mode = label.split("+")[0]
+        obs = first_observation(mode, frames, args.fps, content=label.endswith("content"))
         best = math.inf
         for _ in range(args.repeat):
             policy = OptimalPolicy()
@@ -60,7 +66,7 @@ def main() -> None:
         plan = policy._arm
         assert plan is not None
         table = plan.plan.action
-        print(f"{mode:11s} {frames} frames: plan {best:.2f} s, action table "
+        print(f"{label:19s} {frames} frames: plan {best:.2f} s, action table "
               f"{table.shape} {table.nbytes / 1e6:.1f} MB")
 
 

@@ -145,14 +145,20 @@ class FrameEncoder:
                        frame_floors=self.frame_floors(codec) if motion_ages > 0 else None)
 
     def frame_floors(self, codec: Any) -> tuple[int, ...] | None:
-        """Each frame's own floor over the arm, by bisection to a byte (at most
+        """Each frame's own floor over the arm: the codec's ``floor_bits(image)`` when it has
+        one (the classic codecs: one encode), else by bisection to a byte (at most
         ``FRAME_FLOOR_STEPS`` encodes a frame): the content's future, for ``optimal``. None
         for generated content (as ``motion_table``)."""
         if isinstance(self.content, GeneratedSequence):
             return None
         max_bits = int(self.scenario.max_bpp * self.shape[0] * self.shape[1])
+        own = getattr(codec, "floor_bits", None)  # the codec's exact answer, when it has one
         out = []
         for k in range(self.scenario.frames_per_arm):
+            if callable(own):
+                bits = int(own(self.content.frame(k)))
+                out.append(bits if bits <= max_bits else -1)
+                continue
             if self._code(codec, k, max_bits).skipped:
                 out.append(-1)
                 continue

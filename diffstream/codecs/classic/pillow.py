@@ -154,6 +154,12 @@ class _PillowCodec:
         meta = {"q": found.knob, **self._meta(found.knob, h, w), "probes": found.probes}
         return Encoded(payload=found.payload, meta=meta)
 
+    def floor_bits(self, image: Image) -> int:
+        """This image's own floor: its quality-1 size (the search codes every budget at or
+        above it, since size grows with quality), in one encode."""
+        arr = _check_image(image)
+        return 8 * len(self._encode_at(PILImage.fromarray(arr, "RGB"), Q_MIN))
+
     def min_bits(self, shape: tuple[int, int]) -> int:
         """Quality-1 size of a synthetic natural-looking frame of this shape.
 

@@ -17,7 +17,10 @@ closed-loop: every frame looks up the best action for the *real* current state.
 * Quality of a slot: ``obs.rate_quality`` (the codec's calibration) at the budget, or MPC's
   fallback log utility; a skipped or late frame's slot repeats the last image, scored as
   MPC scores it (the floor's quality minus ``skip_penalty_db``) and charged one frame
-  interval of stall (playback: the rebuffer seconds).
+  interval of stall (playback: the rebuffer seconds). Interactive with the content known
+  (``obs.future.motion_mse``, ``frame_floors``): the shown image's age joins the state, a
+  stale slot's quality decays with the content's motion, freezes follow WebRTC's rule, and
+  each frame's own floor is an action (``optimal_aged``).
 * Objective: the scenario's ``diffstream`` QoE as a sum of per-frame terms,
   ``Q_j / N - switch_weight * |Q_j - Q_{j-1}| / (N - 1) - stall_weight * stall_j / duration``.
   Other presets are not modelled: their weights default to the diffstream ones.

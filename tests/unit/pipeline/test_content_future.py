@@ -40,8 +40,30 @@ def test_frame_floors_are_each_frames_smallest_budget(tmp_path: Path) -> None:
     codec = enc.codecs["a"]
     for k in (0, 7, 12):
         assert not enc._code(codec, k, floors[k]).skipped
-        assert enc._code(codec, k, floors[k] - 9).skipped  # to within a byte
+        assert enc._code(codec, k, floors[k] - 1).skipped  # jpeg's floor is exact
     # content differs from shot to shot, so do the floors; none is the codec's typical one
     assert len(set(floors)) > 1
     plain = enc.open_arm("b", "jpeg", {}, calibrate=True)
     assert plain.frame_floors is None and plain.motion_mse is None
+
+
+class _NoFloorHook:
+    """The jpeg codec without its ``floor_bits``: the encoder must bisect."""
+
+    def __init__(self, codec: object) -> None:
+        self._codec = codec
+
+    def encode(self, image: np.ndarray, budget_bits: int) -> object:
+        return self._codec.encode(image, budget_bits)  # type: ignore[attr-defined]
+
+
+def test_bisection_agrees_with_the_codecs_own_floor(tmp_path: Path) -> None:
+    enc = _encoder(tmp_path)
+    enc.open_arm("a", "jpeg", {}, calibrate=False)
+    codec = enc.codecs["a"]
+    exact = enc.frame_floors(codec)
+    found = enc.frame_floors(_NoFloorHook(codec))
+    assert exact is not None and found is not None
+    for k in (0, 7, 12, 25):
+        assert exact[k] <= found[k] <= exact[k] + 8  # bisection stops within a byte
+        assert enc._code(codec, k, exact[k] - 1).skipped
