@@ -5,12 +5,14 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import math
 import sys
 
 import numpy as np
 import pytest
+import torch
 
-from diffstream.codecs.gic.sampler import SamplerConfig
+from diffstream.codecs.gic.sampler import SamplerConfig, reverse_sample
 from diffstream.codecs.registry import create_codec
 from diffstream.content.sources import pan_sequence
 from diffstream.evaluate.images import Crop
@@ -44,6 +46,21 @@ def test_line10_option_is_validated():
     assert SamplerConfig().line10 == "alpha_i"
     with pytest.raises(ValueError, match="line10"):
         SamplerConfig(line10="alpha")
+
+
+def test_alpha_next_matches_hand_computation():
+    """alpha at the level the step lands on: q1 for the first step, 0 (none) for the last."""
+    y = torch.tensor([[[[0.3, 1.1, -0.4]]]])
+
+    def stub(v: torch.Tensor, q: torch.Tensor) -> torch.Tensor:  # D(y, q) = 0.5 y + 0.1 q
+        return 0.5 * v + 0.1 * q.view(-1, 1, 1, 1)
+
+    cfg = SamplerConfig(steps=2, beta=0.075, q_min=0.03, line10="alpha_next")
+    out = reverse_sample(stub, y, 0.9, cfg, torch.Generator().manual_seed(3))
+    eps = torch.randn(y.shape, generator=torch.Generator().manual_seed(3))
+    d0 = (0.5 * y + 0.09 - y) / 0.9
+    y1 = y + (0.9 - 0.13) * d0 + 0.075 * math.sqrt(0.13 - 0.03) * (eps - d0)
+    assert torch.allclose(out, 0.5 * y1 + 0.013, atol=1e-6)  # last step: plain Euler to 0
 
 
 def test_both_line10_readings_decode_deterministically_and_differ(gic, frames):
