@@ -1,6 +1,7 @@
 """GIC (paper 003) on Kodak crops: RD table, sampler ablation, timings, rate-control accuracy.
 
     python benchmarks/bench_gic.py [--crops-per-image 4] [--size 64] [--plot docs/gic_rd.png]
+        [--skip rd,ablation,timing,rate] [--json ablation.json] [--ablation-stride 1]
 
 Kodak (``../shared/datasets/kodak``) is evaluation data only; the models never saw it.
 Crops are cut at native resolution at seeded positions, several per image. The RD part is
@@ -10,9 +11,11 @@ what it actually sent (bpp = payload bits / pixels; budgets a codec cannot reach
 and counted). The table quotes the common subset (the crops every codec sent at that
 target): PSNR, MS-SSIM (diffstream.metrics.quality; 3 scales at 64 px), SWD against the
 originals with its real-vs-real floor, and the spectral ratio (diffstream.metrics.realism).
-The sampler ablation also reports "HF ratio", the high-frequency energy of the decoded crop
-over that of the original (mean squared Laplacian): 1 means as much fine detail as the
-source, below 1 is blur; a cheap sharpness proxy, not a perceptual metric.
+The sampler ablation (paper 003 §4.2 and App. A Table 1, with SWD and the spectral ratio in
+place of FID/CLIPIQA) encodes every crop once per target with the default gic encoder and
+decodes the same payloads with each sampler variant: Algorithm 1 line 10 under both readings
+(``line10``), noise kind, beta, q1 and the step count; ``--json PATH`` writes it, progress
+goes to stderr. docs/gic.md quotes it.
 
 Timings are on the CPU with one torch thread (what the simulator's workers use) and include
 rate control (encode) and Algorithm 1 + synthesis (decode).
@@ -21,9 +24,13 @@ rate control (encode) and Algorithm 1 + synthesis (decode).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any, TextIO
 
 import numpy as np
 import torch
@@ -33,36 +40,19 @@ from diffstream.evaluate.bd import bd_rows
 from diffstream.evaluate.images import Crop, load_folder, seeded_crops
 from diffstream.evaluate.plots import rd_plot
 from diffstream.evaluate.report import bd_table, common_table
-from diffstream.evaluate.run import evaluate
+from diffstream.evaluate.run import budget_bits, evaluate
 from diffstream.evaluate.scoring import Scorer
 from diffstream.evaluate.tables import RdRow
-from diffstream.metrics.quality import QualityScorer, psnr
 
 ROOT = Path(__file__).resolve().parents[1]
 KODAK = ROOT.parent / "shared" / "datasets" / "kodak"
 RD_BPPS = (0.1, 0.15, 0.25, 0.4, 0.6, 0.9, 1.3, 2.0)
-ABLATION_BPPS = (0.15, 0.3, 0.6, 1.0)
 CODECS = ("jpeg", "webp", "lic", "gic")  # the first is the BD anchor
 
 
 def kodak_crops(size: int, per_image: int, seed: int = 0) -> list[Crop]:
     """``diffstream evaluate``'s seeded crops of every Kodak image."""
     return seeded_crops(load_folder(KODAK), size, per_image, seed)
-
-
-def hf_energy(img: np.ndarray) -> float:
-    g = img.astype(np.float64).mean(axis=2)
-    lap = (4 * g[1:-1, 1:-1] - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:])
-    return float(np.mean(lap**2))
-
-
-class Scores:
-    def __init__(self) -> None:
-        self.scorer = QualityScorer()
-
-    def __call__(self, ref: np.ndarray, out: np.ndarray) -> tuple[float, float, float]:
-        ms = self.scorer.ms_ssim(ref, out)
-        return psnr(ref, out), ms, hf_energy(out) / max(hf_energy(ref), 1e-9)
 
 
 def table(title: str, header: list[str], rows: list[list[str]]) -> None:
@@ -86,33 +76,137 @@ def print_rd(rows: list[RdRow], size: int, n: int) -> None:
     print(bd_table(bd_rows(rows, CODECS)))
 
 
-def ablation(crops: list[np.ndarray], size: int, scores: Scores) -> None:
-    """Same payloads decoded by the sampler variants."""
-    variants = [("lic (no reverse net)", "lic", {}),
-                ("1 step, deterministic", "gic", {"steps": 1, "beta": 0.0}),
-                ("2 steps, deterministic", "gic", {"steps": 2, "beta": 0.0}),
-                ("4 steps, deterministic", "gic", {"steps": 4, "beta": 0.0}),
-                ("1 step, beta 0.075 gauss", "gic", {"steps": 1}),
-                ("2 steps, beta 0.075 gauss", "gic", {"steps": 2}),
-                ("2 steps, beta 0.075 unif", "gic", {"steps": 2, "noise": "uniform"}),
-                ("4 steps, beta 0.075 gauss", "gic", {"steps": 4})]
-    codecs = [(label, create_codec(name, **opts)) for label, name, opts in variants]
-    enc_codec = create_codec("gic")
-    rows = []
-    pixels = size * size
-    for bpp in ABLATION_BPPS:
-        encs = [(img, enc_codec.encode(img, int(bpp * pixels))) for img in crops]
-        encs = [(img, e) for img, e in encs if not e.skipped]
-        mbpp = np.mean([e.bits / pixels for _, e in encs])
-        for label, codec in codecs:
-            t0 = time.perf_counter()
-            s = np.array([scores(img, codec.decode(e.payload, e.meta, (size, size)))
-                          for img, e in encs])
-            ms = (time.perf_counter() - t0) * 1000 / len(encs)
-            rows.append([f"{bpp:.2f}", f"{mbpp:.3f}", label, f"{s[:, 0].mean():.2f}",
-                         f"{s[:, 1].mean():.4f}", f"{s[:, 2].mean():.2f}", f"{ms:.1f}"])
-    table(f"Sampler ablation ({len(crops)} crops {size}x{size}; same payloads)",
-          ["target", "bpp", "decoder", "PSNR dB", "MS-SSIM", "HF ratio", "dec ms"], rows)
+# --- sampler ablation (paper 003 §4.2, App. A Table 1; issue 14 item 4) ---------------
+
+ABLATION_SCHEMA = "diffstream.bench_gic.ablation/1"
+ABLATION_TARGETS = (0.15, 0.4)
+BETAS = (0.0, 0.025, 0.05, 0.075, 0.1, 0.15)  # §4.2, Fig. 4
+Q1S = (0.10, 0.11, 0.12, 0.13, 0.14, 0.15, 0.16, 0.17)  # App. A, Table 1
+
+
+@dataclass(frozen=True)
+class Variant:
+    ablation: str  # which question the row answers: reference, line10, noise, beta, q1, steps
+    label: str
+    codec: str  # "gic" or "lic"
+    options: tuple[tuple[str, Any], ...] = ()  # codec options over the defaults
+
+    @property
+    def key(self) -> tuple:
+        return (self.codec, self.options)
+
+
+def _gic(ablation: str, label: str, **options: Any) -> Variant:
+    return Variant(ablation, label, "gic", tuple(sorted(options.items())))
+
+
+def ablation_variants(betas: Sequence[float] = BETAS, q1s: Sequence[float] = Q1S,
+                      steps: Sequence[int] = (1, 2, 4)) -> list[Variant]:
+    """Every decoder of the ablation; options not named are the codec's defaults (2 steps,
+    beta 0.075, Gaussian noise, q1 0.13, line10 alpha_i). Variants that are the same
+    decoder (the default appears in every ablation) are decoded and scored once."""
+    out = [Variant("reference", "lic (no reverse net)", "lic")]
+    for line10 in ("alpha_i", "alpha_next"):
+        for noise in ("gaussian", "uniform"):
+            out.append(_gic("line10", f"{line10}, {noise}", line10=line10, noise=noise))
+    out.append(_gic("noise", "deterministic (beta 0)", beta=0.0))
+    out += [_gic("noise", noise, noise=noise) for noise in ("gaussian", "uniform")]
+    for line10 in ("alpha_i", "alpha_next"):
+        for noise in ("gaussian", "uniform"):
+            out += [_gic("beta", f"beta {b:g}, {noise}, {line10}", beta=b, noise=noise,
+                         line10=line10) for b in betas]
+    out += [_gic("q1", f"q1 {q1:.2f}", q1=q1) for q1 in q1s]
+    out += [_gic("steps", f"{n} step{'s' * (n > 1)}", steps=n) for n in steps]
+    return out
+
+
+def _decoder_key(codec: Any) -> tuple:
+    """Variants that are the same decoder share a key: the default appears in every
+    ablation, and at beta 0 the noise kind and line10 are moot."""
+    if codec.name != "gic":
+        return (codec.name,)
+    cfg = codec.sampler
+    if cfg.beta == 0.0:
+        cfg = replace(cfg, noise="gaussian", line10="alpha_i")
+    return (codec.name, cfg, codec.seed)
+
+
+def ablation(crops: Sequence[Crop], targets: Sequence[float] = ABLATION_TARGETS,
+             variants: Sequence[Variant] | None = None, scorer: Scorer | None = None,
+             log: TextIO = sys.stderr) -> dict[str, Any]:
+    """Same payloads (the default gic encoder at each target) decoded by every variant.
+
+    Per target and variant: mean PSNR and MS-SSIM over the sent crops, and the set metrics
+    of ``diffstream evaluate`` (``Scorer.set``: paired SWD with its bootstrap CI, unpaired
+    SWD, spectral ratio); per target, the SWD floor of the originals. A JSON-ready dict
+    (schema ``ABLATION_SCHEMA``); progress goes to ``log``.
+    """
+    variants = list(ablation_variants() if variants is None else variants)
+    scorer = scorer or Scorer(seed=0)
+    size = crops[0].shape
+    pixels = size[0] * size[1]
+    decoders: dict[tuple, Any] = {}
+    rates, rows = [], []
+    t_start = time.perf_counter()
+    for target in targets:
+        enc_codec = create_codec("gic")  # fresh: its rate control carries a calibration
+        coded = [(c, enc_codec.encode(c.pixels, budget_bits(target, size))) for c in crops]
+        coded = [(c, e) for c, e in coded if not e.skipped]
+        if not coded:
+            raise SystemExit(f"gic sent none of the {len(crops)} crops at {target} bpp")
+        originals = [c.pixels for c, _ in coded]
+        q0 = np.array([e.meta["q"] for _, e in coded])
+        floor = scorer.floor(originals, key=("floor", target))
+        rates.append({"target_bpp": target, "sent": len(coded), "crops": len(crops),
+                      "bpp": float(np.mean([e.bits / pixels for _, e in coded])),
+                      "q0": {"min": float(q0.min()), "median": float(np.median(q0)),
+                             "max": float(q0.max())},
+                      # schedule() lowers q1 to q0/2 on these crops (q1 = 0.17 is the largest)
+                      "q1_capped_at_0.17": int(np.sum(0.5 * q0 < 0.17)),
+                      "swd_floor": None if floor is None else
+                      {"value": floor.value, "ci_low": floor.ci_low, "ci_high": floor.ci_high}})
+        scored: dict[tuple, dict[str, float]] = {}
+        for v in variants:
+            if v.key not in decoders:
+                decoders[v.key] = create_codec(v.codec, **dict(v.options))
+            codec = decoders[v.key]
+            key = _decoder_key(codec)
+            if key not in scored:
+                recons = [codec.decode(e.payload, e.meta, size) for _, e in coded]
+                items = [scorer.item(o, r) for o, r in zip(originals, recons, strict=True)]
+                sets = scorer.set(originals, recons)
+                scored[key] = {"psnr_db": float(np.mean([i["psnr_db"] for i in items])),
+                               "ms_ssim": float(np.mean([i["ms_ssim"] for i in items])),
+                               **{k: float(x) for k, x in asdict(sets).items()}}
+                print(f"[ablation {target:g} bpp, {time.perf_counter() - t_start:.0f} s] "
+                      f"{v.ablation}: {v.label}: PSNR {scored[key]['psnr_db']:.2f} dB, "
+                      f"SWD {scored[key]['swd']:.1f}, spectral "
+                      f"{scored[key]['spectral_ratio']:.3f}", file=log, flush=True)
+            rows.append({"ablation": v.ablation, "label": v.label, "codec": v.codec,
+                         "options": dict(v.options), "target_bpp": target, "n": len(coded),
+                         **scored[key]})
+    return {"schema": ABLATION_SCHEMA, "size": list(size), "n_crops": len(crops),
+            "crops": [c.id for c in crops], "targets": list(targets),
+            "swd_seed": scorer.seed, "bootstrap": scorer.bootstrap, "rates": rates,
+            "rows": rows}
+
+
+def print_ablation(result: dict[str, Any]) -> None:
+    rows = [[f"{r['target_bpp']:.2f}", r["ablation"], r["label"], f"{r['psnr_db']:.2f}",
+             f"{r['ms_ssim']:.4f}", f"{r['swd']:.1f} [{r['swd_ci_low']:.1f}, "
+             f"{r['swd_ci_high']:.1f}]", f"{r['swd_unpaired']:.1f}",
+             f"{r['spectral_ratio']:.3f}"] for r in result["rows"]]
+    h, w = result["size"]
+    table(f"Sampler ablation ({result['n_crops']} crops {h}x{w}; same payloads per target)",
+          ["target", "ablation", "decoder", "PSNR dB", "MS-SSIM", "SWD [95% CI]",
+           "SWD unpaired", "spectral"], rows)
+    for r in result["rates"]:
+        f = r["swd_floor"]
+        print(f"target {r['target_bpp']:g}: sent {r['sent']}/{r['crops']}, "
+              f"{r['bpp']:.3f} bpp, q0 median {r['q0']['median']:.3f} "
+              f"[{r['q0']['min']:.3f}, {r['q0']['max']:.3f}], q1 capped below 0.17 on "
+              f"{r['q1_capped_at_0.17']}; SWD floor (unpaired, real vs real) "
+              + ("-" if f is None else f"{f['value']:.1f} [{f['ci_low']:.1f}, {f['ci_high']:.1f}]"))
 
 
 def timings(crops: list[np.ndarray], size: int) -> None:
@@ -190,6 +284,9 @@ def main() -> int:
     ap.add_argument("--plot", type=Path, default=ROOT / "docs" / "gic_rd.png")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: rd,ablation,"
                     "timing,rate")
+    ap.add_argument("--json", type=Path, help="write the sampler ablation here (JSON)")
+    ap.add_argument("--ablation-stride", type=int, default=1,
+                    help="ablate every k-th crop (1: all)")
     args = ap.parse_args()
     if not KODAK.is_dir() or not any(KODAK.glob("*.png")):
         print(f"Kodak not found at {KODAK}: nothing to benchmark (the project runs without "
@@ -199,7 +296,6 @@ def main() -> int:
     skip = set(filter(None, args.skip.split(",")))
     kodak = kodak_crops(args.size, args.crops_per_image)
     crops = [c.pixels for c in kodak]
-    scores = Scores()
     t0 = time.perf_counter()
     if "rd" not in skip:
         rows = rd(kodak)
@@ -209,7 +305,11 @@ def main() -> int:
                     "common subset: GIC (2 steps, beta 0.075) vs LIC, JPEG, WebP")
             print(f"\nRD plot written to {args.plot}")
     if "ablation" not in skip:
-        ablation(crops[::2], args.size, scores)
+        result = ablation(kodak[::args.ablation_stride])
+        print_ablation(result)
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=1) + "\n")
+            print(f"\nablation JSON written to {args.json}")
     if "timing" not in skip:
         timings(crops, args.size)
     if "rate" not in skip:

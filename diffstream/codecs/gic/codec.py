@@ -115,7 +115,7 @@ class _LatentCodec:
                  noise: str = "gaussian", q1: float | None = None,
                  weights: str | None = None, device: str | None = None, seed: int = 0,
                  max_passes: int = MAX_PASSES, tolerance: float = TOLERANCE,
-                 vae: str | None = None) -> None:
+                 vae: str | None = None, line10: str = "alpha_i") -> None:
         self.model, self.coder = load_bundle(weights, device, vae)
         cfg = self.model.cfg
         self.device = next(self.model.ae.parameters()).device
@@ -125,7 +125,7 @@ class _LatentCodec:
             raise ValueError(f"steps must be >= 0, got {steps}")
         self.sampler = SamplerConfig(steps=max(self.steps, 1), q1=cfg.q1 if q1 is None else q1,
                                      beta=cfg.beta if beta is None else beta, noise=noise,
-                                     q_min=cfg.q_lo)
+                                     q_min=cfg.q_lo, line10=line10)
         self.seed = int(seed)
         self.max_passes = int(max_passes)
         self.tolerance = float(tolerance)
