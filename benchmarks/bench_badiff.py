@@ -215,8 +215,8 @@ def run_badiff(codecs: dict[str, BADiffCodec], seeds: Sequence[int],
 
 
 def run_codec(name: str, codec: Any, seeds: Sequence[int], plan: dict[str, np.ndarray],
-              refs: Callable[[int], np.ndarray], latency: int, progress: Progress
-              ) -> dict[str, list[Frame]]:
+              refs: Callable[[int], np.ndarray], latency: int, progress: Progress,
+              ref_steps: int = N_FULL) -> dict[str, list[Frame]]:
     """A baseline codec through its ``generate``; ``cascade-lic`` (the full sampler) on the
     cached reference (see the module notes)."""
     pixels = SIZE * SIZE
@@ -230,7 +230,7 @@ def run_codec(name: str, codec: Any, seeds: Sequence[int], plan: dict[str, np.nd
             gen_ms = math.nan
             if cached:
                 enc = codec.inner.encode(refs(seed), budget)
-                enc.steps = N_FULL
+                enc.steps = ref_steps  # the U-Net calls of the sample it codes
                 if k < latency:
                     real, gen_ms = _timed_generate(codec, seed, budget)
                     MISMATCH[name] = MISMATCH.get(name, 0) + int(real.payload != enc.payload)
@@ -342,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated methods (default: %(default)s)")
     p.add_argument("--weights", default=None, help="BADiff weights folder (default: shipped)")
     p.add_argument("--model", default="badiff", help="BADiff weights name in --weights")
+    p.add_argument("--full-steps", type=int, default=N_FULL,
+                   help="the full sampler's steps for BADiff and the references "
+                        "(%(default)s; fewer only for quick tests)")
     p.add_argument("--latency-samples", type=int, default=8,
                    help="real generate() calls per cell timed for the shortcut methods")
     p.add_argument("--bootstrap", type=int, default=100, help="bootstrap resamples (CIs)")
@@ -366,6 +369,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:  # every input check before the first sample
         if args.samples < 1:
             raise ValueError(f"--samples must be >= 1, got {args.samples}")
+        if not 1 <= args.full_steps <= N_FULL:
+            raise ValueError(f"--full-steps must be in 1..{N_FULL}, got {args.full_steps}")
         methods = _methods(args.methods)
         real_a, real_b = real_sets(args.real_images, args.samples, args.seed)
         badiffs: dict[str, BADiffCodec] = {}
@@ -375,7 +380,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             name, options = parse_method(m)
             if name == "badiff":
-                options = {"weights": args.weights, "model": args.model, **options}
+                options = {"weights": args.weights, "model": args.model,
+                           "steps": args.full_steps, **options}
             codec = create_codec(name, **options)
             if name == "badiff":
                 badiffs[m] = codec
@@ -397,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def refs(seed: int) -> np.ndarray:  # the plain DDPM's full-step sample, once per seed
         if seed not in ref_cache:
             with torch.no_grad(), one_thread():
-                x0, _ = ddpm_sample(load_plain_ddpm(), seed, (SIZE, SIZE), N_FULL)
+                x0, _ = ddpm_sample(load_plain_ddpm(), seed, (SIZE, SIZE), args.full_steps)
             ref_cache[seed] = to_uint8(x0)[0]
         return ref_cache[seed]
 
@@ -405,7 +411,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if badiffs:
         frames.update(run_badiff(badiffs, seeds, plan, args.latency_samples, progress))
     for m, codec in others.items():
-        frames[m] = run_codec(m, codec, seeds, plan, refs, args.latency_samples, progress)
+        frames[m] = run_codec(m, codec, seeds, plan, refs, args.latency_samples, progress,
+                              args.full_steps)
     if MATCHED in methods:  # the DDPM at BADiff's mean step count of each regime, then LIC
         first = frames[next(iter(badiffs))]
         cells: dict[str, list[Frame]] = {}
@@ -422,7 +429,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         **summary,
         "meta": {"command": "python benchmarks/bench_badiff.py " + " ".join(
                      sys.argv[1:] if argv is None else argv),
-                 "samples": args.samples, "seeds": [seeds[0], seeds[-1]],
+                 "samples": args.samples, "full_steps": args.full_steps,
+                 "seeds": [seeds[0], seeds[-1]],
                  "regimes": REGIMES, "size": SIZE, "real_images": str(args.real_images),
                  "default_coder": DEFAULT_CODER, "bootstrap": args.bootstrap,
                  "latency_samples": args.latency_samples,
