@@ -67,7 +67,7 @@ log = logging.getLogger(__name__)
 
 PRIOR_INDEXES = (0, 6, 12, 20, 28, 36, 47)  # delta indexes of the first frame's rate model
 CODERS = ("own", "lic")  # what codes the generated image (see the module notes)
-DEFAULT_CODER = "own"
+DEFAULT_CODER = "lic"  # the winner of bench_badiff.py (docs/badiff.md)
 # cpu-2core, coder lic: the per-call costs measured for ``cascade-lic`` at 32x32 (LIC ~10 ms
 # with its rate control, 4.5 ms decode; baselines.py), on top of BADiff's 8.5 ms per step.
 LIC_COSTS = ProfileCost(encode_ms=10.0, decode_ms=4.5, per_step_ms=8.5, decode_per_step_ms=0.0)

@@ -89,7 +89,7 @@ def test_lic_coder_malformed_payloads_raise_codec_error(crop: np.ndarray) -> Non
     for payload in bad:
         with pytest.raises(CodecError):
             codec.decode(payload, {}, SHAPE)
-    own_payload = create_codec("badiff").encode(crop, int(0.6 * 32 * 32)).payload
+    own_payload = create_codec("badiff", coder="own").encode(crop, int(0.6 * 32 * 32)).payload
     with pytest.raises(CodecError):  # the other coder's bytes are not LIC's
         codec.decode(own_payload, {}, SHAPE)
 
