@@ -4,7 +4,9 @@ plain DDPM, then any codec fitted to the budget.
 ``codec: cascade`` with ``codec_options: {generator: G, codec: C, codec_options: {...}}``:
 
 - generator ``full``: THE full-step sample (the quality reference itself, 100 respaced
-  ancestral steps), then the codec fits it to the budget: the paper's Cascade.
+  ancestral steps), then the codec fits it to the budget: the paper's Cascade. With
+  ``steps: K`` (full only) the same ancestral sampler runs on K respaced steps instead: the
+  compute-matched baseline of issue 16 (the DDPM at BADiff's mean step count, then LIC).
 - generator ``earlystop``: naive early stop. The same sampler runs; every ``check_every``
   (5) steps the predicted x_0 is coded at the codec's finest quality; the run is truncated
   at the last check whose code still fits the budget ("the smallest t whose compressed
@@ -111,9 +113,17 @@ class _Composed:
     generator: str
     inner: Any
     check_every: int
+    steps: int = N_FULL
 
     def _compose(self, generator: str, codec: str, codec_options: Mapping[str, Any] | None,
-                 check_every: int | None) -> None:
+                 check_every: int | None, steps: int | None = None) -> None:
+        if steps is not None:
+            if generator != "full":
+                raise ValueError(f"steps is an option of the full generator, not "
+                                 f"{generator!r}")
+            if not 1 <= int(steps) <= N_FULL:
+                raise ValueError(f"steps must be in 1..{N_FULL}, got {steps}")
+            self.steps = int(steps)
         if generator not in GENERATORS:
             raise ValueError(f"generator must be one of {', '.join(GENERATORS)}, "
                              f"got {generator!r}")
@@ -141,7 +151,12 @@ class _Composed:
 
     def _full(self, request: GenerationRequest, budget: int, shape: tuple[int, int]
               ) -> tuple[np.ndarray, int, dict[str, Any]]:
-        return reference_image(request, shape), N_FULL, {"sampler_steps": N_FULL}
+        if self.steps == N_FULL:
+            return reference_image(request, shape), N_FULL, {"sampler_steps": N_FULL}
+        h, w = _check_request(request, shape)
+        with one_thread():
+            x0, calls = ddpm_sample(load_plain_ddpm(), request.seed, (h, w), self.steps)
+        return to_uint8(x0)[0], calls, {"sampler_steps": calls}
 
     def _solver(self, request: GenerationRequest, budget: int, shape: tuple[int, int]
                 ) -> tuple[np.ndarray, int, dict[str, Any]]:
@@ -205,14 +220,15 @@ class _Composed:
 @register_codec("cascade")
 class Cascade(_Composed):
     """``generator`` (full | earlystop | dpmsolver | pndm), then ``codec`` (any codec
-    reference, built with ``codec_options``) at the budget. ``check_every``: earlystop only."""
+    reference, built with ``codec_options``) at the budget. ``check_every``: earlystop only;
+    ``steps``: full only (respaced ancestral steps, default 100)."""
 
     compute_costs: ClassVar[dict[str, ProfileCost]] = {}  # composed: see costs_for
 
     def __init__(self, generator: Generator = "full", codec: str = "lic",
                  codec_options: dict[str, Any] | None = None,
-                 check_every: int | None = None) -> None:
-        self._compose(generator, codec, codec_options, check_every)
+                 check_every: int | None = None, steps: int | None = None) -> None:
+        self._compose(generator, codec, codec_options, check_every, steps)
 
     @classmethod
     def inner_codec(cls, options: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -17,6 +17,13 @@ generate(request, budget):
 decode(payload): the logistic decoder (two parallel checkerboard passes); bit-exact.
 encode(image, budget): the same coder on a captured image (no generation).
 
+``coder: lic`` (issue 16 item 2): steps 1-2 unchanged, then the generated image is coded by
+the project's learned codec ``lic`` (its own rate control and rANS bytes, its decoder at the
+receiver), as paper 000 measures bitrate with a real codec applied to the output (App. C,
+E). Its payload is exactly LIC's: no extra header, and a malformed payload is LIC's
+CodecError. ``coder: own`` is the discretised-logistic coder above (step 3).
+docs/badiff.md says which is the default and why (``bench_badiff.py``'s figures).
+
 On a latent diffusion model (``ldm: DIR`` with ``weights:`` a BADiff trained on it by
 ``python -m diffstream.training badiff --ldm DIR``; paper 000's LDM-200 setup): sampling
 and the stop policy run in the latent, the stopped step's latent x0_hat is decoded by the
@@ -52,13 +59,18 @@ from diffstream.codecs.badiff.stop_policy import mid_features, should_stop, time
 from diffstream.codecs.base import Capabilities, CodecError, Encoded, GenerationRequest, Image
 from diffstream.codecs.classic.pillow import _check_image, _pink_noise
 from diffstream.codecs.ratecontrol import TableModel
-from diffstream.codecs.registry import register_codec
+from diffstream.codecs.registry import create_codec, register_codec
 from diffstream.pipeline.compute import ProfileCost
 from diffstream.training.crops import to_uint8
 
 log = logging.getLogger(__name__)
 
 PRIOR_INDEXES = (0, 6, 12, 20, 28, 36, 47)  # delta indexes of the first frame's rate model
+CODERS = ("own", "lic")  # what codes the generated image (see the module notes)
+DEFAULT_CODER = "lic"  # the winner of bench_badiff.py (docs/badiff.md)
+# cpu-2core, coder lic: the per-call costs measured for ``cascade-lic`` at 32x32 (LIC ~10 ms
+# with its rate control, 4.5 ms decode; baselines.py), on top of BADiff's 8.5 ms per step.
+LIC_COSTS = ProfileCost(encode_ms=10.0, decode_ms=4.5, per_step_ms=8.5, decode_per_step_ms=0.0)
 
 _CACHE: dict[tuple[str, str, str, str], tuple[BADiff, LogisticCoder]] = {}
 _LOCK = threading.Lock()
@@ -98,8 +110,11 @@ class BADiffCodec:
 
     def __init__(self, weights: str | None = None, model: str = "badiff",
                  adaptive_stop: bool = True, threshold: float = 0.5,
-                 steps: int = N_FULL, ldm: str | None = None, device: str | None = None
-                 ) -> None:
+                 steps: int = N_FULL, ldm: str | None = None, device: str | None = None,
+                 coder: str = DEFAULT_CODER) -> None:
+        if coder not in CODERS:
+            raise ValueError(f"coder must be one of {', '.join(CODERS)}, got {coder!r}")
+        self.coder_kind = coder
         self.ldm = ldm
         self.model, self.coder = load_badiff(weights, model, ldm, device)
         self.adaptive_stop = bool(adaptive_stop)
@@ -109,6 +124,16 @@ class BADiffCodec:
         # (h, w) -> rate model over the coder's knob (last - delta index), carried across
         # frames like the Pillow codecs' (codecs.ratecontrol.TableModel)
         self._rate: dict[tuple[int, int], TableModel] = {}
+        # coder lic: the registered ``lic`` codec (shared weights cache), on the CPU like
+        # the own coder, so sender and receiver decode the same bytes to the same pixels
+        self._lic = create_codec("lic", device="cpu") if coder == "lic" else None
+
+    @classmethod
+    def costs_for(cls, options: dict[str, Any]) -> dict[str, ProfileCost]:
+        """The declared costs; ``coder: lic`` codes and decodes with LIC's costs."""
+        if options.get("coder", DEFAULT_CODER) == "lic":
+            return {"cpu-2core": LIC_COSTS}
+        return dict(cls.compute_costs)
 
     @property
     def device(self) -> torch.device:
@@ -116,25 +141,46 @@ class BADiffCodec:
         return self.model.ddpm.alpha_bar.device
 
     # --- generation ---------------------------------------------------------------------
-    @torch.no_grad()
     def sample(self, request: GenerationRequest, shape: tuple[int, int], h: float
                ) -> tuple[np.ndarray, int, float]:
         """(image, U-Net calls, last p_stop) for entropy budget h (bpp)."""
+        image, calls, p, _ = self._sample(request, shape, h, run_full=False)
+        return image, calls, p
+
+    def sample_with_full(self, request: GenerationRequest, shape: tuple[int, int], h: float
+                         ) -> tuple[np.ndarray, int, float, np.ndarray]:
+        """``sample``'s (image, calls, p_stop) plus the same run's uncoded full-step output
+        (same seed and H; what paper 000's Eq. 12 measures LPIPS against), from one pass:
+        the stop is recorded and sampling continues. The stopped image is the one
+        ``sample`` returns, since step i's noise is drawn only after step i."""
+        return self._sample(request, shape, h, run_full=True)
+
+    @torch.no_grad()
+    def _sample(self, request: GenerationRequest, shape: tuple[int, int], h: float,
+                run_full: bool) -> tuple[np.ndarray, int, float, np.ndarray]:
         m = self.model
         cond = m.cond(h)
         last_p = 0.0
+        stopped: list[tuple[np.ndarray, int, float]] = []
         with one_thread(), mid_features(m.unet) as feats:
             def stop(i: int, t: int, x: torch.Tensor, x0: torch.Tensor) -> bool:
                 nonlocal last_p
-                if not self.adaptive_stop or feats.value is None:
+                if not self.adaptive_stop or feats.value is None or stopped:
                     return False
                 temb = time_embedding(m.unet, torch.tensor([t - 1], device=self.device))
                 last_p = float(m.policy.p_stop(feats.value, temb, cond)[0])
-                return should_stop(last_p, self.threshold)
+                if not should_stop(last_p, self.threshold):
+                    return False
+                if not run_full:
+                    return True
+                stopped.append((to_uint8(m.ddpm.to_image(x0))[0], i + 1, last_p))
+                return False
 
             x0, calls = ddpm_sample(m.ddpm, request.seed, shape, self.steps, cond, stop)
-            image = m.ddpm.to_image(x0)  # the VAE decoder on a latent model
-        return to_uint8(image)[0], calls, last_p
+            full = to_uint8(m.ddpm.to_image(x0))[0]  # the VAE decoder on a latent model
+        if stopped:
+            return (*stopped[0], full)
+        return full, calls, last_p, full
 
     def _check_shape(self, request: GenerationRequest, shape: tuple[int, int]
                      ) -> tuple[int, int]:
@@ -143,19 +189,31 @@ class BADiffCodec:
         if h % mult or w % mult:
             raise ValueError(f"this latent model needs frame sides that are multiples of "
                              f"{mult} (autoencoder x U-Net downsampling), got {w}x{h}")
+        if self._lic is not None and (h % self._lic.multiple or w % self._lic.multiple):
+            raise ValueError(f"badiff with coder lic needs frame sides that are multiples of "
+                             f"{self._lic.multiple} (LIC's downsampling), got {w}x{h}")
         return h, w
 
     def generate(self, request: GenerationRequest, budget_bits: int,
                  shape: tuple[int, int]) -> Encoded:
         h, w = self._check_shape(request, shape)
-        budget = int(budget_bits)
-        target = target_bpp(budget, (h, w))
+        target = target_bpp(int(budget_bits), (h, w))
         image, calls, p = self.sample(request, (h, w), target)
+        return self.code_generated(image, int(budget_bits), target, calls, p)
+
+    def code_generated(self, image: np.ndarray, budget: int, target: float, calls: int,
+                       p: float) -> Encoded:
+        """Step 3 of ``generate`` on a sampled image: the chosen coder at the budget, with
+        the sampling record (``steps``, ``meta``) and, for the own coder, the requantise
+        fallback's note."""
         d_op = float(self.model.delta_op(target))
         enc = self._code(image, budget)
         enc.steps = calls
-        enc.meta.update({"H": round(target, 4), "stop_step": calls, "p_stop": round(p, 3),
-                         "delta_op": round(d_op, 2)})
+        enc.meta.update({"H": round(target, 4), "stop_step": calls, "p_stop": round(p, 3)})
+        if self._lic is not None:
+            enc.meta["coder"] = "lic"
+            return enc
+        enc.meta["delta_op"] = round(d_op, 2)
         if not enc.skipped and DELTAS[enc.meta["delta_index"]] > d_op * 1.0001:
             enc.meta["fallback"] = "requantise"
             enc.reason = (f"fallback: generated image at H={target:.3f} bpp did not fit "
@@ -166,6 +224,8 @@ class BADiffCodec:
         return enc
 
     def _code(self, image: np.ndarray, budget: int) -> Encoded:
+        if self._lic is not None:
+            return self._lic.encode(image, budget)
         a = self.coder.analyse(image)
         shape = (int(image.shape[0]), int(image.shape[1]))
         model = self._rate.get(shape) or TableModel(self._prior(shape))
@@ -198,6 +258,9 @@ class BADiffCodec:
         from diffstream.codecs.badiff.model import BADiffConfig, check_backbone_folder
 
         ldm, weights = options.get("ldm"), options.get("weights")
+        if options.get("coder", DEFAULT_CODER) not in CODERS:
+            raise ValueError(f"coder must be one of {', '.join(CODERS)}, got "
+                             f"{options.get('coder')!r}")
         if ldm is not None:
             m = inspect_model(ldm)
             if m.vae is None or m.conditional:
@@ -229,6 +292,8 @@ class BADiffCodec:
     def decode(self, payload: bytes, meta: dict[str, Any], shape: tuple[int, int]) -> Image:
         if not payload:
             raise CodecError("empty badiff payload (a skipped frame has nothing to decode)")
+        if self._lic is not None:  # LIC's decoder: CodecError on anything malformed
+            return self._lic.decode(payload, meta, shape)
         try:
             return self.coder.decode(payload, shape)
         except CodecError:
@@ -239,6 +304,8 @@ class BADiffCodec:
 
     def min_bits(self, shape: tuple[int, int]) -> int:
         """Payload bits of a pink-noise frame at the coarsest step (the typical floor)."""
+        if self._lic is not None:
+            return self._lic.min_bits(shape)
         key = (int(shape[0]), int(shape[1]))
         if key not in self._floors:
             a = self.coder.analyse(_pink_noise(*key))

@@ -130,9 +130,12 @@ def test_badiff_generated_content_rate_policy_starts_above_its_floor(tmp_path: P
     0.25 bpp startup budget (256 bits) is below BADiff's floor (~360 bits), which used to
     skip every frame. Now the first budget is the floor, a skipped floor-sized frame
     doubles the next one, and frames are generated, delivered and shown; the receiver
-    scores them against the requests' reference samples, computed before the stream."""
+    scores them against the requests' reference samples, computed before the stream.
+    Pinned to the own coder: its floor is above the startup budget (LIC's, the default
+    coder's, is 176 bits, below it)."""
     path = scenario(tmp_path, size=32, fps=1, duration_s=4.0, latency_ms=6000,
-                    arm={"codec": "badiff", "policy": {"kind": "rate"}},
+                    arm={"codec": "badiff", "codec_options": {"coder": "own"},
+                         "policy": {"kind": "rate"}},
                     content={"source": "generated", "requests": 2})
     records = stream(tmp_path, path)
     assert len(records) == 4

@@ -135,3 +135,25 @@ def test_early_stop_with_a_generic_codec() -> None:
     c = create_codec("cascade", generator="earlystop", codec="test-inner", check_every=25)
     enc = c.generate(GenerationRequest(seed=5), 100, (32, 32))
     assert enc.meta["early_stop"] == "full run fits" and enc.steps == 100
+
+
+def test_steps_is_an_option_of_the_full_generator() -> None:
+    with pytest.raises(ValueError, match="steps is an option of the full generator"):
+        create_codec("cascade", generator="dpmsolver", codec="test-inner", steps=10)
+    with pytest.raises(ValueError, match=r"steps must be in 1\.\.100"):
+        create_codec("cascade", generator="full", codec="test-inner", steps=0)
+
+
+@needs_weights
+def test_full_generator_at_fewer_steps_is_the_respaced_sampler() -> None:
+    """The compute-matched baseline: the plain DDPM's ancestral sampler on K steps."""
+    from diffstream.codecs.badiff.samplers import ddpm_sample, load_plain_ddpm
+    from diffstream.training.crops import to_uint8
+
+    c = create_codec("cascade", generator="full", codec="test-inner", steps=7)
+    enc = c.generate(GenerationRequest(seed=4), 100, (32, 32))
+    assert enc.steps == enc.meta["sampler_steps"] == 7
+    with torch.no_grad():
+        x0, calls = ddpm_sample(load_plain_ddpm(), 4, (32, 32), 7)
+    assert calls == 7 and enc.payload == bytes(to_uint8(x0)[0].reshape(-1, 3).mean(0)
+                                               .astype(np.uint8))

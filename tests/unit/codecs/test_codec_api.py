@@ -130,7 +130,7 @@ def test_today_cpu_costs_moved_unchanged() -> None:
     expected = {
         "jpeg": (0.4, 0.15, 0.0, None), "webp": (2.0, 0.2, 0.0, None),
         "gic": (8.4, 20.4, 0.0, None), "lic": (8.3, 7.1, 0.0, None),
-        "diffc": (40.0, 30.0, 13.0, None), "badiff": (125.0, 16.0, 8.5, 0.0),
+        "diffc": (40.0, 30.0, 13.0, None), "badiff": (10.0, 4.5, 8.5, 0.0),
         "cascade-lic": (10.0, 4.5, 8.1, 0.0), "cascade-jpeg": (1.0, 0.2, 8.1, 0.0),
         "cascade-webp": (2.5, 0.2, 8.1, 0.0), "earlystop-lic": (60.0, 4.5, 8.1, 0.0),
         "dpmsolver-lic": (10.0, 4.5, 8.1, 0.0), "pndm-lic": (10.0, 4.5, 8.1, 0.0),
