@@ -38,12 +38,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from diffstream.control.policies.optimal_dp import (
-    EPS_BYTES,
     InteractiveFrames,
     Ladder,
     Plan,
     Weights,
     backlog_grid_step,
+    frame_step,
     interactive_step,
     snap_up,
 )
@@ -207,12 +207,7 @@ def evaluate_interactive_aged(frames: InteractiveFrames, ladder: Ladder, weights
     q_prev = prev_quality
     total = 0.0
     for j, a in enumerate(actions):
-        wire = float(ladder.wire[j, a])
-        after_encode = max(0.0, b - float(frames.drain_encode[j]))
-        queued = after_encode + wire
-        on_time = (frames.window_all[j] >= 0 and b + wire <= frames.window_all[j] + EPS_BYTES
-                   and wire <= frames.window_frame[j] + EPS_BYTES
-                   and queued <= frames.queue_limit + EPS_BYTES)
+        on_time, left = frame_step(frames, j, b, float(ladder.wire[j, a]))
         penalty = 0.0
         if on_time and ladder.bits[j, a] > 0:
             q = float(ladder.quality[j, a])
@@ -230,7 +225,6 @@ def evaluate_interactive_aged(frames: InteractiveFrames, ladder: Ladder, weights
         if q_prev is not None:
             total -= weights.switch_w * abs(q - q_prev)
         q_prev = q
-        left = max(0.0, min(queued, frames.queue_limit) - float(frames.drain_after[j]))
         b = float(snap_up(left, step, points)) * step
     return total
 

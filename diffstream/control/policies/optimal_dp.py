@@ -173,6 +173,19 @@ def solve_interactive(frames: InteractiveFrames, ladder: Ladder, weights: Weight
     return Plan(action=action, start_value=start, step=step)
 
 
+def frame_step(frames: InteractiveFrames, j: int, backlog: float, wire: float
+               ) -> tuple[bool, float]:
+    """(on time, next backlog in bytes, not yet on the grid) of one frame, scalar: the
+    reference evaluators' transition, written apart from the solvers' arrays."""
+    after_encode = max(0.0, backlog - float(frames.drain_encode[j]))
+    queued = after_encode + wire
+    on_time = bool(frames.window_all[j] >= 0
+                   and backlog + wire <= frames.window_all[j] + EPS_BYTES
+                   and wire <= frames.window_frame[j] + EPS_BYTES
+                   and queued <= frames.queue_limit + EPS_BYTES)
+    return on_time, max(0.0, min(queued, frames.queue_limit) - float(frames.drain_after[j]))
+
+
 def evaluate_interactive(frames: InteractiveFrames, ladder: Ladder, weights: Weights,
                          actions: Sequence[int], *, points: int, step: float,
                          backlog0: float, prev_quality: float | None) -> float:
@@ -182,19 +195,13 @@ def evaluate_interactive(frames: InteractiveFrames, ladder: Ladder, weights: Wei
     q_prev = prev_quality
     total = 0.0
     for j, a in enumerate(actions):
-        wire = float(ladder.wire[j, a])
-        after_encode = max(0.0, b - float(frames.drain_encode[j]))
-        queued = after_encode + wire
-        on_time = (frames.window_all[j] >= 0 and b + wire <= frames.window_all[j] + EPS_BYTES
-                   and wire <= frames.window_frame[j] + EPS_BYTES
-                   and queued <= frames.queue_limit + EPS_BYTES)
+        on_time, left = frame_step(frames, j, b, float(ladder.wire[j, a]))
         shown = on_time and ladder.bits[j, a] > 0
         q = float(ladder.quality[j, a if shown else 0])
         total += weights.quality_w * q - (0.0 if shown else weights.stall_w)
         if q_prev is not None:
             total -= weights.switch_w * abs(q - q_prev)
         q_prev = q
-        left = max(0.0, min(queued, frames.queue_limit) - float(frames.drain_after[j]))
         b = float(snap_up(left, step, points)) * step
     return total
 
