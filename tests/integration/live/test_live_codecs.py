@@ -110,10 +110,10 @@ def test_shaper_cuts_a_progressive_frame_at_its_deadline(tmp_path: Path) -> None
 
 
 def test_gic_streams_live(tmp_path: Path) -> None:
-    """GIC (rate policy) at 32x32, 5 fps, 2 s: frames are coded at GIC's rates and shown.
-    GIC's floor estimate (a pink-noise frame) is below what these photos need, so the
-    startup budget is probed upwards (256 bits skipped, 512 coded) until the first
-    throughput samples arrive."""
+    """GIC (rate policy) at 32x32, 5 fps, 2 s: frames are coded at GIC's rates and shown,
+    and quality follows the budget. With bitstream format 2 (mean-shifted, floor ~14 bytes
+    at 32x32) the 256-bit startup budget already codes (format 1 skipped it and probed up to
+    512 bits); once throughput samples arrive the rate policy raises the budget."""
     path = scenario(tmp_path, size=32, fps=5, duration_s=2.0, latency_ms=1000,
                     arm={"codec": "gic", "policy": {"kind": "rate"}})
     records = stream(tmp_path, path)
@@ -121,7 +121,12 @@ def test_gic_streams_live(tmp_path: Path) -> None:
     ok = shown(records)
     assert len(ok) >= 4, [(r.budget_bits, r.skipped, r.shown, r.latency_s) for r in records]
     assert all(r.codec == "gic" and r.codec_steps >= 1 for r in ok)
-    assert min(r.psnr_db for r in ok) > 15.0  # type: ignore[type-var]
+    assert min(r.psnr_db for r in ok) > 12.0  # type: ignore[type-var]
+    low, high = min(r.budget_bits for r in ok), max(r.budget_bits for r in ok)
+    assert high >= 4 * low, [r.budget_bits for r in ok]  # the policy moved the budget up
+    q_low = [r.psnr_db for r in ok if r.budget_bits == low]
+    q_high = [r.psnr_db for r in ok if r.budget_bits == high]
+    assert min(q_high) > max(q_low) + 3.0, (q_low, q_high)  # type: ignore[operator]
 
 
 @pytest.mark.slow
