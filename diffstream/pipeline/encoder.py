@@ -155,11 +155,12 @@ class FrameEncoder:
         own = getattr(codec, "floor_bits", None)  # the codec's exact answer, when it has one
         out = []
         for k in range(self.scenario.frames_per_arm):
+            image = self.content.frame(k)  # rendered once for every probe of this frame
             if callable(own):
-                bits = int(own(self.content.frame(k)))
+                bits = int(own(image))
                 out.append(bits if bits <= max_bits else -1)
                 continue
-            if self._code(codec, k, max_bits).skipped:
+            if codec.encode(image, max_bits).skipped:
                 out.append(-1)
                 continue
             lo, hi = 0, max_bits  # lo skips (0 always does), hi codes
@@ -167,7 +168,7 @@ class FrameEncoder:
                 if hi - lo <= 8:
                     break
                 mid = (lo + hi) // 2
-                if self._code(codec, k, mid).skipped:
+                if codec.encode(image, mid).skipped:
                     lo = mid
                 else:
                     hi = mid
