@@ -53,7 +53,9 @@ def report_body(arrival: Arrival, outcome: Outcome, **extras: Any) -> dict[str, 
     unknown = set(extras) - set(REPORT_EXTRAS)
     if unknown:
         raise TypeError(f"not report fields: {sorted(unknown)}")
-    return {**asdict(arrival), **asdict(outcome), **REPORT_EXTRAS, **extras}
+    # the defaults go first: a replayed record's own throughput sample (an Arrival field)
+    # must not be overwritten by the extras' None
+    return {**REPORT_EXTRAS, **asdict(arrival), **asdict(outcome), **extras}
 
 
 def lost_rx(error: str, *, stall: bool = True) -> dict[str, Any]:

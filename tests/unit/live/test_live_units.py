@@ -399,3 +399,15 @@ def test_live_dashboard_renders_and_prints_plain_lines() -> None:
     rec.print(dash.render())
     text = rec.export_text()
     assert "live" in text and "stream time" in text and "latency ±0.20 ms" in text
+
+
+def test_replayed_report_keeps_the_logged_throughput_sample() -> None:
+    """A restarted receiver re-sends REPORTs built from its log (``rx_of``); the sender's
+    record of that frame must get the same throughput sample the receiver logged (a CI run
+    saw ``throughput_bps: sender None != receiver 11648000.0`` after a receiver restart)."""
+    from diffstream.live.receiver import rx_of
+
+    logged = make_record(40, frame_info(), report_body(throughput_bps=11_648_000.0))
+    replayed = rx_of(logged)
+    assert replayed["throughput_bps"] == 11_648_000.0
+    assert make_record(40, frame_info(), replayed) == logged
