@@ -88,15 +88,16 @@ def _run(args: argparse.Namespace, console: Console, err: Console) -> int:
 
         if is_sweep_file(args.scenario):  # a top-level 'sweep:' key: many runs
             return run_sweep_command(args, console, err)
+        from diffstream.scenario.load import load_scenario
+        from diffstream.sim.session import RunOptions, run_loaded
+
+        # loaded first: a file that is not valid YAML is neither a sweep nor a scenario, and
+        # its parse error (with the line) says more than "sweep options on a scenario"
+        scenario, spath = load_scenario(args.scenario)
         reject_sweep_options(args)
         if args.reference_loop and args.network_only is None:
             raise InputError("--reference-loop applies to --network-only runs (codec runs "
                              "always use the full loop); add --network-only BYTES or drop it")
-
-        from diffstream.scenario.load import load_scenario
-        from diffstream.sim.session import RunOptions, run_loaded
-
-        scenario, spath = load_scenario(args.scenario)
         if args.seed is not None:
             scenario = scenario.model_copy(update={"seed": args.seed})
         opts = RunOptions(

@@ -8,7 +8,9 @@ pattern depends on the seed and the packet sequence, not on how the link batches
 
 from __future__ import annotations
 
+import math
 import sys
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -17,6 +19,12 @@ import numpy as np
 class LossModel(Protocol):
     def lost(self, n: int) -> np.ndarray:
         """Bool mask for the next ``n`` packets, in order; state persists across calls."""
+        ...
+
+    def all_arrive(self, n: int) -> float:
+        """The probability that ``n`` consecutive packets all arrive, from the model's
+        stationary state (what an offline planner that knows the model but not the draws
+        expects of one frame's packets)."""
         ...
 
 
@@ -32,6 +40,9 @@ class NoLoss:
     def lost(self, n: int) -> np.ndarray:
         return np.zeros(n, dtype=bool)
 
+    def all_arrive(self, n: int) -> float:
+        return 1.0
+
 
 class Bernoulli:
     """Each packet is lost independently with probability ``p``."""
@@ -42,6 +53,9 @@ class Bernoulli:
 
     def lost(self, n: int) -> np.ndarray:
         return self._rng.random(n) < self.p
+
+    def all_arrive(self, n: int) -> float:
+        return float((1.0 - self.p) ** max(0, n))
 
 
 class GilbertElliott:
@@ -103,7 +117,38 @@ class GilbertElliott:
                 self._left = self._run_length()
         return bad
 
+    def all_arrive(self, n: int) -> float:
+        """``pi D (T D)^(n-1) 1``: the state decides each packet's fate (``D`` the diagonal
+        of arrival probabilities), then moves (``T``); the first packet's state is drawn
+        from the stationary distribution ``pi``. Bursts make this larger than
+        ``(1 - stationary_loss)^n``: losses cluster in fewer frames."""
+        if n <= 0:
+            return 1.0
+        d = np.array([1.0 - self.loss_good, 1.0 - self.loss_bad])
+        t = np.array([[1.0 - self.p_gb, self.p_gb], [self.p_bg, 1.0 - self.p_bg]])
+        v = np.array([1.0 - self.pi_bad, self.pi_bad]) * d
+        for _ in range(n - 1):
+            v = (v @ t) * d
+        return float(v.sum())
+
     def lost(self, n: int) -> np.ndarray:
         bad = self._states(n)
         coins = self._coin_rng.random(n)
         return coins < np.where(bad, self.loss_bad, self.loss_good)
+
+
+def frame_delivery_prob(loss: LossModel, mtu: int) -> Callable[[float], float] | None:
+    """``P(a frame of w on-link bytes arrives whole)`` for a planner (None: no loss). A frame
+    of ``w`` on-link bytes is ``ceil(w / mtu)`` packets (``transport.packets``: full packets
+    are ``mtu`` bytes on the link)."""
+    if isinstance(loss, NoLoss):
+        return None
+    cache: dict[int, float] = {}
+
+    def prob(wire_bytes: float) -> float:
+        n = max(1, math.ceil(float(wire_bytes) / mtu - 1e-9))
+        if n not in cache:
+            cache[n] = loss.all_arrive(n)
+        return cache[n]
+
+    return prob

@@ -20,6 +20,7 @@ import simpy
 from diffstream.control.feedback import ThroughputEstimator, report_time
 from diffstream.control.policies.base import Observation, OracleView
 from diffstream.netsim.link import FrameTransfer
+from diffstream.netsim.loss import frame_delivery_prob
 from diffstream.netsim.trace import Trace
 from diffstream.pipeline.encoder import ArmInfo, EncodedFrame
 from diffstream.pipeline.playout import PlaybackBuffer
@@ -72,6 +73,7 @@ class ArmSimulation:
 
         self.env = simpy.Environment()
         self.link = build_link(scenario, stream_trace)
+        self._delivery_prob = frame_delivery_prob(self.link.loss, scenario.link.mtu)
         # the receiver's throughput sampler, given the path's base delay (module docstring
         # of control.feedback); it runs where the report is built
         self.throughput = ThroughputEstimator(base_delay_s=self.delay)
@@ -237,7 +239,8 @@ class ArmSimulation:
                 queue_limit_bytes=self.link.queue_bytes, finish_s=self.trace.finish_s,
                 startup_s=getattr(mode, "startup_s", 0.0),
                 max_buffer_s=getattr(mode, "max_buffer_s", None),
-                motion_mse=self.info.motion_mse, frame_floors=self.info.frame_floors)
+                motion_mse=self.info.motion_mse, frame_floors=self.info.frame_floors,
+                delivery_prob=self._delivery_prob)
         return self.core.observe(k, self.env.now, capture, deadline,
                                  buffer_s=self._buffer_estimate(), future=future)
 

@@ -38,6 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 from diffstream.control.feedback import ThroughputEstimator, report_time
+from diffstream.netsim.loss import frame_delivery_prob
 from diffstream.netsim.trace import Trace
 from diffstream.pipeline.encoder import EncodedFrame
 from diffstream.pipeline.playout import InteractivePlayout, PlaybackBuffer, Slot
@@ -108,6 +109,8 @@ class FastArmSimulation:
         self.on_record = on_record
         self.keep_records = keep_records
         self.link = build_link(scenario, stream_trace)
+        # the loss model as a planner sees it (ArmSimulation._observe reads it)
+        self._delivery_prob = frame_delivery_prob(self.link.loss, scenario.link.mtu)
         self.throughput = ThroughputEstimator(base_delay_s=self.delay)
 
     # ------------------------------------------------------------------ public

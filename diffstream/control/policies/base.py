@@ -65,7 +65,9 @@ class OracleView:
     startup_s and max_buffer_s; motion_mse (row ``k``: the mean squared error, pixels in
     [0, 1], of source frame ``k`` against frames ``k - 1 .. k - A``; None when the content
     is not known), from which a stale slot's quality follows; frame_floors (per frame, the
-    smallest budget the codec codes it at, -1: none; None: not known).
+    smallest budget the codec codes it at, -1: none; None: not known); delivery_prob(w)
+    (the probability that all the packets of a frame of ``w`` on-link bytes arrive, from
+    the loss model's stationary state; None: no loss model).
     """
 
     capacity_bytes: Callable[[float, float], float]
@@ -81,6 +83,9 @@ class OracleView:
     max_buffer_s: float | None = None
     motion_mse: Sequence[Sequence[float]] | None = None
     frame_floors: Sequence[int] | None = None
+    # the link's loss model as a planner may know it: the probability that a frame of this
+    # many on-link bytes arrives whole (None: loss-free or not known)
+    delivery_prob: Callable[[float], float] | None = None
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,10 @@ closed-loop: every frame looks up the best action for the *real* current state.
 * Objective: the scenario's ``diffstream`` QoE as a sum of per-frame terms,
   ``Q_j / N - switch_weight * |Q_j - Q_{j-1}| / (N - 1) - stall_weight * stall_j / duration``.
   Other presets are not modelled: their weights default to the diffstream ones.
-* Link: the true trace (``OracleView``), FIFO, loss-free (a lost packet is luck, not a
-  decision), drop-tail limit included; payload = budget (codecs fill to ~95 %, so this is
+* Link: the true trace (``OracleView``), FIFO, drop-tail limit included; loss-free, except
+  in the aged interactive DP, which maximises the expectation under the link's loss model
+  (``OracleView.delivery_prob``, ``plan_loss``) and learns lost frames from the reports
+  (``on_report``); payload = budget (codecs fill to ~95 %, so this is
   a slight over-estimate of the bytes); encode/decode times as in the observation.
 
 **State and discretisation.**
@@ -53,6 +55,7 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field, PrivateAttr, model_validator
 
+from diffstream.control.feedback import DeliveryReport
 from diffstream.control.policies.base import (
     Observation,
     OracleView,
@@ -63,8 +66,11 @@ from diffstream.control.policies.base import (
 )
 from diffstream.control.policies.mpc import FALLBACK_QUALITY_FLOOR_DB
 from diffstream.control.policies.optimal_aged import (
+    FREEZE_AVG_WINDOW,
+    averaged_run_charges,
     first_freezing_run,
     motion_rows,
+    rollout_shown,
     solve_interactive_aged,
     stale_quality,
     webrtc_run_charges,
@@ -151,9 +157,18 @@ class OptimalPolicy(PolicyModel):
     recompute_tolerance_s: float = Field(
         0.002, ge=0, description="Replan when the encode or decode estimate moves this much.")
     motion_ages: int = Field(
-        8, ge=0, le=32, description="Interactive: track the shown image's age up to this "
+        12, ge=0, le=32, description="Interactive: track the shown image's age up to this "
         "many slots and score stale slots by the content's motion (0: every stale slot "
         "scores the floor's quality minus skip_penalty_db, as MPC).")
+
+    freeze_iterations: int = Field(
+        2, ge=0, le=8, description="Interactive, content known: re-solve this many times "
+        "with WebRTC's freeze threshold taken from the average interval along the previous "
+        "plan's path (0: the nominal interval, a conservative reading).")
+    plan_loss: bool = Field(
+        True, description="Interactive, content known: plan expected values under the "
+        "link's loss model (a frame of n packets arrives whole with the model's "
+        "probability), and learn from the reports which frames were lost.")
 
     _arm: ArmPlan | None = PrivateAttr(default=None)
     _last: LastAction | None = PrivateAttr(default=None)
@@ -345,12 +360,7 @@ class OptimalPolicy(PolicyModel):
             motion = motion_rows(future.motion_mse, obs.frame_index, ladder.bits.shape[0],
                                  ages) if ages else None
             if motion is not None:
-                charge = webrtc_run_charges(obs.frame_interval_s, ages, weights.stall_w_s)
-                shown_q, run = self._shown_state(obs, ages)
-                plan = solve_interactive_aged(
-                    frames, ladder, weights, motion, charge, points=self.backlog_points,
-                    start_quality=shown_q, start_run=run,
-                    prev_quality=self._prev_quality_aged(obs, future, ages))
+                plan = self._solve_aged(obs, future, frames, ladder, weights, motion, ages)
             else:
                 ages = 0
                 plan = solve_interactive(frames, ladder, weights, points=self.backlog_points,
@@ -365,6 +375,44 @@ class OptimalPolicy(PolicyModel):
                        plan=plan)
 
     # ------------------------------------------------------------------ the aged model
+    def _solve_aged(self, obs: Observation, future: OracleView, frames: InteractiveFrames,
+                    ladder: Ladder, weights: Weights, motion: np.ndarray, ages: int) -> Plan:
+        """The aged DP; with ``freeze_iterations`` the freeze threshold follows WebRTC's
+        average interval along the previous plan's own path (a fixed-point iteration:
+        the average depends on the plan, which depends on the average)."""
+        interval = obs.frame_interval_s
+        charge = webrtc_run_charges(interval, ages, weights.stall_w_s)
+        shown_q, run = self._shown_state(obs, ages)
+        kw = dict(points=self.backlog_points, start_quality=shown_q, start_run=run,
+                  prev_quality=self._prev_quality_aged(obs, future, ages),
+                  delivered=self._delivered(future, ladder))
+        plan = solve_interactive_aged(frames, ladder, weights, motion, charge, **kw)
+        ks = [s.k for s in self._shown]
+        history = [(b - a) * interval for a, b in zip(ks, ks[1:], strict=False)]
+        last = ks[-1] - obs.frame_index if ks else None
+        for _ in range(self.freeze_iterations):
+            path = rollout_shown(plan, frames, ladder, points=self.backlog_points,
+                                 backlog0=future.backlog_bytes, start_run=run)
+            charge = averaged_run_charges(path, history, interval, ages, weights.stall_w_s,
+                                          last_shown=last)
+            plan = solve_interactive_aged(frames, ladder, weights, motion, charge, **kw)
+        return plan
+
+    def _delivered(self, future: OracleView, ladder: Ladder) -> np.ndarray | None:
+        """``P(frame j at action a arrives whole)`` from the link's loss model (None:
+        loss-free, or ``plan_loss`` off)."""
+        prob = future.delivery_prob
+        if not self.plan_loss or prob is None:
+            return None
+        return np.vectorize(prob, otypes=[float])(ladder.wire)
+
+    def on_report(self, report: DeliveryReport, now_s: float) -> None:
+        """A frame that did not arrive whole was not shown: forget it, so the next decision
+        looks up the state the viewer is really in (the plan assumed it shown)."""
+        del now_s
+        if self.plan_loss and report.packets_missing > 0:
+            self._shown = [s for s in self._shown if s.k != report.seq]
+
     def _ages(self, obs: Observation) -> int:
         """The age cap: ``motion_ages``, raised past WebRTC's first freezing run."""
         if self.motion_ages == 0:
@@ -473,7 +521,7 @@ class OptimalPolicy(PolicyModel):
         if shown:
             self._shown.append(Shown(k=obs.frame_index, plan=arm, index=a,
                                      quality=float(ladder.quality[j, a])))
-            del self._shown[:-4]
+            del self._shown[:-(FREEZE_AVG_WINDOW + 1)]  # the intervals WebRTC averages
         self._last = LastAction(k=obs.frame_index, plan=arm, index=eff,
                                 quality=float(ladder.quality[j, eff]))
         return int(ladder.bits[j, a])

@@ -10,6 +10,7 @@ import pytest
 
 from diffstream.control.policies.optimal_aged import (
     evaluate_interactive_aged,
+    expectimax_interactive_aged,
     motion_rows,
     solve_interactive_aged,
     stale_quality,
@@ -98,6 +99,69 @@ def test_aged_dp_equals_exhaustive_search(name: str, prev_q: float | None, start
         assert seq[0] != 0 and lad.bits[0, seq[0]] > 0
 
 
+def lossy(lad_wire: np.ndarray, per_packet: float = 0.15, mtu: float = 300.0) -> np.ndarray:
+    """A frame of w bytes in ceil(w / mtu) packets, each lost independently."""
+    return (1.0 - per_packet) ** np.maximum(1, np.ceil(lad_wire / mtu))
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("prev_q", [None, 30.0])
+@pytest.mark.parametrize("start_run", [0, 2])
+def test_lossy_aged_dp_equals_expectimax(name: str, prev_q: float | None,
+                                         start_run: int) -> None:
+    """With loss the DP's value is the expectation under the best closed-loop policy: equal
+    to a plain recursion over every action and every delivered/lost outcome."""
+    n, points = 5, 30
+    frames = interactive_frames(CASES[name], n)
+    lad = ladder(n)
+    w = weights(n)
+    mot = motion(n, per_slot=0.02)
+    charge = webrtc_run_charges(T, AGES, w.stall_w_s)
+    delivered = lossy(lad.wire)
+    assert 0.3 < delivered[:, 1:].min() < delivered[:, 1:].max() < 1.0  # sizes matter
+    plan = solve_interactive_aged(frames, lad, w, mot, charge, points=points,
+                                  start_quality=31.0, start_run=start_run,
+                                  prev_quality=prev_q, delivered=delivered)
+    step = backlog_grid_step(frames, points)
+    ref = expectimax_interactive_aged(frames, lad, w, mot, charge, delivered, points=points,
+                                      step=step, backlog0=0.0, start_quality=31.0,
+                                      start_run=start_run, prev_quality=prev_q)
+    assert plan.start_value[0] == pytest.approx(ref, abs=1e-9)
+    # certain delivery is the loss-free model, exactly
+    sure = solve_interactive_aged(frames, lad, w, mot, charge, points=points,
+                                  start_quality=31.0, start_run=start_run,
+                                  prev_quality=prev_q, delivered=np.ones_like(delivered))
+    free = solve_interactive_aged(frames, lad, w, mot, charge, points=points,
+                                  start_quality=31.0, start_run=start_run, prev_quality=prev_q)
+    assert np.array_equal(sure.action, free.action)
+    assert sure.start_value[0] == free.start_value[0]
+    # loss never helps, and the recursion at certain delivery is the exhaustive optimum
+    assert plan.start_value[0] <= free.start_value[0] + 1e-12
+    ones = expectimax_interactive_aged(frames, lad, w, mot, charge, np.ones_like(delivered),
+                                       points=points, step=step, backlog0=0.0,
+                                       start_quality=31.0, start_run=start_run,
+                                       prev_quality=prev_q)
+    assert ones == pytest.approx(free.start_value[0], abs=1e-9)
+
+
+def test_loss_aware_plan_sends_smaller_frames_on_a_lossy_link() -> None:
+    """A big frame is many packets, each a chance to lose the whole frame: with heavy loss
+    the expected-value plan moves down the ladder where the loss-free one fills the link."""
+    n, points = 5, 30
+    frames = interactive_frames(CASES["constant"], n)
+    lad = ladder(n)
+    w = weights(n)
+    mot = motion(n, per_slot=0.02)
+    charge = webrtc_run_charges(T, AGES, w.stall_w_s)
+    kw = dict(points=points, start_quality=31.0, start_run=0, prev_quality=30.0)
+    free = solve_interactive_aged(frames, lad, w, mot, charge, **kw)
+    heavy = solve_interactive_aged(frames, lad, w, mot, charge, delivered=lossy(
+        lad.wire, per_packet=0.15, mtu=300.0), **kw)
+    a_free, a_heavy = int(free.action[0, 0, 0, 0]), int(heavy.action[0, 0, 0, 0])
+    assert lad.bits[0, a_free] > 0 and lad.bits[0, a_heavy] > 0
+    assert lad.wire[0, a_heavy] < lad.wire[0, a_free]
+
+
 def test_stale_runs_cost_more_with_motion() -> None:
     """Skipping every other frame: free of freezes, but a faster pan makes it worse."""
     n = 5
@@ -128,3 +192,105 @@ def test_motion_rows_reads_the_arm_table() -> None:
     assert m[1, 2] == 0.04
     assert motion_rows(None, 0, 3, ages=4) is None
     assert motion_rows([[float("nan")]], 0, 1, ages=2) is None
+
+
+def test_a_reported_loss_is_not_taken_as_shown() -> None:
+    """The plan assumes a coded frame shown; the report of a frame that did not arrive
+    whole puts the policy back in the state the viewer is in (older image, longer run)."""
+    from diffstream.control.feedback import DeliveryReport
+    from diffstream.control.policies import OptimalPolicy
+    from diffstream.control.policies.optimal import Shown
+
+    def report(seq: int, missing: int) -> DeliveryReport:
+        return DeliveryReport(seq=seq, send_s=0.0, wire_bytes=900, packets=3,
+                              delivered_bytes=900 - 300 * missing, packets_missing=missing,
+                              first_arrival_s=0.1, last_arrival_s=0.2, throughput_bps=None,
+                              sent_at_s=0.2, buffer_s=0.0)
+
+    for plan_loss, kept in ((True, [3, 5]), (False, [3, 4, 5])):
+        pol = OptimalPolicy(plan_loss=plan_loss)
+        pol._shown = [Shown(k=k, plan=None, index=1, quality=30.0)  # type: ignore[arg-type]
+                      for k in (3, 4, 5)]
+        pol.on_report(report(5, 0), 0.3)  # arrived whole: still shown
+        pol.on_report(report(4, 1), 0.3)
+        assert [s.k for s in pol._shown] == kept
+
+
+def _model_freeze_s(shown: list[bool], charge: np.ndarray, ages: int) -> float:
+    """Freeze seconds the DP charges along a path (stall weight 1), run by run."""
+    total, run = 0.0, 0
+    for j, on in enumerate(shown):
+        if on:
+            run = 0
+            continue
+        run = min(run + 1, ages)
+        total += float(charge[j, run])
+    return total
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_averaged_charges_are_the_metrics_freezes_along_the_path(seed: int) -> None:
+    """Along any path that starts and ends on a shown frame, the per-frame charges sum to
+    the freeze seconds ``metrics.qoe.webrtc_freezes`` counts on it: the model's freeze rule,
+    with WebRTC's running 30-interval average, is the scored one."""
+    from diffstream.control.policies.optimal_aged import averaged_run_charges
+    from diffstream.metrics.qoe import webrtc_freezes
+
+    rng = np.random.default_rng(seed)
+    t = 0.125  # exact in binary: slot times and gaps compare without rounding ties
+    n, ages = 240, 40
+    # stretches of dense and of sparse sending, runs of every length up to 12
+    shown: list[bool] = []
+    while len(shown) < n - 1:
+        dense = rng.random() < 0.5
+        for _ in range(int(rng.integers(5, 40))):
+            shown += [True] + [False] * int(rng.integers(0, 2 if dense else 12))
+    shown = shown[:n - 1] + [True]
+    charge = averaged_run_charges(shown, [], t, ages, stall_w_s=1.0)
+    display = [j * t for j, on in enumerate(shown) if on]
+    want = sum(d for _, d in webrtc_freezes(display, t, 0.0, (n - 1) * t))
+    assert want > 0
+    assert _model_freeze_s(shown, charge, ages) == pytest.approx(want, abs=1e-9)
+    # the nominal rule (every row the nominal charges) is not the metric on such a path
+    nominal = np.broadcast_to(webrtc_run_charges(t, ages, 1.0), charge.shape)
+    assert _model_freeze_s(shown, nominal, ages) > want + 0.1
+
+
+def test_averaged_charges_follow_the_history_and_clamp_at_the_cap() -> None:
+    from diffstream.control.policies.optimal_aged import averaged_run_charges
+
+    t = 0.1
+    # 30 intervals of 0.2 s in the history: threshold max(0.6, 0.35) s, first freeze at m = 6
+    c = averaged_run_charges([False] * 3, [0.2] * 30, t, 10, 1.0, last_shown=-1)
+    assert np.flatnonzero(c[0]).tolist() == [6, 7, 8, 9, 10] and c[0, 6] == pytest.approx(0.7)
+    # nothing shown yet: the nominal interval
+    assert np.array_equal(averaged_run_charges([False], [], t, 10, 1.0)[0],
+                          webrtc_run_charges(t, 10, 1.0))
+    # an average whose first freezing run passes the cap is charged just under the cap
+    wide = averaged_run_charges([False], [0.5] * 30, t, 8, 1.0, last_shown=-1)
+    assert np.flatnonzero(wide[0]).tolist() == [7, 8]
+
+
+@pytest.mark.parametrize("name", sorted(CASES) + ["outage_first"])
+def test_aged_dp_with_per_frame_charges_equals_exhaustive_search(name: str) -> None:
+    """Per-frame charges (each frame its own freeze threshold) keep the DP exact; the
+    ``outage_first`` case (nothing fits for three slots) forces a run through them."""
+    n, points = 5, 30
+    trace = (step_trace([1.0] * 5 + [800.0]) if name == "outage_first"
+             else CASES[name])
+    frames = interactive_frames(trace, n)
+    lad = ladder(n)
+    w = weights(n)
+    mot = motion(n, per_slot=0.02)
+    # three thresholds (averages 0.1, 0.15, 0.2 s), each frame's row scaled apart as well
+    charge = np.stack([webrtc_run_charges(T, AGES, w.stall_w_s, avg_s=avg)
+                       for avg in (0.1, 0.15, 0.1, 0.2, 0.1)])
+    charge *= np.array([1.0, 3.0, 0.5, 2.0, 4.0])[:, None]
+    plan = solve_interactive_aged(frames, lad, w, mot, charge, points=points,
+                                  start_quality=31.0, start_run=2, prev_quality=30.0)
+    step = backlog_grid_step(frames, points)
+    best = max(evaluate_interactive_aged(frames, lad, w, mot, charge, seq, points=points,
+                                         step=step, backlog0=0.0, start_quality=31.0,
+                                         start_run=2, prev_quality=30.0)
+               for seq in itertools.product(range(lad.n_actions), repeat=n))
+    assert plan.start_value[0] == pytest.approx(best, abs=1e-12)

@@ -280,3 +280,10 @@ def test_command_line_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[s
     scenario = tiny_scenario(tmp_path)
     assert run([str(scenario), "--workers", "2"]) == 2
     assert "apply to sweep files only" in capsys.readouterr().err
+    # a sweep the YAML parser cannot read (an unquoted {name} in a flow mapping) gets its
+    # parse error and line, not "sweep options on a scenario"
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: x\nsweep:\n  seeds: [1]\noutput: {dir: runs/{name}}\n")
+    assert run([str(broken), "--workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "broken.yaml:4" in err and "not valid YAML" in err
