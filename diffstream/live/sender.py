@@ -67,7 +67,6 @@ from diffstream.live.security import (
 )
 from diffstream.live.shaping import TraceShaper
 from diffstream.live.sockets import ConnMonitor, SocketSettings, sender_socket
-from diffstream.netsim.loss import frame_delivery_prob
 from diffstream.output.dashboard.live import Goodput, LiveDashboard
 from diffstream.pipeline.encoder import FrameEncoder
 from diffstream.pipeline.records import FrameRecord
@@ -379,7 +378,7 @@ class LiveSender:
                                 stall_weight=getattr(qoe, "stall_weight", 50.0),
                                 queue_limit_bytes=link.queue_bytes,
                                 finish_s=self.shaper.trace.finish_s,
-                                delivery_prob=frame_delivery_prob(link.loss, self.sc.link.mtu))
+                                delivery_prob=self.shaper.delivery_prob)
         return self.core.observe(k, now, capture, deadline, future=future)
 
     def _produce(self, k: int, now: float) -> None:

@@ -36,6 +36,7 @@ import numpy as np
 
 from diffstream.codecs.base import capabilities_of
 from diffstream.codecs.registry import codec_class
+from diffstream.netsim.loss import frame_delivery_prob
 from diffstream.netsim.trace import Trace
 from diffstream.scenario.build import build_link, build_trace
 from diffstream.scenario.schema import Scenario
@@ -69,6 +70,9 @@ class TraceShaper:
         self.trace: Trace = self.base_trace.scaled(scenario.link.share)
         self.link = build_link(scenario, self.trace)
         self.mtu = scenario.link.mtu
+        # what a planner may know of the loss: a function of the model's parameters only, so
+        # it holds for the link ``align`` rebuilds
+        self.delivery_prob = frame_delivery_prob(self.link.loss, self.mtu)
         self.interval = 1.0 / scenario.frame.fps
         self.max_held = max_held
         self.held: deque[tuple[float, Any]] = deque()

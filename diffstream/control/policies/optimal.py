@@ -391,8 +391,8 @@ class OptimalPolicy(PolicyModel):
         history = [(b - a) * interval for a, b in zip(ks, ks[1:], strict=False)]
         last = ks[-1] - obs.frame_index if ks else None
         for _ in range(self.freeze_iterations):
-            path = rollout_shown(plan, frames, ladder, points=self.backlog_points,
-                                 backlog0=future.backlog_bytes, start_run=run)
+            path = rollout_shown(plan, frames, ladder, backlog0=future.backlog_bytes,
+                                 start_run=run)
             charge = averaged_run_charges(path, history, interval, ages, weights.stall_w_s,
                                           last_shown=last)
             plan = solve_interactive_aged(frames, ladder, weights, motion, charge, **kw)

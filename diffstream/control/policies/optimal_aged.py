@@ -192,8 +192,8 @@ def _best_lossy(x: np.ndarray, q: np.ndarray, w: float, qp: np.ndarray, st_rewar
     miss *= (1.0 - p_ok)[None, :, None, None]
     # the hit's switch term has no b: (A, A_s, R+1)
     miss -= (p_ok * w)[:, None, None] * np.abs(q[:, None, None] - qp.T[None, :, :])
-    miss += np.where(np.isfinite(x), p_ok[None, :] * np.where(np.isfinite(x), x, 0.0),
-                     -np.inf)[:, :, None, None]
+    ok = np.isfinite(x)  # the shown actions
+    miss += np.where(ok, p_ok[None, :] * np.where(ok, x, 0.0), -np.inf)[:, :, None, None]
     arg = np.argmax(miss, axis=1)
     return np.take_along_axis(miss, arg[:, None], axis=1)[:, 0], arg
 
@@ -273,21 +273,21 @@ def _charge_row(charge: np.ndarray, j: int) -> np.ndarray:
     return charge[j] if charge.ndim == 2 else charge
 
 
-def rollout_shown(plan: Plan, frames: InteractiveFrames, ladder: Ladder, *, points: int,
+def rollout_shown(plan: Plan, frames: InteractiveFrames, ladder: Ladder, *,
                   backlog0: float, start_run: int) -> list[bool]:
     """Which frames the plan shows when followed from its start state in its own model,
     every coded frame delivered (the path :func:`averaged_run_charges` reads)."""
-    ages = plan.action.shape[3] - 1
+    n, points, _, r_cap = plan.action.shape
+    ages = r_cap - 1
     b, s, r = float(backlog0), 0, min(start_run, ages)
     out = []
-    for j in range(plan.action.shape[0]):
-        a = int(plan.action[j, int(snap_up(b, plan.step, points)), s, r])
-        on_time, left = frame_step(frames, j, float(snap_up(b, plan.step, points)) * plan.step,
-                                   float(ladder.wire[j, a]))
+    for j in range(n):
+        idx = int(snap_up(b, plan.step, points))
+        a = int(plan.action[j, idx, s, r])
+        on_time, b = frame_step(frames, j, idx * plan.step, float(ladder.wire[j, a]))
         shown = on_time and ladder.bits[j, a] > 0
         s, r = (a, 0) if shown else (s, min(r + 1, ages))
         out.append(bool(shown))
-        b = left
     return out
 
 

@@ -50,8 +50,10 @@ def scenario(tmp: Path, *, size: int, fps: float, duration_s: float, latency_ms:
     return path
 
 
-def stream(tmp: Path, path: Path, timeout_s: float = 150.0) -> list[FrameRecord]:
-    """Run sender and receiver to the end; check the outputs; the sender's records."""
+def stream(tmp: Path, path: Path, timeout_s: float = 150.0, *,
+           lossy: bool = False) -> list[FrameRecord]:
+    """Run sender and receiver to the end; check the outputs; the sender's records (no
+    frame lost, unless the scenario's link is ``lossy``)."""
     ep = f"tcp://127.0.0.1:{free_port()}"
     send = Proc(["send", "--scenario", str(path), "--bind", ep, "--out", "out/s", "--wait",
                  "120", "--no-dashboard"], tmp / "send.log", cwd=tmp)
@@ -77,7 +79,8 @@ def stream(tmp: Path, path: Path, timeout_s: float = 150.0) -> list[FrameRecord]
     assert agreement.ok, agreement.describe()
     records = read_frames_jsonl(sdir / "frames.jsonl")
     assert [r.seq for r in records] == list(range(len(records)))
-    assert not any(r.error.startswith("lost") for r in records), [r.error for r in records]
+    if not lossy:
+        assert not any(r.error.startswith("lost") for r in records), [r.error for r in records]
     return records
 
 
@@ -176,3 +179,20 @@ def test_diffc_prefix_cut_by_the_deadline_is_shown(tmp_path: Path) -> None:
     assert all(r.decoded and not r.complete and 0 < r.prefix_step < r.codec_steps  # type: ignore[operator]
                for r in cut)
     assert any(r.shown for r in cut), [(r.seq, r.latency_s, r.decode_ms) for r in cut]
+
+
+def test_clairvoyant_policy_streams_live_under_shaping_with_loss(tmp_path: Path) -> None:
+    """A shaped live stream gives ``optimal`` the emulated link's future, loss model
+    included (``TraceShaper.delivery_prob``); the stream runs to the end, both logs agree,
+    and the DP codes frames."""
+    path = scenario(tmp_path, size=32, fps=10, duration_s=3.0, latency_ms=300,
+                    arm={"codec": "jpeg", "policy": {"kind": "optimal"}},
+                    link={"share": 0.1, "delay_ms": 20,
+                          "loss": {"kind": "gilbert_elliott", "p_good_to_bad": 0.005,
+                                   "p_bad_to_good": 0.3}},
+                    shaping=True)
+    sc, spath = load_live_scenario(path)
+    prob = TraceShaper(sc, spath).delivery_prob
+    assert prob is not None and 0.9 < prob(3000) < prob(1000) < 1.0
+    records = stream(tmp_path, path, 120.0, lossy=True)
+    assert len(records) == 30 and sum(r.budget_bits > 0 for r in records) >= 10
