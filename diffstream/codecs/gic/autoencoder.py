@@ -3,11 +3,12 @@
 GIC (paper 003) codes the latent of a frozen Stable-Diffusion-family VAE (KL-f4: 4x spatial
 downsampling, 3 channels). Downloading it is not allowed here and it is far too slow for
 2-core CPUs, so we train our own: analysis E: 3 x H x W -> C x H/4 x W/4 and synthesis
-D: back, plain convolutions and residual blocks, trained for reconstruction (MSE) with
-latent-noise augmentation (the analogue of a KL-VAE's noisy decoder input; see
-``diffstream.codecs.gic.train.train_ae``) and then frozen. The entropy model and the reverse
-network live in its latent space, exactly as in the paper; the autoencoder is ours and
-much smaller (4 latent channels rather than the KL-f4 VAE's 3).
+D: back, plain convolutions and residual blocks, trained jointly with the hyperprior for
+reconstruction (MSE) plus a small rate term, with latent-noise augmentation (the analogue
+of a KL-VAE's noisy decoder input; see ``diffstream.codecs.gic.train.train_ae``) and then
+frozen. The entropy model and the reverse network live in its latent space, exactly as in
+the paper; the autoencoder is ours and much smaller (the shipped one has 12 latent
+channels rather than the KL-f4 VAE's 3).
 
 The latent is *normalised*: ``encode`` returns (E(x) - mean) / std per channel, with the
 statistics measured over the training crops after the autoencoder is trained. The GIC

@@ -156,7 +156,7 @@ class GicModel(nn.Module):
             if not p.is_file():
                 raise WeightsMissingError(
                     f"GIC weights not found: {p} is missing. Train them with "
-                    f"`{TRAIN_COMMAND}` (about 45 min on 2 CPU cores), or pass the folder "
+                    f"`{TRAIN_COMMAND}` (about an hour on one CPU core), or pass the folder "
                     f"that holds {WEIGHTS_NAME} and {CONFIG_NAME}.")
         cfg = GicConfig.from_json(json.loads(cfg_path.read_text()))
         missing = [s for s in require if s not in cfg.stages]

@@ -2,9 +2,10 @@
 
 Stages (paper 003, §3.3 and §4.1, scaled down to a 2-core CPU):
 
-1. ``ae``: the autoencoder that replaces the paper's pretrained VAE, MSE on random crops of
-   the scikit-image photographs with latent-noise augmentation, then frozen; its latent is
-   normalised per channel.
+1. ``ae``: the autoencoder that replaces the paper's pretrained VAE, trained jointly with
+   the hyperprior (MSE + ``--rate-weight`` x bpp, ``ae_loss``) on random 64x64 crops of the
+   scikit-image photographs with latent-noise augmentation, then frozen; its latent is
+   normalised per channel. ``--rate-weight 0`` trains the autoencoder alone (MSE).
 2. ``entropy``: the rate-variable hyperprior, Eq. 14 with a random lambda (hence q) per
    sample; the rate is the likelihoods' -log2, summed.
 3. ``reverse``: D_theta with the L2 loss of Eq. 15 toward y0 from
@@ -40,14 +41,16 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from diffstream.codecs.gic.model import STAGES, GicConfig, GicModel, _persist
 from diffstream.training.crops import CropSampler
 from diffstream.training.loop import Trainer, cosine_schedule, step_rng
 
-DEFAULT_STEPS = {"ae": 6000, "entropy": 4000, "reverse": 3500}
+DEFAULT_STEPS = {"ae": 4000, "entropy": 2000, "reverse": 2000}
 BANK_SIZE = 6000
 AE_NOISE_Q = (0.03, 1.0)  # latent noise scales seen by the AE decoder (units of latent std)
+RATE_WEIGHT = 2e-4  # bpp weight in the joint autoencoder loss (MSE in [-1, 1] units)
 
 
 def q_to_lambda(q: torch.Tensor) -> torch.Tensor:
@@ -62,41 +65,89 @@ def q_to_lambda(q: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- stages
+def ae_loss(ae: nn.Module, hyper: nn.Module | None, x: torch.Tensor, q: torch.Tensor,
+            rate_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """The joint autoencoder loss of ``train_ae``: MSE over the batch + rate_weight * bpp.
+
+    The first len(q) crops decode their latent through the quantisation proxy at scale q
+    (the hyperprior's y_n + U * q when ``hyper`` is given, and its bits count; plain
+    uniform noise otherwise), the rest decode the clean latent. The latent is normalised by
+    detached batch statistics, so noise and rate do not change when the encoder rescales y.
+    """
+    half = q.shape[0]
+    y = ae.encoder(x)
+    mean = y.detach().mean(dim=(0, 2, 3), keepdim=True)
+    std = y.detach().std(dim=(0, 2, 3), keepdim=True)
+    yn = (y - mean) / std
+    u = torch.rand_like(yn[:half]) - 0.5
+    qv = q.view(-1, 1, 1, 1)
+    # y_n + U q is the proxy mu + (r + U) q with mu cancelled: formed directly, so a large
+    # hyperprior mean early in training cannot cost the decoder float32 precision
+    noisy = yn[:half] + u * qv
+    bpp = torch.zeros(())
+    if hyper is not None:
+        z_hat, z_lik = hyper.entropy_bottleneck(hyper.h_a(yn[:half]))
+        mu, sigma = hyper.entropy_params(z_hat)
+        y_lik = hyper.y_likelihood((yn[:half] - mu) / qv + u, sigma, qv)
+        bits = (-torch.log2(y_lik).sum(dim=(1, 2, 3)) - torch.log2(z_lik).sum(dim=(1, 2, 3)))
+        bpp = (bits / (x.shape[2] * x.shape[3])).mean()
+    out_img = ae.decoder(torch.cat([noisy, yn[half:]]) * std + mean)
+    mse = F.mse_loss(out_img, x)
+    with torch.no_grad():
+        clean = F.mse_loss(out_img[half:], x[half:]).item() if half < x.shape[0] else 0.0
+    parts = {"mse": mse.item(), "clean_psnr": 10 * math.log10(4.0 / max(clean, 1e-10)),
+             "bpp": float(bpp.detach())}
+    return mse + rate_weight * bpp, parts
+
+
 def train_ae(model: GicModel, args: argparse.Namespace, sampler: CropSampler) -> dict[str, float]:
-    """MSE autoencoder on random crops, robust to latent quantization; then latent statistics.
+    """Autoencoder and hyperprior trained jointly: MSE plus a rate term (issue 14, item 3).
 
     The paper's VAE is KL-regularised, so its decoder is trained on noisy latents. We do the
-    analogue of that for the corruption GIC applies: for half of each batch the decoder sees
-    y + U(-1/2, 1/2) * q * std_c(y), with q log-uniform in [AE_NOISE_Q] and std_c the
-    per-channel batch std (detached, so the encoder cannot out-scale the noise). The
-    latent is then cheap to code at coarse q, without a rate term in the autoencoder (the
-    entropy model stays the only "information reducer", §2.2).
+    analogue for the corruption GIC applies: for half of each batch the decoder sees the
+    normalised latent y_n = (y - m_c) / s_c quantised by the hyperprior's training proxy,
+    mu + (r + U(-1/2, 1/2)) * q = y_n + U * q, with q log-uniform in [AE_NOISE_Q]; the other
+    half decodes the clean latent. m_c, s_c are the per-channel batch mean and std, detached,
+    so the encoder cannot out-scale the noise or the rate (both are invariant to a rescaled
+    y). The loss is MSE + ``rate_weight`` * bpp of the noisy half under the hyperprior
+    (Eq. 14's rate): the encoder learns a latent that is cheap at coarse q, and the
+    hyperprior starts the ``entropy`` stage already matched to it. ``rate_weight`` 0 is the
+    format-2 recipe (MSE only; the hyperprior is then trained in the entropy stage alone).
+    Deviation: the paper trains no autoencoder (its VAE is pretrained and frozen); ours is
+    trained here and then frozen like the paper's.
     """
-    ae = model.ae.train()
-    opt = torch.optim.AdamW(ae.parameters(), lr=2e-3, weight_decay=1e-4, betas=(0.9, 0.99))
+    ae, hyper = model.ae.train(), model.hyper.train()
+    joint = args.rate_weight > 0
+    hyper_main = [p for n, p in hyper.named_parameters() if not n.endswith("quantiles")]
+    params = list(ae.parameters()) + (hyper_main if joint else [])
+    groups = [{"params": list(ae.parameters()), "lr": 2e-3}]
+    if joint:  # the hyperprior at the entropy stage's learning rate
+        aux = [p for n, p in hyper.named_parameters() if n.endswith("quantiles")]
+        groups += [{"params": hyper_main, "lr": 1e-3, "weight_decay": 0.0},
+                   {"params": aux, "lr": 1e-3, "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, weight_decay=1e-4, betas=(0.9, 0.99))
     sched = cosine_schedule(opt, args.steps)
     lo, hi = math.log(AE_NOISE_Q[0]), math.log(AE_NOISE_Q[1])
+    crop = args.ae_crop
 
     def step_fn(step: int, rng: np.random.Generator) -> dict[str, float]:
         n = args.batch or 16
-        x = sampler.batch(n, 32, rng)
-        y = ae.encoder(x)
-        std = y.detach().std(dim=(0, 2, 3), keepdim=True)
-        q = torch.from_numpy(np.exp(rng.uniform(lo, hi, n))).float().view(-1, 1, 1, 1)
-        q = q * torch.from_numpy(rng.random(n) < 0.5).float().view(-1, 1, 1, 1)
-        u = torch.from_numpy(rng.random(y.shape, dtype=np.float32) - 0.5)
-        out = ae.decoder(y + u * q * std)
-        mse = F.mse_loss(out, x)
+        x = sampler.batch(n, crop, rng)
+        q = torch.from_numpy(np.exp(rng.uniform(lo, hi, n // 2))).float()
+        torch.manual_seed(int(rng.integers(2**62)))  # the proxy noise: a function of the step
+        loss, parts = ae_loss(ae, hyper if joint else None, x, q, args.rate_weight)
+        aux_loss = hyper.entropy_bottleneck.loss() if joint else torch.zeros(())
         opt.zero_grad(set_to_none=True)
-        mse.backward()
-        torch.nn.utils.clip_grad_norm_(ae.parameters(), 1.0)
+        (loss + aux_loss).backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        m = mse.item()
-        return {"mse": m, "psnr": 10 * math.log10(4.0 / m)}
+        return parts
 
+    modules = {"ae": ae, "hyper": hyper} if joint else {"ae": ae}
     logs = Trainer(args.out, "ae", args.steps, args.resume, args.seed).run(
-        {"ae": ae}, opt, sched, step_fn, args.ckpt_every)
+        modules, opt, sched, step_fn, args.ckpt_every)
     ae.eval()
+    hyper.eval()
     with torch.no_grad():
         rng = step_rng(args.seed + 1, 0)
         ys = torch.cat([ae.encoder(sampler.batch(64, 64, rng))
@@ -105,6 +156,9 @@ def train_ae(model: GicModel, args: argparse.Namespace, sampler: CropSampler) ->
         ae.latent_std.copy_(ys.std(dim=(0, 2, 3)).clamp_min(1e-3))
         x = sampler.batch(64, 64, rng)
         logs["clean_psnr"] = 10 * math.log10(4.0 / F.mse_loss(ae.decode(ae.encode(x)), x).item())
+        if joint:
+            hyper.entropy_bottleneck.update(force=True, update_quantiles=True)
+    logs["rate_weight"] = float(args.rate_weight)
     return logs
 
 
@@ -267,7 +321,7 @@ def _load_for(stage: str, args: argparse.Namespace) -> GicModel:
     vae = getattr(args, "vae", None)
     if stage == "ae":
         if vae is None:
-            return GicModel(GicConfig())
+            return GicModel(GicConfig(latent_channels=args.latent_channels))
         from diffstream.backbones.latent import load_vae
         from diffstream.backbones.pretrained import find_vae
         from diffstream.codecs.gic.vae import vae_record

@@ -227,7 +227,43 @@ def test_training_checkpoint_resume(tmp_path, capsys):
     assert train.main([*common, "--steps", "3", "--resume"]) == 0
     assert "resumed at step 2" in capsys.readouterr().out
     model = GicModel.load(tmp_path / "w", require=("ae",))
-    assert model.cfg.stages == ["ae"] and model.cfg.training["ae"]["steps"] == 3
+    # the default trains the hyperprior jointly with the autoencoder (a rate term)
+    assert model.cfg.stages == ["ae", "entropy"] and model.cfg.training["ae"]["steps"] == 3
+    assert model.cfg.latent_channels == 12  # the shipped weights' recipe
+    assert train.main([*common, "--steps", "2", "--rate-weight", "0", "--latent-channels",
+                       "4", "--export", str(tmp_path / "w0"), "--out", str(tmp_path / "c0")]
+                      ) == 0
+    model = GicModel.load(tmp_path / "w0", require=("ae",))
+    assert model.cfg.stages == ["ae"] and model.cfg.latent_channels == 4
+
+
+def test_joint_ae_loss_rate_reaches_the_encoder_and_ignores_latent_scale():
+    """The rate term trains the encoder (not only the hyperprior), and the detached batch
+    normalisation leaves the rate unchanged when the encoder scales its latent (so the
+    encoder cannot buy bits by shrinking y against a fixed q)."""
+    from diffstream.codecs.gic.autoencoder import AutoEncoder
+    from diffstream.codecs.gic.train import ae_loss
+
+    torch.manual_seed(0)
+    ae = AutoEncoder(4, (8, 8, 8))
+    hyper = RateVariableHyperprior(latent_channels=4, z_channels=4, hidden=8).train()
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    q = torch.tensor([0.3, 0.8])
+
+    def run(weight: float) -> tuple[torch.Tensor, dict[str, float]]:
+        torch.manual_seed(1)
+        return ae_loss(ae, hyper, x, q, weight)
+
+    loss, parts = run(1.0)
+    assert parts["bpp"] > 0
+    last = ae.encoder[-1].weight
+    g_rate = torch.autograd.grad(loss - run(0.0)[0], last)[0]
+    assert g_rate.abs().sum() > 0  # the bits are a function of the encoder's output
+    with torch.no_grad():
+        ae.encoder[-1].weight.mul_(3.0)
+        ae.encoder[-1].bias.mul_(3.0)
+    _, scaled = run(1.0)
+    assert math.isclose(scaled["bpp"], parts["bpp"], rel_tol=1e-4)
 
 
 # --------------------------------------------------------------------- bitstream
