@@ -44,9 +44,9 @@ DDPM_UNET_GF = 0.495518  # plain pixel DDPM U-Net, 32x32 (DiffC, the BADiff base
 BADIFF_STEP_GF = 0.495616  # conditioned U-Net + stop policy, one BADiff step, 32x32
 BADIFF_CODE_ENC_GF = 3.859885  # BADiff's coder in generate (rate search), mean, 32x32
 BADIFF_DEC_GF = 0.590758  # BADiff's logistic decoder, 32x32
-LIC32_ENC_GF, LIC32_DEC_GF = 0.106590, 0.152457  # lic inside the BADiff baselines, 32x32
-GIC64_ENC_GF, GIC64_DEC_GF = 0.426361, 0.914194  # gic, 64x64 (decode: 2 D_theta steps)
-LIC64_ENC_GF, LIC64_DEC_GF = 0.426361, 0.609829  # lic, 64x64
+LIC32_ENC_GF, LIC32_DEC_GF = 0.109245, 0.154522  # lic inside the BADiff baselines, 32x32
+GIC64_ENC_GF, GIC64_DEC_GF = 0.436978, 0.927171  # gic, 64x64 (decode: 2 D_theta steps)
+LIC64_ENC_GF, LIC64_DEC_GF = 0.436978, 0.618086  # lic, 64x64 (12-channel latent)
 # Counts of the same runs: DiffC keeps 11.1 steps on average (one more U-Net call and PFR
 # is computed and discarded when the next step no longer fits), sends 5.348 PFR chunks per
 # step, and its decoder's DDIM flow denoiser makes 7.625 U-Net calls.
