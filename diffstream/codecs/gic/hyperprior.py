@@ -78,12 +78,13 @@ class RateVariableHyperprior(nn.Module):
         lik = self.gaussian._likelihood(r, sigma / q)
         return self.gaussian.likelihood_lower_bound(lik)
 
-    def forward(self, y: torch.Tensor, q: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, y: torch.Tensor, q: torch.Tensor, noise: torch.Tensor | None = None
+                ) -> dict[str, torch.Tensor]:
         """Training/eval pass. q: one scale per sample (N,). Returns y_hat and likelihoods.
 
         r = (y - mu) / q gets additive U(-1/2, 1/2) noise in training mode (Eq. 5's proxy:
-        y_hat = y + U * q); in eval mode it is rounded, y_hat = mu + q * round((y - mu) / q)
-        exactly as the bitstream reconstructs it.
+        y_hat = y + U * q; ``noise`` gives U, else it is drawn); in eval mode it is rounded,
+        y_hat = mu + q * round((y - mu) / q) exactly as the bitstream reconstructs it.
         """
         qv = q.view(-1, 1, 1, 1).to(y)
         z = self.h_a(y)
@@ -91,7 +92,7 @@ class RateVariableHyperprior(nn.Module):
         mu, sigma = self.entropy_params(z_hat)
         r = (y - mu) / qv
         if self.training:
-            r = r + torch.empty_like(r).uniform_(-0.5, 0.5)
+            r = r + (torch.empty_like(r).uniform_(-0.5, 0.5) if noise is None else noise)
         else:
             r = torch.round(r)
         y_lik = self.y_likelihood(r, sigma, qv)

@@ -85,11 +85,10 @@ def ae_loss(ae: nn.Module, hyper: nn.Module | None, x: torch.Tensor, q: torch.Te
     # hyperprior mean early in training cannot cost the decoder float32 precision
     noisy = yn[:half] + u * qv
     bpp = torch.zeros(())
-    if hyper is not None:
-        z_hat, z_lik = hyper.entropy_bottleneck(hyper.h_a(yn[:half]))
-        mu, sigma = hyper.entropy_params(z_hat)
-        y_lik = hyper.y_likelihood((yn[:half] - mu) / qv + u, sigma, qv)
-        bits = (-torch.log2(y_lik).sum(dim=(1, 2, 3)) - torch.log2(z_lik).sum(dim=(1, 2, 3)))
+    if hyper is not None:  # its likelihoods under the same U (its y_hat is not used)
+        out = hyper(yn[:half], q, noise=u)
+        bits = (-torch.log2(out["y_likelihoods"]).sum(dim=(1, 2, 3))
+                - torch.log2(out["z_likelihoods"]).sum(dim=(1, 2, 3)))
         bpp = (bits / (x.shape[2] * x.shape[3])).mean()
     out_img = ae.decoder(torch.cat([noisy, yn[half:]]) * std + mean)
     mse = F.mse_loss(out_img, x)
@@ -118,13 +117,15 @@ def train_ae(model: GicModel, args: argparse.Namespace, sampler: CropSampler) ->
     """
     ae, hyper = model.ae.train(), model.hyper.train()
     joint = args.rate_weight > 0
-    hyper_main = [p for n, p in hyper.named_parameters() if not n.endswith("quantiles")]
-    params = list(ae.parameters()) + (hyper_main if joint else [])
     groups = [{"params": list(ae.parameters()), "lr": 2e-3}]
     if joint:  # the hyperprior at the entropy stage's learning rate
-        aux = [p for n, p in hyper.named_parameters() if n.endswith("quantiles")]
-        groups += [{"params": hyper_main, "lr": 1e-3, "weight_decay": 0.0},
-                   {"params": aux, "lr": 1e-3, "weight_decay": 0.0}]
+        groups.append({"params": [p for n, p in hyper.named_parameters()
+                                  if not n.endswith("quantiles")], "lr": 1e-3,
+                       "weight_decay": 0.0})
+    params = [p for g in groups for p in g["params"]]  # gradient-clipped (not the quantiles)
+    if joint:
+        groups.append({"params": [p for n, p in hyper.named_parameters()
+                                  if n.endswith("quantiles")], "lr": 1e-3, "weight_decay": 0.0})
     opt = torch.optim.AdamW(groups, weight_decay=1e-4, betas=(0.9, 0.99))
     sched = cosine_schedule(opt, args.steps)
     lo, hi = math.log(AE_NOISE_Q[0]), math.log(AE_NOISE_Q[1])
