@@ -26,7 +26,7 @@ from diffstream.pipeline.compute import CodecCharge, ComputeModel
 from diffstream.pipeline.costs import codec_charge
 from diffstream.scenario.schema import Scenario
 from diffstream.scenario.yaml_lines import resolve_in
-from diffstream.transport.wire import FrameHeader, header_size, pack_frame
+from diffstream.transport.wire import FrameHeader, arm_tag, header_size, pack_frame
 
 log = logging.getLogger("diffstream.encoder")
 
@@ -197,7 +197,7 @@ class FrameEncoder:
 
     def _typical_header(self, arm: str, codec: str) -> int:
         """A header size to plan the first frame with (every later frame brings its own)."""
-        h = FrameHeader(seq=0, arm=arm, codec=codec, budget_bits=10**6, payload_len=0,
+        h = FrameHeader(seq=0, arm=arm_tag(arm), codec=codec, budget_bits=10**6, payload_len=0,
                         payload_crc32=0, capture_s=0.0, send_s=0.0, shape=self.shape,
                         skipped=False, steps=1, meta={"q": 50, "probes": 7})
         return header_size(h)
@@ -300,7 +300,7 @@ class FrameEncoder:
         measured = time.perf_counter() - t0
         charged = self.charges[arm].encode_s(measured, enc.steps)
         send_s = float(start_s) + charged
-        header = FrameHeader(seq=seq, arm=arm, codec=name, budget_bits=int(budget_bits),
+        header = FrameHeader(seq=seq, arm=arm_tag(arm), codec=name, budget_bits=int(budget_bits),
                              payload_len=0, payload_crc32=0, capture_s=float(capture_s),
                              send_s=send_s, shape=self.shape, skipped=enc.skipped,
                              steps=int(enc.steps), meta=enc.meta)

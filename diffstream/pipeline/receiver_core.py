@@ -34,7 +34,7 @@ from diffstream.pipeline.playout import InteractivePlayout, PlaybackBuffer, Slot
 from diffstream.pipeline.records import Outcome
 from diffstream.scenario.schema import Scenario
 from diffstream.transport.packets import reassemble
-from diffstream.transport.wire import WireError, unpack_frame
+from diffstream.transport.wire import WireError, arm_tag, unpack_frame
 
 log = logging.getLogger("diffstream.receiver")
 
@@ -158,8 +158,9 @@ class ReceiverCore:
             d.fields.update(decoded=True, decode_done_s=arrived)
             return None
         h = frame.header
-        if h.seq != f.seq or h.arm != self.arm:
-            raise ValueError(f"header says arm {h.arm!r} seq {h.seq}, envelope disagrees")
+        if h.seq != f.seq or h.arm != arm_tag(self.arm):
+            raise ValueError(f"header says arm tag {h.arm!r} seq {h.seq}; the envelope says "
+                             f"arm {self.arm!r} (tag {arm_tag(self.arm)!r}) seq {f.seq}")
         if tuple(h.shape) != self.shape:
             raise ValueError(f"frame shape {tuple(h.shape)} != scenario shape {self.shape}")
         d.arrived_s = arrived

@@ -28,7 +28,7 @@ from diffstream.plugins import child_pythonpath
 from diffstream.scenario.schema import Scenario
 from diffstream.sim.messages import dumps, loads
 from diffstream.sim.secure import ENV_KEY, RunKey, serve
-from diffstream.transport.wire import FrameHeader, header_size, pack_frame
+from diffstream.transport.wire import FrameHeader, arm_tag, header_size, pack_frame
 
 
 class WorkerError(DiffstreamError):
@@ -228,7 +228,7 @@ class NetworkOnlyEndpoints:
                   calibrate: bool, motion_ages: int = 0) -> ArmInfo:
         self._results = []
         self._core.open_arm(arm, "", {})
-        h = FrameHeader(seq=0, arm=arm, codec="fixed", budget_bits=0, payload_len=0,
+        h = FrameHeader(seq=0, arm=arm_tag(arm), codec="fixed", budget_bits=0, payload_len=0,
                         payload_crc32=0, capture_s=0.0, send_s=0.0, shape=self.shape,
                         skipped=False, steps=1, meta={})
         return ArmInfo(min_bits=0, progressive=False, rq=None, header_bytes=header_size(h))
@@ -237,7 +237,7 @@ class NetworkOnlyEndpoints:
                start_s: float) -> dict[str, Any]:
         n = self.payload_bytes if self.payload_bytes is not None else budget_bits // 8
         payload = bytes(n)
-        header = FrameHeader(seq=seq, arm=arm, codec="fixed", budget_bits=budget_bits,
+        header = FrameHeader(seq=seq, arm=arm_tag(arm), codec="fixed", budget_bits=budget_bits,
                              payload_len=0, payload_crc32=0, capture_s=capture_s, send_s=start_s,
                              shape=self.shape, skipped=False, steps=1, meta={})
         frame = pack_frame(header, payload)

@@ -49,7 +49,7 @@ from diffstream.scenario.schema import ArmSpec, Scenario
 from diffstream.sim.arm import ArmResult, ArmSimulation, init_arm_clock
 from diffstream.sim.endpoints import NetworkOnlyEndpoints
 from diffstream.transport.packets import on_link_sizes
-from diffstream.transport.wire import FrameHeader, header_size
+from diffstream.transport.wire import FrameHeader, arm_tag, header_size
 
 _CRC_CACHE_MAX = 1 << 14
 
@@ -90,7 +90,7 @@ class _HeaderSizes:
                type(capture_s) is float, type(send_s) is float)
         size = self._sizes.get(key)
         if size is None:
-            h = FrameHeader(seq=seq, arm=self.arm, codec="fixed", budget_bits=budget_bits,
+            h = FrameHeader(seq=seq, arm=arm_tag(self.arm), codec="fixed", budget_bits=budget_bits,
                             capture_s=capture_s, send_s=send_s, shape=self.shape,
                             skipped=False, steps=1, meta={}, payload_len=n, payload_crc32=crc)
             size = self._sizes[key] = header_size(h)

@@ -31,8 +31,9 @@ from diffstream.scenario.build import build_trace
 from diffstream.scenario.load import load_scenario, scenario_to_yaml
 from diffstream.scenario.memory import memory_problem
 from diffstream.scenario.precheck import line_in
-from diffstream.scenario.schema import Scenario
+from diffstream.scenario.schema import ArmSpec, Scenario
 from diffstream.sim.arm import ArmResult, ArmSimulation
+from diffstream.sim.best_run import run_best
 from diffstream.sim.endpoints import Endpoints, NetworkOnlyEndpoints, WorkerEndpoints
 from diffstream.sim.fastpath import FastArmSimulation
 
@@ -125,17 +126,25 @@ def _run_arms(scenario: Scenario, spath: Path, opts: RunOptions, console: Consol
                        live=opts.live_dashboard, console=console) as dash:
             for arm in arms:
                 dash.start_arm(arm.label)
-                sim: ArmSimulation | FastArmSimulation
-                if opts.network_only_bytes is not None and not opts.reference_loop:
-                    sim = FastArmSimulation(scenario, arm, stream_trace,
-                                            opts.network_only_bytes or None,
-                                            on_record=dash.on_frame)
-                else:
-                    sim = ArmSimulation(scenario, arm, stream_trace, endpoints,
-                                        calibrate=opts.network_only_bytes is None
-                                        and arm.needs_rate_quality,
-                                        on_record=dash.on_frame)
-                result = sim.run()
+
+                def run_one(spec: ArmSpec, primary: bool) -> ArmResult:
+                    # alternatives (sim.best_run) run quietly: the dashboard shows the first
+                    shown = dash.on_frame if primary else None
+                    sim: ArmSimulation | FastArmSimulation
+                    if opts.network_only_bytes is not None and not opts.reference_loop:
+                        sim = FastArmSimulation(scenario, spec, stream_trace,
+                                                opts.network_only_bytes or None,
+                                                on_record=shown)
+                    else:
+                        sim = ArmSimulation(scenario, spec, stream_trace, endpoints,
+                                            calibrate=opts.network_only_bytes is None
+                                            and spec.needs_rate_quality,
+                                            on_record=shown)
+                    return sim.run()
+
+                result = run_best(arm, run_one, lambda r: _summarise(scenario, r).qoe)
+                for note in result.notes:
+                    log.info("%s", note)
                 append_frames_jsonl(frames_path, result.records)
                 summary = _summarise(scenario, result)
                 summaries.append(summary)

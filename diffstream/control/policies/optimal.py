@@ -91,6 +91,7 @@ from diffstream.control.policies.optimal_dp import (
     solve_interactive,
     solve_playback,
 )
+from diffstream.control.policies.oracle import OraclePolicy
 
 WIRE_TOLERANCE = 0.02  # relative change of the header-only frame's bytes that forces a replan
 
@@ -169,6 +170,12 @@ class OptimalPolicy(PolicyModel):
         True, description="Interactive, content known: plan expected values under the "
         "link's loss model (a frame of n packets arrives whole with the model's "
         "probability), and learn from the reports which frames were lost.")
+    greedy_check: bool = Field(
+        True, description="Rerun the arm in the simulation with the greedy oracle's "
+        "decisions (same label, codec and seed) and keep whichever run scores the higher "
+        "QoE: where the simulator departs from the DP's model (loss draws, the averaged "
+        "freeze threshold) a bound must not end below a plan it could have played "
+        "(sim/best_run.py). Costs one more run of the arm.")
 
     _arm: ArmPlan | None = PrivateAttr(default=None)
     _last: LastAction | None = PrivateAttr(default=None)
@@ -184,6 +191,11 @@ class OptimalPolicy(PolicyModel):
             if any(b1 <= b0 for b0, b1 in zip(levels, levels[1:], strict=False)):
                 raise ValueError(f"levels_bpp must be strictly increasing, got {list(levels)}")
         return self
+
+    def exact_alternatives(self) -> list[PolicyModel]:
+        """Plans the simulator plays under this arm's identity and keeps if they score
+        higher (``sim.best_run``): the greedy oracle's, with ``greedy_check``."""
+        return [OraclePolicy()] if self.greedy_check else []
 
     @property
     def label(self) -> str:

@@ -22,7 +22,7 @@ from diffstream.errors import ConfigError
 from diffstream.scenario.load import load_scenario
 from diffstream.sim.workers import ReceiverWorker, SenderWorker
 from diffstream.transport.packets import packetize
-from diffstream.transport.wire import FrameHeader, pack_frame
+from diffstream.transport.wire import FrameHeader, arm_tag, pack_frame
 from tests.conftest import tiny_scenario
 
 STEP_BYTES = 50
@@ -145,7 +145,7 @@ def _progressive_receiver(tmp_path: Path) -> ReceiverWorker:
 
 def _frame(rx: ReceiverWorker) -> bytes:
     enc = FakeProgressive().encode(np.zeros((*rx.shape, 3), np.uint8), 8 * 5 * STEP_BYTES)
-    h = FrameHeader(seq=0, arm="p", codec="test-steps", budget_bits=2000, capture_s=0.0,
+    h = FrameHeader(seq=0, arm=arm_tag("p"), codec="test-steps", budget_bits=2000, capture_s=0.0,
                     send_s=0.0, shape=rx.shape, steps=enc.steps, meta=enc.meta)
     return pack_frame(h, enc.payload)
 

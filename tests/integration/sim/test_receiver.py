@@ -15,7 +15,7 @@ from diffstream.sim.endpoints import WorkerEndpoints
 from diffstream.sim.messages import dumps
 from diffstream.sim.workers import ReceiverWorker
 from diffstream.transport.packets import packetize
-from diffstream.transport.wire import FrameHeader, pack_frame
+from diffstream.transport.wire import FrameHeader, arm_tag, pack_frame
 from tests.conftest import tiny_scenario
 
 
@@ -28,11 +28,11 @@ def receiver(tmp_path_factory: pytest.TempPathFactory) -> ReceiverWorker:
     return rx
 
 
-def good_frame(rx: ReceiverWorker, seq: int) -> bytes:
+def good_frame(rx: ReceiverWorker, seq: int, arm: str = "a") -> bytes:
     codec = create_codec("jpeg")
     enc = codec.encode(rx.content.frame(seq), 8 * 600)
-    h = FrameHeader(seq=seq, arm="a", codec="jpeg", budget_bits=4800, capture_s=seq * 0.1,
-                    send_s=seq * 0.1, shape=rx.shape, meta=enc.meta)
+    h = FrameHeader(seq=seq, arm=arm_tag(arm), codec="jpeg", budget_bits=4800,
+                    capture_s=seq * 0.1, send_s=seq * 0.1, shape=rx.shape, meta=enc.meta)
     return pack_frame(h, enc.payload)
 
 
@@ -47,6 +47,13 @@ def frame_msg(frame: bytes, seq: int, arrive: float = 0.05, **extra: Any) -> dic
 def test_good_frame_decodes_and_is_shown(receiver: ReceiverWorker) -> None:
     (res,) = receiver.on_frame(frame_msg(good_frame(receiver, 0), 0))
     assert res["decoded"] and res["shown"] and res["psnr_db"] > 20 and not res["error"]
+
+
+def test_a_frame_tagged_for_another_arm_is_refused(receiver: ReceiverWorker) -> None:
+    """The header carries a tag of the arm's label (fixed width, so a name costs no bytes);
+    a frame whose tag is another arm's is an error, not a decoded image."""
+    (res,) = receiver.on_frame(frame_msg(good_frame(receiver, 0, arm="b"), 0))
+    assert not res["decoded"] and not res["shown"] and "tag" in res["error"]
 
 
 def test_corrupted_frame_is_counted_not_fatal(receiver: ReceiverWorker) -> None:

@@ -171,3 +171,24 @@ def test_workers_exit_when_the_coordinator_is_killed(tmp_path: Path) -> None:
     for p in alive:
         p.kill()
     assert not alive, "workers outlived their killed coordinator"
+
+
+@pytest.mark.parametrize("network_only", [False, True])
+def test_an_arms_name_costs_no_bytes(tmp_path: Path, network_only: bool) -> None:
+    """Two arms that differ only in their names send the same bytes and get the same network
+    results: the frame header carries a fixed-width tag of the label, not the label (a longer
+    label used to cost a byte per character on every frame; on a lossy link that changed
+    which frames the loss hit)."""
+    arm = {"codec": "jpeg", "policy": {"kind": "rate"}}
+    path = tiny_scenario(
+        tmp_path, duration_s=3.0,
+        link={"share": 0.05, "delay_ms": 20, "queue": {"bytes": 20000},
+              "loss": {"kind": "gilbert_elliott", "p_good_to_bad": 0.05, "p_bad_to_good": 0.3}},
+        arms=[{**arm, "name": "a"}, {**arm, "name": "a-much-longer-name-for-the-same-arm"}])
+    res = run_scenario(path, RunOptions(live_dashboard=False, console=quiet(),
+                                        network_only_bytes=0 if network_only else None))
+    short, long = (res.records[k] for k in ("a", "a-much-longer-name-for-the-same-arm"))
+    cols = [c for c in NETWORK_COLUMNS if c != "arm"]
+    assert [[getattr(r, c) for c in cols] for r in short] == \
+        [[getattr(r, c) for c in cols] for r in long]
+    assert sum(r.header_bytes for r in short) == sum(r.header_bytes for r in long) > 0

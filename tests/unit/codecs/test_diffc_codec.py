@@ -277,7 +277,7 @@ def test_receiver_shows_the_prefix_that_beat_the_deadline(folder, tmp_path):
     from diffstream.scenario.load import load_scenario
     from diffstream.sim.workers import ReceiverWorker
     from diffstream.transport.packets import packetize
-    from diffstream.transport.wire import FrameHeader, pack_frame
+    from diffstream.transport.wire import FrameHeader, arm_tag, pack_frame
     from tests.conftest import tiny_scenario
 
     sc, spath = load_scenario(tiny_scenario(tmp_path, frame={"width": 24, "height": 16,
@@ -286,7 +286,7 @@ def test_receiver_shows_the_prefix_that_beat_the_deadline(folder, tmp_path):
     opts = {**OPTS, "max_steps": 25}
     rx.on_arm({"arm": "d", "codec": "diffc", "options": {"diffusers": str(folder), **opts}})
     enc = rx.codec.encode(rx.content.frame(0), 1 << 20)
-    h = FrameHeader(seq=0, arm="d", codec="diffc", budget_bits=1 << 20, capture_s=0.0,
+    h = FrameHeader(seq=0, arm=arm_tag("d"), codec="diffc", budget_bits=1 << 20, capture_s=0.0,
                     send_s=0.0, shape=rx.shape, steps=enc.steps, meta=enc.meta)
     frame = pack_frame(h, enc.payload)
     header_len = len(frame) - len(enc.payload)
