@@ -105,6 +105,7 @@ class SweepStore:
             "latency_s": latency_s,
             "worker": outcome.get("worker"), "node": outcome.get("node"),
             "endpoint": outcome.get("endpoint"),
+            "notes": outcome.get("notes", []),  # e.g. which plan an offline bound kept
             "executor": executor, "error": outcome.get("error", ""),
             "traceback": outcome.get("traceback", ""),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -22,6 +22,9 @@ Everything read from the network is untrusted: lengths are checked against the d
 bounds before slicing, msgpack runs with explicit size limits, each header field is
 type- and range-checked, and every failure is a ``WireError`` with a ``kind`` a receiver
 can count (a bad frame is dropped, never fatal).
+
+The header's ``arm`` is a fixed-width tag of the arm's label (``arm_tag``), so an arm's name
+costs no bytes; the receiver knows its arm from the session and checks the tag.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ from typing import Any
 import msgpack
 
 MAGIC = b"DSF"
-WIRE_VERSION = 1
+# 2: the header's ``arm`` is ``arm_tag(label)``, not the label (version 1 sent the label)
+WIRE_VERSION = 2
 PREAMBLE = struct.Struct(">3sBII")  # magic, version, header_len, header_crc32
 PREAMBLE_SIZE = PREAMBLE.size  # 12
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024

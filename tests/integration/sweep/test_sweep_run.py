@@ -282,3 +282,17 @@ def test_interrupting_a_codec_sweep_leaves_no_worker_processes(tmp_path: Path) -
     assert not alive, f"left behind: {alive}"
     res = run_sweep_file(path, opts(out_dir=out, resume=True))
     assert not res.failed and res.run.ok + res.run.skipped == 24
+
+
+def test_an_offline_bound_records_which_plan_it_kept(tmp_path: Path) -> None:
+    """A sweep's ``optimal`` run checks the greedy oracle's plan in the simulation
+    (sim.best_run) and its results line says which plan it kept; it never scores below the
+    oracle's plan played under its own label."""
+    make_traces(tmp_path / "traces", n=1)
+    grid = {"traces": [{"kind": "mahimahi", "path": "traces/*.down"}], "codecs": ["jpeg"],
+            "policies": [{"kind": "oracle"}, {"kind": "optimal"}], "seeds": [1]}
+    res = run_sweep_file(write_sweep(tmp_path, grid=grid), opts(out_dir=tmp_path / "out"))
+    lines = {e["params"]["arm"]: e for e in results(res.out_dir)}
+    assert lines["jpeg-oracle"]["notes"] == []
+    (note,) = lines["jpeg-optimal"]["notes"]
+    assert note.startswith("jpeg-optimal: kept the ") and "oracle(greedy)" in note
