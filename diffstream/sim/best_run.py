@@ -60,6 +60,10 @@ class PlaysAs:
         if callable(hook):
             hook(report, now_s)
 
+    def predicted_throughput_bps(self, obs: Observation) -> float | None:
+        predict = getattr(self.inner, "predicted_throughput_bps", None)
+        return predict(obs) if callable(predict) else None
+
 
 def alternatives_of(arm: ArmSpec) -> list[Any]:
     """The plans ``arm``'s policy asks to be checked against (none for most policies)."""
