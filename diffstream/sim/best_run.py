@@ -72,13 +72,24 @@ def alternatives_of(arm: ArmSpec) -> list[Any]:
 
 
 def run_best(arm: ArmSpec, run: Callable[[ArmSpec, bool], ArmResult],
-             qoe: Callable[[ArmResult], float]) -> ArmResult:
+             qoe: Callable[[ArmResult], float], *, repeatable: bool = True) -> ArmResult:
     """``run(arm, primary)`` the arm, then each alternative under the arm's identity; return
     the run with the highest ``qoe`` (ties keep the arm's own plan). ``primary`` is True
-    only for the first run (a caller shows that one live)."""
+    only for the first run (a caller shows that one live).
+
+    ``repeatable``: the arm's runs are a function of scenario and seed (network-only, or a
+    compute profile). When they are not (measured compute), the alternatives are not run:
+    the best of several noisy runs would flatter the arm, and the kept run would not be
+    what replaying its decisions gives."""
     best = run(arm, True)
     alts = alternatives_of(arm)
     if not alts:
+        return best
+    if not repeatable:
+        best.notes.append(
+            f"{arm.label}: kept the {arm.policy.label} plan without checking "
+            f"{', '.join(a.label for a in alts)}: measured compute makes runs non-repeatable "
+            "(use a compute profile)")
         return best
     best_q = own_q = qoe(best)
     best_label = arm.policy.label

@@ -142,7 +142,10 @@ def _run_arms(scenario: Scenario, spath: Path, opts: RunOptions, console: Consol
                                             on_record=shown)
                     return sim.run()
 
-                result = run_best(arm, run_one, lambda r: _summarise(scenario, r).qoe)
+                repeatable = opts.network_only_bytes is not None or codec_charge(
+                    compute, arm.codec, arm.codec_options).deterministic
+                result = run_best(arm, run_one, lambda r: _summarise(scenario, r).qoe,
+                                  repeatable=repeatable)
                 for note in result.notes:
                     log.info("%s", note)
                 append_frames_jsonl(frames_path, result.records)

@@ -176,6 +176,8 @@ def execute(spec: RunSpec, trace_bytes: bytes | None = None) -> dict[str, Any]:
 
 def _run(spec: RunSpec, trace_bytes: bytes | None, out: dict[str, Any]) -> dict[str, Any]:
     from diffstream.metrics.qoe import summarise_arm
+    from diffstream.pipeline.compute import ComputeModel
+    from diffstream.pipeline.costs import codec_charge
     from diffstream.scenario.build import build_trace
     from diffstream.scenario.schema import ArmSpec, Scenario
     from diffstream.sim.arm import ArmResult, ArmSimulation
@@ -216,7 +218,9 @@ def _run(spec: RunSpec, trace_bytes: bytes | None, out: dict[str, Any]) -> dict[
             weights=scenario.qoe, offered_bytes=result.offered_bytes)
 
     # an offline bound is checked against the plans it names in the simulation itself
-    result = run_best(arm, run_one, lambda r: summarise(r).qoe)
+    repeatable = network_only or codec_charge(
+        ComputeModel(scenario.compute), arm.codec, arm.codec_options).deterministic
+    result = run_best(arm, run_one, lambda r: summarise(r).qoe, repeatable=repeatable)
     summary = summarise(result)
     if result.notes:
         out["notes"] = list(result.notes)

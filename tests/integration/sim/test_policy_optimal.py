@@ -3,6 +3,7 @@ simulated QoE is never below the greedy oracle's, on the project's traces and a 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -105,3 +106,15 @@ def test_optimal_keeps_the_greedy_plan_where_the_simulation_scores_it_higher(
     assert {r.policy for r in kept} == {"optimal"}
     if q["dpgc"] == q["orcl"]:  # the greedy plan won: its frames are the oracle's
         assert [r.budget_bits for r in kept] == [r.budget_bits for r in res.records["orcl"]]
+
+
+def test_the_greedy_check_is_skipped_under_measured_compute(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Measured compute makes two runs of one plan differ, so the session does not run the
+    check (the best of noisy runs would flatter the bound) and logs why."""
+    path = tiny_scenario(tmp_path, duration_s=2.0, compute={"kind": "measured"},
+                         arms=[{"codec": "jpeg", "policy": {"kind": "optimal"}}])
+    with caplog.at_level(logging.INFO, logger="diffstream.sim.session"):
+        run_scenario(path, RunOptions(live_dashboard=False, console=quiet()))
+    notes = [r.getMessage() for r in caplog.records if "jpeg-optimal: kept" in r.getMessage()]
+    assert len(notes) == 1 and "non-repeatable" in notes[0], notes

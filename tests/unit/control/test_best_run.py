@@ -81,3 +81,12 @@ def test_reports_reach_the_played_policy() -> None:
     p = PlaysAs(OptimalPolicy(), Stateful())
     p.on_report("r", 1.5)
     assert seen == [("r", 1.5)] and p.budget_bits(None) == 42  # type: ignore[arg-type]
+
+
+def test_non_repeatable_runs_are_not_checked() -> None:
+    """Under measured compute two runs of the same plan differ: the best of them would
+    flatter the arm, so the alternatives are not run, and the note says why."""
+    run, calls = fake_runs({"optimal": 11.0, "oracle": 12.5})
+    best = run_best(optimal_arm(), run, lambda r: r.qoe, repeatable=False)
+    assert best.who == "optimal" and calls == [("optimal", True)]
+    assert "non-repeatable" in best.notes[0]
