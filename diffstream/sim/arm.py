@@ -19,12 +19,13 @@ import simpy
 
 from diffstream.control.feedback import ThroughputEstimator, report_time
 from diffstream.control.policies.base import Observation, OracleView
+from diffstream.metrics.qoe import summarise_arm
 from diffstream.netsim.link import FrameTransfer
 from diffstream.netsim.loss import frame_delivery_prob
 from diffstream.netsim.trace import Trace
 from diffstream.pipeline.encoder import ArmInfo, EncodedFrame
 from diffstream.pipeline.playout import PlaybackBuffer
-from diffstream.pipeline.records import Arrival, FrameRecord, Outcome, SenderHalf
+from diffstream.pipeline.records import ArmSummary, Arrival, FrameRecord, Outcome, SenderHalf
 from diffstream.pipeline.sender_core import LinkState, SenderCore, delivery_report
 from diffstream.scenario.build import build_link
 from diffstream.scenario.schema import ArmSpec, Scenario
@@ -42,6 +43,14 @@ class ArmResult:
     info: ArmInfo
     end_s: float
     notes: list[str] = field(default_factory=list)
+
+
+def summarise_result(scenario: Scenario, result: ArmResult) -> ArmSummary:
+    """The arm's summary under the scenario's QoE (the session's and the sweep's)."""
+    return summarise_arm(
+        result.records, mode=scenario.mode.kind, fps=scenario.frame.fps,
+        pixels=scenario.frame.pixels, duration_s=max(scenario.duration_s, 1e-9),
+        weights=scenario.qoe, offered_bytes=result.offered_bytes)
 
 
 def init_arm_clock(sim: Any, scenario: Scenario, arm: ArmSpec, stream_trace: Trace) -> None:

@@ -22,8 +22,14 @@ from collections.abc import Callable
 from typing import Any
 
 from diffstream.control.policies.base import Observation
-from diffstream.scenario.schema import ArmSpec
-from diffstream.sim.arm import ArmResult
+from diffstream.netsim.trace import Trace
+from diffstream.pipeline.compute import ComputeModel
+from diffstream.pipeline.costs import codec_charge
+from diffstream.pipeline.records import FrameRecord
+from diffstream.scenario.schema import ArmSpec, Scenario
+from diffstream.sim.arm import ArmResult, ArmSimulation, summarise_result
+from diffstream.sim.endpoints import Endpoints
+from diffstream.sim.fastpath import FastArmSimulation
 
 
 class PlaysAs:
@@ -103,3 +109,28 @@ def run_best(arm: ArmSpec, run: Callable[[ArmSpec, bool], ArmResult],
         f"{arm.policy.label} plan scored {own_q:.3f}) after checking "
         f"{', '.join(a.label for a in alts)} in the simulation")
     return best
+
+
+def simulate_arm(scenario: Scenario, arm: ArmSpec, stream: Trace, endpoints: Endpoints | None,
+                 *, network_only_bytes: int | None, reference_loop: bool = False,
+                 on_record: Callable[[FrameRecord], None] | None = None) -> ArmResult:
+    """One arm as the session and the sweep run it: network-only on the fast path (the
+    SimPy loop over ``endpoints`` with ``reference_loop``), codec runs over ``endpoints``,
+    and the policy's alternatives checked by ``run_best``. ``on_record`` sees the first
+    run only."""
+    network_only = network_only_bytes is not None
+
+    def run_one(spec: ArmSpec, primary: bool) -> ArmResult:
+        shown = on_record if primary else None
+        if network_only and not reference_loop:
+            return FastArmSimulation(scenario, spec, stream, network_only_bytes or None,
+                                     on_record=shown).run()
+        assert endpoints is not None, "the SimPy loop needs endpoints"
+        return ArmSimulation(scenario, spec, stream, endpoints,
+                             calibrate=not network_only and spec.needs_rate_quality,
+                             on_record=shown).run()
+
+    repeatable = network_only or codec_charge(
+        ComputeModel(scenario.compute), arm.codec, arm.codec_options).deterministic
+    return run_best(arm, run_one, lambda r: summarise_result(scenario, r).qoe,
+                    repeatable=repeatable)

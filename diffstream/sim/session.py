@@ -19,7 +19,6 @@ from pathlib import Path
 from rich.console import Console
 
 from diffstream.errors import InputError, located
-from diffstream.metrics.qoe import summarise_arm
 from diffstream.netsim.trace import Trace
 from diffstream.output.dashboard.sim import Dashboard
 from diffstream.output.folders import plan_output
@@ -31,11 +30,10 @@ from diffstream.scenario.build import build_trace
 from diffstream.scenario.load import load_scenario, scenario_to_yaml
 from diffstream.scenario.memory import memory_problem
 from diffstream.scenario.precheck import line_in
-from diffstream.scenario.schema import ArmSpec, Scenario
-from diffstream.sim.arm import ArmResult, ArmSimulation
-from diffstream.sim.best_run import run_best
+from diffstream.scenario.schema import Scenario
+from diffstream.sim.arm import summarise_result
+from diffstream.sim.best_run import simulate_arm
 from diffstream.sim.endpoints import Endpoints, NetworkOnlyEndpoints, WorkerEndpoints
-from diffstream.sim.fastpath import FastArmSimulation
 
 log = logging.getLogger(__name__)
 
@@ -126,30 +124,14 @@ def _run_arms(scenario: Scenario, spath: Path, opts: RunOptions, console: Consol
                        live=opts.live_dashboard, console=console) as dash:
             for arm in arms:
                 dash.start_arm(arm.label)
-
-                def run_one(spec: ArmSpec, primary: bool) -> ArmResult:
-                    # alternatives (sim.best_run) run quietly: the dashboard shows the first
-                    shown = dash.on_frame if primary else None
-                    sim: ArmSimulation | FastArmSimulation
-                    if opts.network_only_bytes is not None and not opts.reference_loop:
-                        sim = FastArmSimulation(scenario, spec, stream_trace,
-                                                opts.network_only_bytes or None,
-                                                on_record=shown)
-                    else:
-                        sim = ArmSimulation(scenario, spec, stream_trace, endpoints,
-                                            calibrate=opts.network_only_bytes is None
-                                            and spec.needs_rate_quality,
-                                            on_record=shown)
-                    return sim.run()
-
-                repeatable = opts.network_only_bytes is not None or codec_charge(
-                    compute, arm.codec, arm.codec_options).deterministic
-                result = run_best(arm, run_one, lambda r: _summarise(scenario, r).qoe,
-                                  repeatable=repeatable)
+                result = simulate_arm(scenario, arm, stream_trace, endpoints,
+                                      network_only_bytes=opts.network_only_bytes,
+                                      reference_loop=opts.reference_loop,
+                                      on_record=dash.on_frame)
                 for note in result.notes:
                     log.info("%s", note)
                 append_frames_jsonl(frames_path, result.records)
-                summary = _summarise(scenario, result)
+                summary = summarise_result(scenario, result)
                 summaries.append(summary)
                 records[arm.label] = result.records
                 if result.malformed:
@@ -170,14 +152,6 @@ def _run_arms(scenario: Scenario, spath: Path, opts: RunOptions, console: Consol
         write_summary_csv(out / "summary.csv", summaries)
         files.append(out / "summary.csv")
     return summaries, files, records
-
-
-def _summarise(scenario: Scenario, result: ArmResult) -> ArmSummary:
-    return summarise_arm(
-        result.records, mode=scenario.mode.kind, fps=scenario.frame.fps,
-        pixels=scenario.frame.pixels, duration_s=max(scenario.duration_s, 1e-9),
-        weights=scenario.qoe, offered_bytes=result.offered_bytes,
-    )
 
 
 def _describe(console: Console, sc: Scenario, trace: Trace, compute: ComputeModel, out: Path,

@@ -175,15 +175,11 @@ def execute(spec: RunSpec, trace_bytes: bytes | None = None) -> dict[str, Any]:
 
 
 def _run(spec: RunSpec, trace_bytes: bytes | None, out: dict[str, Any]) -> dict[str, Any]:
-    from diffstream.metrics.qoe import summarise_arm
-    from diffstream.pipeline.compute import ComputeModel
-    from diffstream.pipeline.costs import codec_charge
     from diffstream.scenario.build import build_trace
-    from diffstream.scenario.schema import ArmSpec, Scenario
-    from diffstream.sim.arm import ArmResult, ArmSimulation
-    from diffstream.sim.best_run import run_best
+    from diffstream.scenario.schema import Scenario
+    from diffstream.sim.arm import summarise_result
+    from diffstream.sim.best_run import simulate_arm
     from diffstream.sim.endpoints import NetworkOnlyEndpoints
-    from diffstream.sim.fastpath import FastArmSimulation
 
     data = spec.scenario
     if trace_bytes is not None and spec.trace_sha256:
@@ -205,23 +201,11 @@ def _run(spec: RunSpec, trace_bytes: bytes | None, out: dict[str, Any]) -> dict[
         endpoints, reused = CACHE.get(spec, scenario)
         out["endpoint"] = "reused" if reused else "started"
 
-    def run_one(a: ArmSpec, primary: bool) -> ArmResult:
-        if endpoints is None:
-            return FastArmSimulation(scenario, a, stream, spec.network_only_bytes or None).run()
-        return ArmSimulation(scenario, a, stream, endpoints,
-                             calibrate=not network_only and a.needs_rate_quality).run()
-
-    def summarise(result: ArmResult) -> Any:
-        return summarise_arm(
-            result.records, mode=scenario.mode.kind, fps=scenario.frame.fps,
-            pixels=scenario.frame.pixels, duration_s=max(scenario.duration_s, 1e-9),
-            weights=scenario.qoe, offered_bytes=result.offered_bytes)
-
     # an offline bound is checked against the plans it names in the simulation itself
-    repeatable = network_only or codec_charge(
-        ComputeModel(scenario.compute), arm.codec, arm.codec_options).deterministic
-    result = run_best(arm, run_one, lambda r: summarise(r).qoe, repeatable=repeatable)
-    summary = summarise(result)
+    result = simulate_arm(scenario, arm, stream, endpoints,
+                          network_only_bytes=spec.network_only_bytes,
+                          reference_loop=spec.reference_loop)
+    summary = summarise_result(scenario, result)
     if result.notes:
         out["notes"] = list(result.notes)
     return {

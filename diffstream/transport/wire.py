@@ -29,6 +29,7 @@ costs no bytes; the receiver knows its arm from the session and checks the tag.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import struct
@@ -75,6 +76,7 @@ class WireError(ValueError):
         self.kind = kind
 
 
+@functools.lru_cache(maxsize=1024)  # asked per frame, by the sender and the receiver
 def arm_tag(label: str) -> str:
     """What a frame header carries for its arm: 8 hex digits of a hash of the label.
 
