@@ -65,10 +65,10 @@ def test_a_failed_overwrite_keeps_the_old_results(tmp_path: Path,
     """--overwrite replaces the old results only once the new run has finished: a run cut
     short (here Ctrl-C in its second arm) leaves them, and its own finished arm is kept in
     the staging folder it names."""
-    import diffstream.sim.session as session
+    import diffstream.sim.best_run as arm_runner  # where the session builds each arm
 
     sc, out, before = _first_run(tmp_path)
-    real = session.FastArmSimulation  # network-only runs take the fast path
+    real = arm_runner.FastArmSimulation  # network-only runs take the fast path
 
     class Cut(real):  # type: ignore[misc, valid-type]
         def run(self):  # type: ignore[no-untyped-def]
@@ -76,7 +76,7 @@ def test_a_failed_overwrite_keeps_the_old_results(tmp_path: Path,
                 raise KeyboardInterrupt
             return super().run()
 
-    monkeypatch.setattr(session, "FastArmSimulation", Cut)
+    monkeypatch.setattr(arm_runner, "FastArmSimulation", Cut)
     assert run([str(sc), "--no-dashboard", "--network-only", "100", "--out", str(out),
                 "--overwrite"]) == 130
     assert _snapshot(out) == before
