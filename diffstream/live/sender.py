@@ -397,7 +397,8 @@ class LiveSender:
         dec = self.core.decode_est.value
         cut = (deadline - (enc.encode_charged_s if dec is None else dec)
                - (self.core.encode_est.value or 0.0))
-        shaped = self.shaper.admit(send_s, len(frame), cut) if self.shaper is not None else None
+        shaped = (None if self.shaper is None
+                  else self.shaper.admit(send_s, len(frame), cut, capture_s=capture))
         link = LinkState() if shaped is None else LinkState(
             capacity_bps=shaped.capacity_bps, queue_bytes=shaped.queue_bytes,
             packets_dropped=shaped.dropped, packets_lost=shaped.lost)

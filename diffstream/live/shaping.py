@@ -51,7 +51,9 @@ class ShapedFrame:
     dropped: int  # drop-tail at the emulated queue
     lost: int  # random loss on the emulated link
     queue_bytes: float  # emulated queue just before the frame entered
-    capacity_bps: float  # the trace's (share-scaled) rate over this frame's interval
+    # the trace's (share-scaled) rate over the frame's interval [capture, capture + 1/fps),
+    # as the simulator logs it: not from the send time, which lags capture by the encode
+    capacity_bps: float
     cut: bool = False  # a progressive frame cut to the packets that arrive by ``cut_s``
 
 
@@ -85,9 +87,12 @@ class TraceShaper:
         self.trace = self.base_trace.scaled(self.scenario.link.share).shifted(-origin_s)
         self.link = build_link(self.scenario, self.trace)
 
-    def admit(self, now_s: float, frame_len: int, cut_s: float | None = None) -> ShapedFrame:
+    def admit(self, now_s: float, frame_len: int, cut_s: float | None = None, *,
+              capture_s: float | None = None) -> ShapedFrame:
         """Run one frame through the link model at stream time ``now_s``; ``cut_s``: the
-        latest useful arrival of a progressive frame's packets (see the module notes)."""
+        latest useful arrival of a progressive frame's packets (see the module notes);
+        ``capture_s``: the frame's capture, which dates its ``capacity_bps`` (default
+        ``now_s``)."""
         sizes = on_link_sizes(frame_len, self.mtu)
         queue_before = self.link.queue_bytes_at(now_s)
         t = self.link.send(now_s, sizes)
@@ -109,7 +114,7 @@ class TraceShaper:
         return ShapedFrame(
             release_s=release, prefix_len=prefix, packets=len(sizes), dropped=t.n_dropped,
             lost=t.n_lost, queue_bytes=float(queue_before),
-            capacity_bps=self.capacity_bps(now_s), cut=cut,
+            capacity_bps=self.capacity_bps(now_s if capture_s is None else capture_s), cut=cut,
         )
 
     def capacity_bps(self, t_s: float) -> float:

@@ -22,10 +22,12 @@ What real sockets change, and what the test does about it:
 - Trace alignment. Live stream time starts when the receiver says hello; the first frame is
   captured when the receiver has set the stream up, 0.3-1.2 s later. The shaper starts the
   trace at that capture (``TraceShaper.align``), as the simulator starts it at frame 0, and
-  the test checks it: the mean link capacity of each 2 s window must agree within 12 %
-  (measured: <= 8 %; the trace shifted by 0.5 s: >= 20 %). Shorter windows are noisy: live
-  logs a frame's capacity from its ``send_s``, the simulator from its ``capture_s``, and at
-  60 kbit/s one 1500-byte delivery opportunity is 20 % of a second's capacity.
+  the test checks it: the mean link capacity of each 2 s window must agree within 3 %
+  (measured: <= 0.6 %, float rounding of delivery opportunities on a window edge; the step
+  trace shifted by one frame, 0.1 s: about 10 %). Both modes log a frame's capacity over
+  [capture, capture + 1/fps): live once logged it from ``send_s``, which lags the capture
+  by the encode and the event loop's wake-up, and on a loaded CI machine (about 0.16 s) a
+  2 s window across the 14 s step differed by 16 %.
 - Reverse path. Live shaping delays only the forward path; reports return over real
   loopback (~0.1 ms). The scenario says ``feedback_delay_ms: 0`` so the simulator models
   the same reverse delay (its default, ``delay_ms``, would add 30 ms to every RTT).

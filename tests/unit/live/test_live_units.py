@@ -329,6 +329,22 @@ def test_shaper_releases_frames_when_the_link_model_delivers_them(tmp_path: Path
     assert shaper.next_release() is None
 
 
+def test_shaper_dates_a_frames_capacity_by_its_capture(tmp_path: Path) -> None:
+    """The record's capacity is the trace's over [capture, capture + 1/fps), as the
+    simulator logs it, not over the send time, which lags the capture by the encode (on a
+    loaded machine 0.16 s was enough to misread the parity test's step trace)."""
+    text = BASE.replace("{kind: mahimahi, path: TRACE}",
+                        "{kind: steps, steps: [[0, 1.0], [7, 0.3]], duration_s: 20}")
+    sc, spath = load_live_scenario(_write(tmp_path, text))
+    shaper = TraceShaper(sc, spath)
+    fps = sc.frame.fps
+    capture = 7.0 - 1.0 / fps  # the last frame interval before the step
+    late_send = shaper.admit(7.05, 1000, capture_s=capture)
+    assert late_send.capacity_bps == shaper.capacity_bps(capture)
+    assert late_send.capacity_bps > 2 * shaper.capacity_bps(7.05)  # the send is past it
+    assert shaper.admit(7.1, 1000).capacity_bps == shaper.capacity_bps(7.1)  # default: now
+
+
 # --------------------------------------------------------------------------- accounting
 
 
