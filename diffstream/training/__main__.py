@@ -94,9 +94,11 @@ def _main(argv: list[str] | None = None) -> int:
     p.add_argument("--variant", choices=["full", "nocond", "nohinge", "nocal"], default="full",
                    help="badiff: the full model or a Table-3 ablation")
     p.add_argument("--phi-steps", type=int, default=2000, help="badiff: H_phi warm-up steps")
-    p.add_argument("--lambda-ent", type=float, default=1e-3,
-                   help="badiff: hinge weight (paper 0.1 collapsed this small model: see "
-                        "docs/badiff.md)")
+    p.add_argument("--lambda-ent", type=float, default=0.1,
+                   help="badiff: hinge weight (App. G's 0.1; the relative, alpha-bar-weighted "
+                        "hinge on LIC's rate trains at it: docs/badiff.md)")
+    p.add_argument("--embed-lr", type=float, default=None,
+                   help="badiff: learning rate of the entropy embedding e(H) (default --lr)")
     p.add_argument("--lic-bank", type=int, default=384, help="badiff: LIC calibration crops")
     p.add_argument("--teacher-runs", type=int, default=48, help="badiff: teacher sampler runs")
     p.add_argument("--ddpm-weights", type=Path, default=None,
@@ -140,7 +142,7 @@ def _main(argv: list[str] | None = None) -> int:
 
         if args.out == Path("runs/gic_train"):
             args.out = Path("runs/badiff_train")
-        args.steps = args.steps or 600  # the shipped fine-tune (docs/badiff.md)
+        args.steps = args.steps or 1500  # the shipped fine-tune (docs/badiff.md)
         if args.lr == 2e-4:
             args.lr = 1e-4  # App. E
         path = main_badiff(args, Trainer)

@@ -8,11 +8,12 @@ generate(request, budget):
    step's predicted x_0 is the image.
 3. The image is entropy-coded with H_phi's discretised-logistic probabilities (real rANS
    bytes, ``logistic_coder.py``) at the finest quantiser step whose payload fits the budget.
-   The model was trained so that the image fits at delta_op(H) (the LIC-matched step of
-   the hinge); needing a *coarser* step than delta_op(H) means the conditioning overshot,
-   and the codec falls back to requantising coarser -- recorded in ``Encoded.reason`` and
-   ``meta['fallback']``. If even the coarsest step does not fit, the frame is skipped with
-   the reason (budget below the codec's floor).
+   delta_op(H) is the pixel step matched to LIC's fidelity at H (the hinge itself trains
+   against LIC's rate, ``lic_rate.py``); needing a *coarser* step than delta_op(H) means
+   the image costs this coder more than LIC's operating point, and the codec falls back to
+   requantising coarser -- recorded in ``Encoded.reason`` and ``meta['fallback']``. If
+   even the coarsest step does not fit, the frame is skipped with the reason (budget below
+   the codec's floor).
 
 decode(payload): the logistic decoder (two parallel checkerboard passes); bit-exact.
 encode(image, budget): the same coder on a captured image (no generation).
@@ -217,7 +218,7 @@ class BADiffCodec:
         if not enc.skipped and DELTAS[enc.meta["delta_index"]] > d_op * 1.0001:
             enc.meta["fallback"] = "requantise"
             enc.reason = (f"fallback: generated image at H={target:.3f} bpp did not fit "
-                          f"{budget} bits at the trained step delta_op={d_op:.1f}; "
+                          f"{budget} bits at the LIC-matched step delta_op={d_op:.1f}; "
                           f"requantised at delta={DELTAS[enc.meta['delta_index']]:.1f} "
                           f"({len(enc.payload) * 8} bits)")
             log.info(enc.reason)

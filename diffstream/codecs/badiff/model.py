@@ -8,9 +8,17 @@
   BADiff fine-tuned from the plain DDPM starts as exactly the plain model.
 - H_phi: ``entropy_predictor.py``; stop policy: ``stop_policy.py``.
 - Losses (Eq. 8, 11, 16):
-    L_ent  = mean max(0, H_phi(x0_hat, delta_op(H)) - H)        (hinge, bpp; Eq. 8)
-    L_cal  = mean (H_phi(x, delta_lic(x)) - bpp_lic(x))^2        (Eq. 11, see below)
-    L      = L_simple + 0.1 L_ent + 1e-3 L_cal + 1e-2 L_stop     (Eq. 16, App. G weights)
+    L_ent  = mean abar_t max(0, (H_lic(x0_hat; q_op(H)) - H) / H)  (hinge; Eq. 8, below)
+    L_cal  = mean (H_phi(x, delta_lic(x)) - bpp_lic(x))^2          (Eq. 11, see below)
+    L      = L_simple + 0.1 L_ent + 1e-3 L_cal + 1e-2 L_stop       (Eq. 16, App. G weights)
+
+The hinge (issue 16). Its entropy model is the real coder's: LIC's own differentiable rate
+(``lic_rate.py``) at q_op(H), the scale at which the median real crop costs H, on the
+clamped x0_hat, relative to H and weighted by alpha_bar_t. The earlier hinge (in bpp, on
+H_phi of the pixel coder at delta_op(H), unclamped, t <= 600) asked of real crops 0.66 /
+1.74 / 3.72 bpp for targets 0.25 / 0.45 / >= 0.9, so it always fired, and its gradient
+was 6-1700x L_simple's: at the paper's lambda_ent = 0.1 it collapsed the sampler. The
+text below about delta_op and H_phi concerns ``coder: own``, whose probabilities H_phi is.
 
 Entropy operating point (our reconstruction; the paper leaves "entropy" as "expected code
 length after an entropy-coding stage"). BADiff's image is coded in pixel space at a
@@ -114,9 +122,16 @@ def delta_op(h: torch.Tensor | float, table: tuple[tuple[float, float], ...]) ->
     return torch.as_tensor(np.clip(out, DELTAS[0], DELTAS[-1]), dtype=torch.float32)
 
 
-def hinge_loss(h_pred: torch.Tensor, h_target: torch.Tensor) -> torch.Tensor:
-    """Eq. 8: max(0, H_phi(x0_hat) - H), averaged; zero gradient under budget."""
-    return torch.relu(h_pred - h_target).mean()
+def hinge_loss(h_pred: torch.Tensor, h_target: torch.Tensor,
+               weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Eq. 8 made relative: mean w * max(0, (H_pred - H) / H); zero gradient under budget.
+
+    Relative, so a budget of 0.2 bpp overshot by 0.1 weighs as much as 2 bpp overshot by 1
+    (in bpp the low budgets' hinge vanished next to the high ones'); ``weight`` (the
+    trainer's alpha_bar_t) damps the noisy x0_hat of large t, whose gradient with respect
+    to eps is amplified by sqrt((1 - alpha_bar) / alpha_bar) (about 6 at t = 600)."""
+    excess = torch.relu((h_pred - h_target) / h_target)
+    return (excess if weight is None else weight * excess).mean()
 
 
 def calibration_loss(h_pred: torch.Tensor, bpp_ref: torch.Tensor) -> torch.Tensor:

@@ -6,26 +6,28 @@ Stages (each resumable, outputs cached under ``--out``, default runs/badiff_trai
    quantiser step from the coder's grid, plus compressai's auxiliary quantile loss. Without
    this warm start the hinge of stage 4 would chase an untrained estimator.
 2. ``lic``: the calibration bank (Eq. 11): random crops, each coded for real by the ``lic``
-   codec at a random budget in [0.2, 2] bpp -> (real bpp, MSE); and delta_op(H), the table
-   of LIC-matched pixel steps sqrt(12 MSE) by bpp (binned medians).
+   codec at a random budget in [0.2, 2] bpp -> (real bpp, MSE); delta_op(H), the table of
+   LIC-matched pixel steps sqrt(12 MSE) by bpp (binned medians; ``coder: own``); and
+   q_op(H), the LIC scale at which the median of 512 real crops costs H (the hinge's).
 3. ``labels``: teacher stop labels (Eq. 12, 14): long-step runs (the 100-step full sampler)
    of the plain DDPM on random seeds; every step's latent x_t is cached with the labels for
-   a grid of budgets (see stop_policy.py).
+   a grid of budgets, from J = LIC rate at q_op(H) / H + beta (1 - MS-SSIM of the step's
+   image coded at H against the run's last) + gamma (step fraction) (see stop_policy.py).
 4. ``finetune``: Eq. 16 from the plain DDPM's weights. Per step (batch 16, t ~ U{1..T},
-   H ~ U[0.2, 2]): L_simple + 0.1 L_ent (hinge on H_phi(x0_hat) at delta_op(H), gradient to
-   the U-Net and embedding only, for t <= 600: at larger t, x0_hat = (x_t - sqrt(1 - abar)
-   eps) / sqrt(abar) is amplified noise whose code length (~40 bpp) swamped the step in
-   a first try, while the adaptive stop sends the x0_hat of t ~ 400-550) ; H_phi's own
-   NLL on 8 crops and 8 x0_hat (detached) + 1e-3 L_cal on 4 bank crops + aux ; 1e-2 BCE
-   of the stop policy on a batch of cached teacher states
-   (features from a no-grad U-Net call). Adam 1e-4 constant, clip 1.0 (App. E); an EMA
-   (0.999) of the U-Net + embedding is what is exported, as for the plain DDPM.
+   H ~ U[0.2, 2]): L_simple + lambda_ent L_ent (lambda_ent 0.1, App. G), the hinge
+   abar_t max(0, (H_lic - H) / H) on LIC's rate of the clamped x0_hat at q_op(H)
+   (``lic_rate.py``; gradient to the U-Net and embedding only); H_phi's own NLL on 8
+   crops and 8 x0_hat (detached) + 1e-3 L_cal on 4 bank crops + aux ; 1e-2 BCE of the
+   stop policy on a batch of cached teacher states (features from a no-grad U-Net call).
+   Adam 1e-4 constant, clip 1.0 (App. E); an EMA (0.999) of the U-Net + embedding is
+   what is exported, as for the plain DDPM. Every 25 steps the log's ``grad_ratio`` is
+   ||grad lambda_ent L_ent|| / ||grad L_simple|| over the U-Net and embedding.
 
 On a latent diffusion model (``--ldm DIR``, paper 000's LDM-200 setup): stages 1 and 2 are
 the same (H_phi and LIC live in pixel space); stage 3 runs the plain LDM in its latent and
 labels every step by the VAE decoding of its x0_hat; stage 4 fine-tunes the latent U-Net
 (loaded with the identity class embedding) on the VAE latents of ``--size`` crops, with
-the hinge on H_phi of the VAE decoding of the unclamped latent x0_hat (gradients flow
+the hinge on LIC's rate of the VAE decoding of the clamped latent x0_hat (gradients flow
 through the frozen decoder). The weights (fine-tuned U-Net + heads, no VAE) go to
 ``--export`` (default ``--out``). ``--images DIR`` trains on a folder's crops.
 
@@ -56,6 +58,7 @@ from diffstream.codecs.badiff.entropy_predictor import (
     load_predictor_state,
     to_levels,
 )
+from diffstream.codecs.badiff.lic_rate import LicRate, measure_q_op, q_op
 from diffstream.codecs.badiff.model import (
     H_MAX,
     H_MIN,
@@ -68,19 +71,22 @@ from diffstream.codecs.badiff.model import (
 )
 from diffstream.codecs.badiff.samplers import N_FULL, load_plain_ddpm, respaced_times
 from diffstream.codecs.badiff.stop_policy import (
+    BETA,
+    GAMMA,
     mid_features,
     stop_costs,
     teacher_labels,
     time_embedding,
 )
-from diffstream.training.crops import CropSampler, to_uint8
+from diffstream.metrics.quality import ms_ssim
+from diffstream.training.crops import CropSampler, to_tensor, to_uint8
 
 STAGES = ("phi", "lic", "labels", "finetune")
 LABEL_H = (0.2, 0.3, 0.45, 0.6, 0.8, 1.0, 1.3, 1.6, 2.0)
-LABEL_DELTA_STRIDE = 4  # teacher labels search every 4th step of the coder's grid
 LABEL_STEP_STRIDE = 2  # ... and cost every 2nd sampler step (tau* on that subset)
 VARIANTS = ("full", "nocond", "nohinge", "nocal")
-T_HINGE = 600  # the hinge acts on x0_hat for t <= 600 only
+DIAG_EVERY = 25  # steps between gradient-ratio measurements (two extra backward passes)
+Q_OP_CROPS = 512  # real crops behind the q_op table (median rate per LIC scale)
 
 
 class MultiOpt:
@@ -168,7 +174,11 @@ def build_lic_bank(args: argparse.Namespace, sampler: CropSampler) -> dict[str, 
     """Real LIC codes of random crops -> calibration targets and the delta_op table."""
     path = args.out / "lic_bank.pt"
     if path.is_file():
-        return torch.load(path, map_location="cpu", weights_only=True)
+        bank = torch.load(path, map_location="cpu", weights_only=True)
+        if "q_op" not in bank:  # a bank cached before the LIC-rate hinge
+            bank["q_op"] = q_op_table(args, sampler)
+            torch.save(bank, path)
+        return bank
     from diffstream.codecs.registry import create_codec
 
     lic = create_codec("lic")
@@ -196,24 +206,58 @@ def build_lic_bank(args: argparse.Namespace, sampler: CropSampler) -> dict[str, 
     ds = np.minimum.accumulate([d for _, d in table])
     table = [(h, float(d)) for (h, _), d in zip(table, ds, strict=True)]
     bank = {"images": torch.from_numpy(crops[keep]), "bpp": torch.tensor(bpp_a).float(),
-            "delta": torch.tensor(d_match).float(), "table": torch.tensor(table).float()}
+            "delta": torch.tensor(d_match).float(), "table": torch.tensor(table).float(),
+            "q_op": q_op_table(args, sampler)}
     torch.save(bank, path)
     return bank
 
 
+def q_op_table(args: argparse.Namespace, sampler: CropSampler) -> torch.Tensor:
+    """(H, q_op) rows on LABEL_H: the LIC scale at which the median real crop costs H."""
+    rng = np.random.default_rng([args.seed, 78])
+    crops = to_uint8(sampler.batch(Q_OP_CROPS, crop_size(args), rng))
+    return torch.tensor(measure_q_op(LicRate(), crops, LABEL_H)).float()
+
+
+def q_op_of(bank: dict[str, Any]) -> tuple[tuple[float, float], ...]:
+    return tuple((float(h), float(q)) for h, q in bank["q_op"].tolist())
+
+
 # --------------------------------------------------------------------------- stage 3
 @torch.no_grad()
-def teacher_data(args: argparse.Namespace, phi: EntropyPredictor) -> dict[str, torch.Tensor]:
+def stop_steps(rate: LicRate, images: np.ndarray, q_table: tuple[tuple[float, float], ...],
+               hs: tuple[float, ...] = LABEL_H, beta: float = BETA, gamma: float = GAMMA
+               ) -> np.ndarray:
+    """Eq. 12 / 14 for one run: tau* (an index into ``images``) for every budget in ``hs``.
+
+    ``images``: S x H x W x 3 uint8, the x0_hat of evenly spaced steps of one run, the last
+    the full-step output (the reference). The compute term's (i + 1) / S is the fraction of
+    the run on that subset, as on the full grid."""
+    x = to_tensor(images)
+    rates = rate.rate_table(x, [float(q_op(h, q_table)) for h in hs]).numpy()  # S x len(hs)
+    ref = images[-1]
+    tau = np.zeros(len(hs), dtype=np.int64)
+    for k, h in enumerate(hs):
+        coded, _ = rate.code_at_budget(x, h)  # what the receiver would see at budget H
+        quality = np.array([ms_ssim(ref, c) for c in coded])
+        tau[k] = int(np.argmax(teacher_labels(stop_costs(rates[:, k], quality, h, beta,
+                                                          gamma))))
+    return tau
+
+
+@torch.no_grad()
+def teacher_data(args: argparse.Namespace, q_table: tuple[tuple[float, float], ...]
+                 ) -> dict[str, torch.Tensor]:
     """Long-step runs of the plain DDPM: states x_t (float16) and labels per budget."""
     path = args.out / "teacher.pt"
     if path.is_file():
         return torch.load(path, map_location="cpu", weights_only=True)
     model = plain_backbone(args)
+    rate = LicRate()
     times = respaced_times(model.T, N_FULL)
     ab = model.alpha_bar
     gen = torch.Generator().manual_seed(args.seed + 4242)
     n_runs, bs = args.teacher_runs, 16
-    deltas = DELTAS[::LABEL_DELTA_STRIDE]
     size = crop_size(args)
     lshape = model.latent_shape(size, size)  # (3, 32, 32) for the pixel DDPM
     states = torch.zeros(n_runs, len(times), *lshape, dtype=torch.float16)
@@ -237,26 +281,11 @@ def teacher_data(args: argparse.Namespace, phi: EntropyPredictor) -> dict[str, t
                 x = mean + (beta * (1 - a_p) / (1 - a_t)) ** 0.5 * torch.randn(
                     x.shape, generator=gen)
         traj = torch.stack(x0s, 1)  # n x steps x 3 x size x size
-        ref = to_levels(traj[:, -1]).round()
-        lv = to_levels(traj).round()  # the uint8 image at each step
         sub = np.unique(np.r_[np.arange(0, len(times), LABEL_STEP_STRIDE), len(times) - 1])
         for j in range(n):
-            bpp = np.zeros((len(sub), len(deltas)))
-            mse = np.zeros((len(sub), len(deltas)))
-            for di, d in enumerate(deltas):
-                out = phi(lv[j, sub], d, noise=False)
-                bpp[:, di] = out["bpp"].numpy()
-                mse[:, di] = ((out["rec"] - ref[j]) ** 2).mean(dim=(1, 2, 3)).numpy()
-            for hi, h in enumerate(LABEL_H):
-                fits = bpp <= h
-                pick = np.where(fits.any(1), fits.argmax(1), len(deltas) - 1)
-                r = np.arange(len(sub))
-                psnr = 10 * np.log10(255.0 ** 2 / np.maximum(mse[r, pick], 1e-3))
-                # J on the evenly spaced subset: its compute term (i + 1) / len(sub) is
-                # the fraction of the run, as on the full grid
-                costs = stop_costs(np.minimum(bpp[r, pick], h), psnr, h)
-                tau = int(sub[int(np.argmax(teacher_labels(costs)))])
-                labels[b0 + j, hi, tau:] = 1.0
+            images = to_uint8(traj[j, sub])  # the uint8 image of each evaluated step
+            for hi, tau in enumerate(stop_steps(rate, images, q_table)):
+                labels[b0 + j, hi, int(sub[tau]):] = 1.0
         print(f"[badiff_labels] {b0 + n}/{n_runs} runs, {time.time() - t0:.0f}s", flush=True)
     data = {"states": states, "labels": labels, "times": torch.tensor(times),
             "h": torch.tensor(LABEL_H)}
@@ -281,7 +310,11 @@ def finetune(args: argparse.Namespace, sampler: CropSampler, phi: EntropyPredict
     for p in ema.parameters():
         p.requires_grad_(False)
     theta = [*model.unet.parameters(), *model.embed.parameters()]
-    opt_t = torch.optim.Adam(theta, lr=args.lr)
+    # e(H) starts at zero and must grow from nothing in a short fine-tune, while the U-Net
+    # only adapts: its own (larger) learning rate, ``--embed-lr`` (default: ``--lr``)
+    embed_lr = getattr(args, "embed_lr", None) or args.lr
+    opt_t = torch.optim.Adam([{"params": list(model.unet.parameters()), "lr": args.lr},
+                              {"params": list(model.embed.parameters()), "lr": embed_lr}])
     opt_p = torch.optim.Adam(model.predictor.parameters(), lr=2e-4)
     opt_s = torch.optim.Adam(model.policy.parameters(), lr=1e-3)
     lam_ent = 0.0 if args.variant == "nohinge" else args.lambda_ent
@@ -290,6 +323,9 @@ def finetune(args: argparse.Namespace, sampler: CropSampler, phi: EntropyPredict
     states, labels = teacher["states"], teacher["labels"]
     times, hs = teacher["times"], teacher["h"]
     n_bank = bank["images"].shape[0]
+    lic_rate, q_table = LicRate(), q_op_of(bank)
+    diag_every = int(getattr(args, "diag_every", DIAG_EVERY))
+    diag: dict[str, float] = {"grad_ratio": math.nan}
 
     size = crop_size(args)
 
@@ -307,17 +343,13 @@ def finetune(args: argparse.Namespace, sampler: CropSampler, phi: EntropyPredict
         l_simple = F.mse_loss(eps, noise)
         ab = model.ddpm.alpha_bar[t].float().view(-1, 1, 1, 1)
         x0_hat = model.ddpm.clip_x0((x_t - (1 - ab).sqrt() * eps) / ab.sqrt())
-        # hinge only where x0_hat is an image estimate (t <= T_HINGE), see module docstring
-        near = t <= T_HINGE
-        if near.any():
-            # unclamped: clamping gave saturated pixels a zero-gradient, zero-cost escape
-            raw = (x_t[near] - (1 - ab[near]).sqrt() * eps[near]) / ab[near].sqrt()
-            img = model.ddpm.to_image(raw)  # through the frozen VAE decoder on an LDM
-            h_pred = model.predictor((img + 1.0) * 127.5, model.delta_op(h[near]),
-                                     noise=True)["bpp"]
-            l_ent = hinge_loss(h_pred, h[near]) * near.float().mean()
-        else:
-            l_ent = torch.zeros(())
+        # Eq. 8 in LIC's rate at the budget's operating scale, relative ((H_lic - H) / H)
+        # and weighted by alpha_bar_t, on the clamped x0_hat (issue 16; module docstring)
+        img = model.ddpm.to_image(x0_hat).clamp(-1.0, 1.0)  # the VAE decoding on an LDM
+        h_lic = lic_rate(img, q_op(h, q_table), mode="ste")
+        l_ent = hinge_loss(h_lic, h, weight=ab.view(-1))
+        if diag_every and step % diag_every == 0:
+            diag["grad_ratio"] = grad_ratio(theta, l_simple, lam_ent * l_ent)
         opt_t.zero_grad(set_to_none=True)
         (l_simple + lam_ent * l_ent).backward()
         torch.nn.utils.clip_grad_norm_(theta, 1.0)
@@ -355,7 +387,8 @@ def finetune(args: argparse.Namespace, sampler: CropSampler, phi: EntropyPredict
                               strict=True):
                 pe.lerp_(pm, 1.0 - min(args.ema, (1 + step) / (10 + step)))
         acc = (logits.argmax(1) == labels[ri, hi, si].long()).float().mean().item()
-        return {"simple": l_simple.item(), "ent": l_ent.item(), "rate": l_rate.item(),
+        return {"simple": l_simple.item(), "ent": l_ent.item(), "h_lic": h_lic.mean().item(),
+                **({} if math.isnan(diag["grad_ratio"]) else diag), "rate": l_rate.item(),
                 "cal": l_cal.item(), "stop": l_stop.item(), "stop_acc": acc,
                 "total": (l_simple + lam_ent * l_ent + lam_cal * l_cal
                           + LAMBDA_STOP * l_stop).item()}
@@ -367,6 +400,19 @@ def finetune(args: argparse.Namespace, sampler: CropSampler, phi: EntropyPredict
     load_predictor_state(ema.predictor, model.predictor.state_dict())
     ema.policy.load_state_dict(model.policy.state_dict())
     return ema.eval(), logs
+
+
+def grad_ratio(params: list[torch.Tensor], base: torch.Tensor, extra: torch.Tensor) -> float:
+    """||grad extra|| / ||grad base|| over ``params`` (both graphs kept for the real step):
+    how much the weighted hinge pulls against L_simple (issue 16: 6-1700x before)."""
+    def norm(loss: torch.Tensor) -> float:
+        if not loss.requires_grad:
+            return 0.0
+        gs = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+        return math.sqrt(sum(float(g.pow(2).sum()) for g in gs if g is not None))
+
+    b = norm(base)
+    return norm(extra) / b if b > 0 else math.nan
 
 
 def main_badiff(args: argparse.Namespace, trainer_cls: type) -> Path:
@@ -387,10 +433,10 @@ def main_badiff(args: argparse.Namespace, trainer_cls: type) -> Path:
         t0 = time.time()
         bank = build_lic_bank(args, sampler)
         record["lic"] = {"crops": int(bank["bpp"].numel()), "wall_s": round(time.time() - t0, 1),
-                         "delta_op": bank["table"].tolist()}
+                         "delta_op": bank["table"].tolist(), "q_op": bank["q_op"].tolist()}
     if "labels" in stages:
         t0 = time.time()
-        data = teacher_data(args, phi or load_phi(args))
+        data = teacher_data(args, q_op_of(build_lic_bank(args, sampler)))
         record["labels"] = {"runs": int(data["states"].shape[0]), "steps": N_FULL,
                             "budgets": list(LABEL_H), "wall_s": round(time.time() - t0, 1),
                             "mean_stop_step": {f"{h:g}": float(
@@ -401,11 +447,12 @@ def main_badiff(args: argparse.Namespace, trainer_cls: type) -> Path:
     if "finetune" in stages:
         phi = phi or load_phi(args)
         bank = build_lic_bank(args, sampler)
-        teacher = teacher_data(args, phi)
+        teacher = teacher_data(args, q_op_of(bank))
         model, logs = finetune(args, sampler, phi, bank, teacher, trainer_cls)
         model.cfg.training = {
             "variant": args.variant, "steps": args.steps, "batch": args.batch or 16,
-            "lr": args.lr, "ema": args.ema,
+            "lr": args.lr, "embed_lr": getattr(args, "embed_lr", None) or args.lr,
+            "ema": args.ema,
             "init": (f"plain latent diffusion model ({args.ldm})"
                      if getattr(args, "ldm", None) is not None
                      else "plain DDPM (weights/ddpm.safetensors)"),

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from diffstream.backbones.ddpm import DDPM, DDPMConfig
-from diffstream.codecs.badiff.entropy_predictor import DELTAS, EntropyPredictor, to_levels
+from diffstream.codecs.badiff.entropy_predictor import DELTAS, EntropyPredictor
 from diffstream.codecs.badiff.logistic_coder import LogisticCoder
 from diffstream.codecs.badiff.model import (
     BADiff,
@@ -91,19 +91,30 @@ def test_hinge_gradient_zero_under_budget_nonzero_over(crop: np.ndarray) -> None
     assert x.grad is not None and float(x.grad.abs().sum()) == 0.0
     x.grad = None
     h = p(x, 8.0, noise=True)["bpp"]
-    hinge_loss(h, h.detach() - 1.0).backward()  # over budget
+    hinge_loss(h, h.detach() / 2).backward()  # over budget
     assert float(x.grad.abs().sum()) > 0.0
 
 
-def test_hinge_gradient_reaches_the_unet() -> None:
+def test_hinge_is_relative_to_the_budget_and_weighted() -> None:
+    # the same relative overshoot costs the same at 0.2 and at 2 bpp (in bpp: 10x apart)
+    low = hinge_loss(torch.tensor([0.3]), torch.tensor([0.2]))
+    high = hinge_loss(torch.tensor([3.0]), torch.tensor([2.0]))
+    assert float(low) == pytest.approx(0.5) and float(high) == pytest.approx(0.5)
+    w = hinge_loss(torch.tensor([0.3, 3.0]), torch.tensor([0.2, 2.0]), torch.tensor([1.0, 0.0]))
+    assert float(w) == pytest.approx(0.25)  # weight 0 (alpha_bar ~ 0): no say
+
+
+def test_hinge_gradient_reaches_the_unet_through_lic() -> None:
+    from diffstream.codecs.badiff.lic_rate import LicRate
+
     torch.manual_seed(2)
     model = BADiff(BADiffConfig())
     x = torch.randn(2, 3, 32, 32)
     eps = model.eps(x, 10, torch.tensor([0.3, 0.3]))
     ab = model.ddpm.alpha_bar[10].float()
-    x0 = ((x - (1 - ab).sqrt() * eps) / ab.sqrt()).clamp(-1, 1)
-    h = model.predictor(to_levels(x0), model.delta_op(torch.tensor([0.3, 0.3])))["bpp"]
-    hinge_loss(h, torch.zeros(2)).backward()
+    x0 = model.ddpm.clip_x0((x - (1 - ab).sqrt() * eps) / ab.sqrt())
+    h = LicRate()(x0, torch.tensor([0.2, 0.2]), mode="ste")
+    hinge_loss(h, torch.full((2,), 1e-3), ab.expand(2)).backward()
     grads = [p.grad for p in model.unet.parameters() if p.grad is not None]
     assert grads and sum(float(g.abs().sum()) for g in grads) > 0
 
@@ -196,8 +207,24 @@ def test_stop_threshold_and_teacher_labels() -> None:
     costs = np.array([3.0, 2.0, 1.0, 0.98, 1.2, 0.99])
     y = teacher_labels(costs, tol=0.05)
     assert y.tolist() == [0, 0, 1, 1, 1, 1]  # first step within tol of the minimum
-    j = stop_costs(np.array([0.1, 0.2]), np.array([20.0, 30.0]), 0.5)
-    assert j[1] < j[0]  # 10 dB better is worth the extra step
+    j = stop_costs(np.array([0.1, 0.2]), np.array([0.5, 0.9]), 0.5, beta=2.0, gamma=1.0)
+    # rate 0.2 -> 0.4 of H, D 0.5 -> 0.1 of 2, compute 0.5 -> 1.0
+    assert j.tolist() == pytest.approx([0.2 + 1.0 + 0.5, 0.4 + 0.2 + 1.0])
+    assert j[1] < j[0]  # 0.4 of MS-SSIM is worth the extra step and the rate
+
+
+def test_teacher_cost_stops_earlier_for_a_low_budget() -> None:
+    """Eq. 12 with the rate term unclipped: the same run (rate and MS-SSIM rising with the
+    steps, as detail appears) is stopped early at 0.2 bpp, where each step's extra detail
+    costs five times its budget, and late at 2 bpp. (With min(R, H) / H, the clipped term
+    of before, both budgets would stop at the same step.)"""
+    n = 20
+    rate, quality = np.linspace(0.1, 0.5, n), np.linspace(0.2, 0.95, n)
+    tau = {h: int(np.argmax(teacher_labels(stop_costs(rate, quality, h)))) for h in (0.2, 2.0)}
+    assert tau[0.2] < tau[2.0], tau
+    clipped = {h: int(np.argmax(teacher_labels(stop_costs(np.full(n, h), quality, h))))
+               for h in (0.2, 2.0)}  # min(R, H) / H = 1 where R >= H
+    assert clipped[0.2] == clipped[2.0]
 
 
 def _policy_bias(model: BADiff, stop: bool) -> None:
@@ -243,12 +270,13 @@ def test_training_step_smoke(tmp_path: Path) -> None:
     torch.manual_seed(6)
     DDPM(DDPMConfig()).save(tmp_path / "w")
     args = argparse.Namespace(out=tmp_path, steps=2, resume=False, seed=0, batch=4, lr=1e-4,
-                              ema=0.999, variant="full", ckpt_every=100, lambda_ent=1e-3,
+                              ema=0.999, variant="full", ckpt_every=100, lambda_ent=0.1,
                               ddpm_weights=tmp_path / "w")
     rng = np.random.default_rng(0)
     bank = {"images": torch.from_numpy(rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)),
             "bpp": torch.full((8,), 1.0), "delta": torch.full((8,), 20.0),
-            "table": torch.tensor([[0.3, 60.0], [1.5, 15.0]])}
+            "table": torch.tensor([[0.3, 60.0], [1.5, 15.0]]),
+            "q_op": torch.tensor([[0.2, 3.0], [2.0, 0.24]])}
     teacher = {"states": torch.randn(2, 4, 3, 32, 32).half(),
                "labels": torch.randint(0, 2, (2, 3, 4)).float(),
                "times": torch.tensor([1000, 600, 300, 1]), "h": torch.tensor([0.3, 1.0, 2.0])}
@@ -258,7 +286,7 @@ def test_training_step_smoke(tmp_path: Path) -> None:
     ddpm._CACHE.pop((str((tmp_path / "w").resolve()), "cpu"), None)
     before = DDPM.load(tmp_path / "w").unet.state_dict()
     model, logs = bt.finetune(args, CropSampler(), phi, bank, teacher, Trainer)
-    for k in ("simple", "ent", "rate", "cal", "stop", "total"):
+    for k in ("simple", "ent", "h_lic", "grad_ratio", "rate", "cal", "stop", "total"):
         assert np.isfinite(logs[k]), k
     after = model.unet.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)

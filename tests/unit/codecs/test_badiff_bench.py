@@ -153,3 +153,29 @@ def test_json_schema_on_a_tiny_random_model(tmp_path: Path, real_dir: Path) -> N
     # the badiff methods code the same samples: the same steps, cell for cell
     assert data["steps"]["badiff"] == data["steps"][methods[1]]
     assert data["meta"]["samples"] == 2
+
+
+def test_conditioning_report_measures_e_h_against_e_t() -> None:
+    """benchmarks/badiff_conditioning.py: ||e(H)|| / ||e_t||, 0 for the zero-initialised
+    embedding and 1 when e(H) is as loud as the mean time embedding."""
+    spec = importlib.util.spec_from_file_location(
+        "badiff_conditioning", ROOT / "benchmarks" / "badiff_conditioning.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    from diffstream.codecs.badiff.codec import BADiffCodec
+    from diffstream.codecs.badiff.samplers import N_FULL, respaced_times
+    from diffstream.codecs.badiff.stop_policy import time_embedding
+
+    torch.manual_seed(0)
+    codec = BADiffCodec.__new__(BADiffCodec)
+    codec.model = BADiff(BADiffConfig()).eval()
+    assert set(mod.embedding_ratio(codec).values()) == {0.0}  # fine-tuning starts silent
+    m = codec.model
+    with torch.no_grad():
+        times = torch.tensor(respaced_times(m.ddpm.T, N_FULL))
+        et = float(time_embedding(m.unet, times - 1).norm(dim=1).mean())
+        last = m.embed.net[-1]
+        last.weight.zero_()
+        last.bias.fill_(et / math.sqrt(last.bias.numel()))  # |e(H)| = mean |e_t|
+    assert all(r == pytest.approx(1.0, rel=1e-4) for r in mod.embedding_ratio(codec).values())
