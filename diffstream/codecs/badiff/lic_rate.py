@@ -27,12 +27,14 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from diffstream.codecs.badiff.model import log_log_interp
 from diffstream.codecs.gic.bitstream import HEADER_BYTES
 from diffstream.codecs.gic.codec import load_bundle
 from diffstream.training.crops import to_tensor, to_uint8
@@ -68,6 +70,12 @@ class LicRate(nn.Module):
 
     def train(self, mode: bool = True) -> LicRate:
         return super().train(False)  # frozen: never in training mode (no BN/dropout drift)
+
+    @torch.no_grad()
+    def analyse(self, img: torch.Tensor) -> LicAnalysis:
+        """The q-independent part of LIC's code of images in [-1, 1] (rounded z): what
+        ``rate_table`` and ``code_at_budget`` need, to compute once for several calls."""
+        return LicAnalysis(*self._parts(img), pixels=int(img.shape[-2] * img.shape[-1]))
 
     def _parts(self, img: torch.Tensor, mode: str = "round"
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -105,34 +113,46 @@ class LicRate(nn.Module):
         return bits / (h * w)
 
     @torch.no_grad()
-    def rate_table(self, img: torch.Tensor, qs: Sequence[float]) -> torch.Tensor:
+    def rate_table(self, img: torch.Tensor | LicAnalysis, qs: Sequence[float]) -> torch.Tensor:
         """Ideal bpp (N x len(qs)) of each image at each scale (rounded symbols); the
-        analysis transform runs once."""
-        n, _, h, w = img.shape
-        y, mu, sigma, z_bits = self._parts(img)
-        out = torch.empty(n, len(qs))
+        analysis transform runs once (or not at all, given ``analyse``'s result)."""
+        a = img if isinstance(img, LicAnalysis) else self.analyse(img)
+        out = torch.empty(a.y.shape[0], len(qs))
         for k, q in enumerate(qs):
             qv = torch.tensor(float(q))
-            lik = self.hyper.y_likelihood(torch.round((y - mu) / qv), sigma, qv)
-            out[:, k] = (z_bits - torch.log2(lik).sum(dim=(1, 2, 3)) + 8 * HEADER_BYTES) / (h * w)
+            lik = self.hyper.y_likelihood(torch.round((a.y - a.mu) / qv), a.sigma, qv)
+            out[:, k] = (a.z_bits - torch.log2(lik).sum(dim=(1, 2, 3))
+                         + 8 * HEADER_BYTES) / a.pixels
         return out
 
     @torch.no_grad()
-    def code_at_budget(self, img: torch.Tensor, budget_bpp: float,
-                       qs: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def code_at_budget(self, img: torch.Tensor | LicAnalysis, budget_bpp: float,
+                       table: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
         """What LIC would show for each image at a budget: the reconstruction (N x H x W x 3
-        uint8) at the finest grid scale whose ideal rate fits (the coarsest when none fits,
-        as LIC's rate control ends) and that rate (bpp). Ideal code lengths stand in for
-        the real bytes (within a few percent): for teacher labels, not for sending."""
-        qs = list(q_grid(self.q_lo, self.q_hi) if qs is None else qs)
-        table = self.rate_table(img, qs)  # N x Q, falling in q
+        uint8) at the finest ``q_grid`` scale whose ideal rate fits (the coarsest when none
+        fits, as LIC's rate control ends) and that rate (bpp). Ideal code lengths stand in
+        for the real bytes (within a few percent): for teacher labels, not for sending.
+        ``table``: this ``rate_table`` on ``q_grid``, when the caller has it already."""
+        a = img if isinstance(img, LicAnalysis) else self.analyse(img)
+        qs = q_grid(self.q_lo, self.q_hi)
+        table = self.rate_table(a, qs) if table is None else table  # N x Q, falling in q
+        n = a.y.shape[0]
         fits = table <= budget_bpp
-        pick = torch.where(fits.any(1), fits.float().argmax(1),
-                           torch.full((img.shape[0],), len(qs) - 1))
+        pick = torch.where(fits.any(1), fits.float().argmax(1), torch.full((n,), len(qs) - 1))
         q = torch.tensor([qs[int(k)] for k in pick]).view(-1, 1, 1, 1)
-        y, mu, _, _ = self._parts(img)
-        rec = self.ae.decode(mu + q * torch.round((y - mu) / q))
-        return to_uint8(rec), table[torch.arange(img.shape[0]), pick].numpy()
+        rec = self.ae.decode(a.mu + q * torch.round((a.y - a.mu) / q))
+        return to_uint8(rec), table[torch.arange(n), pick].numpy()
+
+
+@dataclass(frozen=True)
+class LicAnalysis:
+    """``LicRate.analyse``: LIC's latent, its entropy parameters and the z bits."""
+
+    y: torch.Tensor
+    mu: torch.Tensor
+    sigma: torch.Tensor
+    z_bits: torch.Tensor  # per image
+    pixels: int
 
 
 def q_grid(q_lo: float, q_hi: float, levels: int = Q_GRID_LEVELS) -> list[float]:
@@ -163,8 +183,4 @@ def measure_q_op(rate: LicRate, crops: np.ndarray, hs: Sequence[float]
 
 def q_op(h: torch.Tensor | float, table: Sequence[tuple[float, float]]) -> torch.Tensor:
     """The hinge's scale for budget(s) H: log-log interpolation in the (H, q) table."""
-    hs = np.log([p[0] for p in table])
-    qs = np.log([p[1] for p in table])
-    hv = np.log(np.clip(np.asarray(torch.as_tensor(h).detach().cpu(), dtype=np.float64),
-                        1e-3, None))
-    return torch.as_tensor(np.exp(np.interp(hv, hs, qs)), dtype=torch.float32)
+    return torch.as_tensor(log_log_interp(h, table), dtype=torch.float32)

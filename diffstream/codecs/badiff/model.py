@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,13 +113,20 @@ class EntropyEmbedding(nn.Module):
         return self.net(u)
 
 
-def delta_op(h: torch.Tensor | float, table: tuple[tuple[float, float], ...]) -> torch.Tensor:
-    """The hinge's quantiser step for budget H: log-log interpolation in the LIC table."""
+def log_log_interp(h: torch.Tensor | float, table: Sequence[tuple[float, float]]
+                   ) -> np.ndarray:
+    """The value at budget(s) H of an (H bpp, value) table, interpolated in log-log
+    (clamped to its end rows); the operating points delta_op and q_op are such tables."""
     hs = np.log([p[0] for p in table])
-    ds = np.log([p[1] for p in table])
+    vs = np.log([p[1] for p in table])
     hv = np.log(np.clip(np.asarray(torch.as_tensor(h).detach().cpu(), dtype=np.float64),
                         1e-3, None))
-    out = np.exp(np.interp(hv, hs, ds))
+    return np.exp(np.interp(hv, hs, vs))
+
+
+def delta_op(h: torch.Tensor | float, table: tuple[tuple[float, float], ...]) -> torch.Tensor:
+    """The own coder's quantiser step for budget H, from the LIC-matched table."""
+    out = log_log_interp(h, table)
     return torch.as_tensor(np.clip(out, DELTAS[0], DELTAS[-1]), dtype=torch.float32)
 
 

@@ -58,7 +58,7 @@ from diffstream.codecs.badiff.entropy_predictor import (
     load_predictor_state,
     to_levels,
 )
-from diffstream.codecs.badiff.lic_rate import LicRate, measure_q_op, q_op
+from diffstream.codecs.badiff.lic_rate import LicRate, measure_q_op, q_grid, q_op
 from diffstream.codecs.badiff.model import (
     H_MAX,
     H_MIN,
@@ -233,12 +233,13 @@ def stop_steps(rate: LicRate, images: np.ndarray, q_table: tuple[tuple[float, fl
     ``images``: S x H x W x 3 uint8, the x0_hat of evenly spaced steps of one run, the last
     the full-step output (the reference). The compute term's (i + 1) / S is the fraction of
     the run on that subset, as on the full grid."""
-    x = to_tensor(images)
-    rates = rate.rate_table(x, [float(q_op(h, q_table)) for h in hs]).numpy()  # S x len(hs)
+    a = rate.analyse(to_tensor(images))  # once: the encoder does not depend on H or q
+    rates = rate.rate_table(a, [float(q_op(h, q_table)) for h in hs]).numpy()  # S x len(hs)
+    grid = rate.rate_table(a, q_grid(rate.q_lo, rate.q_hi))  # for code_at_budget, every H
     ref = images[-1]
     tau = np.zeros(len(hs), dtype=np.int64)
     for k, h in enumerate(hs):
-        coded, _ = rate.code_at_budget(x, h)  # what the receiver would see at budget H
+        coded, _ = rate.code_at_budget(a, h, grid)  # what the receiver would see at budget H
         quality = np.array([ms_ssim(ref, c) for c in coded])
         tau[k] = int(np.argmax(teacher_labels(stop_costs(rates[:, k], quality, h, beta,
                                                           gamma))))
@@ -325,7 +326,7 @@ def finetune(args: argparse.Namespace, sampler: CropSampler, phi: EntropyPredict
     n_bank = bank["images"].shape[0]
     lic_rate, q_table = LicRate(), q_op_of(bank)
     diag_every = int(getattr(args, "diag_every", DIAG_EVERY))
-    diag: dict[str, float] = {"grad_ratio": math.nan}
+    diag: dict[str, float] = {}  # grad_ratio, once measured (logged from then on)
 
     size = crop_size(args)
 
@@ -388,7 +389,7 @@ def finetune(args: argparse.Namespace, sampler: CropSampler, phi: EntropyPredict
                 pe.lerp_(pm, 1.0 - min(args.ema, (1 + step) / (10 + step)))
         acc = (logits.argmax(1) == labels[ri, hi, si].long()).float().mean().item()
         return {"simple": l_simple.item(), "ent": l_ent.item(), "h_lic": h_lic.mean().item(),
-                **({} if math.isnan(diag["grad_ratio"]) else diag), "rate": l_rate.item(),
+                **diag, "rate": l_rate.item(),
                 "cal": l_cal.item(), "stop": l_stop.item(), "stop_acc": acc,
                 "total": (l_simple + lam_ent * l_ent + lam_cal * l_cal
                           + LAMBDA_STOP * l_stop).item()}
