@@ -62,8 +62,10 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m diffstream.training")
     p.add_argument("model", choices=["gic", "ddpm", "badiff"])
-    p.add_argument("--stage", choices=[*STAGES, "phi", "lic", "labels", "finetune", "all"],
-                   default="all", help="gic: ae|entropy|reverse; badiff: phi|lic|labels|finetune")
+    p.add_argument("--stage", choices=[*STAGES, "phi", "lic", "labels", "finetune", "policy",
+                                       "all"],
+                   default="all",
+                   help="gic: ae|entropy|reverse; badiff: phi|lic|labels|finetune|policy")
     p.add_argument("--steps", type=int, default=None, help="steps per stage (default per stage)")
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--out", type=Path, default=Path("runs/gic_train"),
@@ -97,6 +99,12 @@ def _main(argv: list[str] | None = None) -> int:
     p.add_argument("--lambda-ent", type=float, default=0.1,
                    help="badiff: hinge weight (App. G's 0.1; the relative, alpha-bar-weighted "
                         "hinge on LIC's rate trains at it: docs/badiff.md)")
+    p.add_argument("--policy-steps", type=int, default=None,
+                   help="badiff: steps of the stop policy's refit on the exported model "
+                        "(stage policy; default 3000)")
+    p.add_argument("--policy-runs", type=int, default=None,
+                   help="badiff: the fine-tuned model's own teacher runs for stage policy "
+                        "(default 144: 16 per labelled budget)")
     p.add_argument("--embed-lr", type=float, default=None,
                    help="badiff: learning rate of the entropy embedding e(H) (default --lr)")
     p.add_argument("--lic-bank", type=int, default=384, help="badiff: LIC calibration crops")

@@ -22,6 +22,9 @@ Stages (each resumable, outputs cached under ``--out``, default runs/badiff_trai
    Adam 1e-4 constant, clip 1.0 (App. E); an EMA (0.999) of the U-Net + embedding is
    what is exported, as for the plain DDPM. Every 25 steps the log's ``grad_ratio`` is
    ||grad lambda_ent L_ent|| / ||grad L_simple|| over the U-Net and embedding.
+5. ``policy``: the stop policy refitted from scratch (``--policy-steps``, batch 256) on the
+   teacher states through the exported (EMA) U-Net and e(H), both frozen: the features
+   the sampler sees at inference, not the moving fine-tune's (``refit_policy``).
 
 On a latent diffusion model (``--ldm DIR``, paper 000's LDM-200 setup): stages 1 and 2 are
 the same (H_phi and LIC live in pixel space); stage 3 runs the plain LDM in its latent and
@@ -41,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import math
 import time
@@ -50,6 +54,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from diffstream.backbones.ddpm import DDPM
 from diffstream.codecs.badiff.entropy_predictor import (
@@ -73,6 +78,7 @@ from diffstream.codecs.badiff.samplers import N_FULL, load_plain_ddpm, respaced_
 from diffstream.codecs.badiff.stop_policy import (
     BETA,
     GAMMA,
+    StopPolicy,
     mid_features,
     stop_costs,
     teacher_labels,
@@ -81,7 +87,9 @@ from diffstream.codecs.badiff.stop_policy import (
 from diffstream.metrics.quality import ms_ssim
 from diffstream.training.crops import CropSampler, to_tensor, to_uint8
 
-STAGES = ("phi", "lic", "labels", "finetune")
+STAGES = ("phi", "lic", "labels", "finetune", "policy")
+POLICY_STEPS = 3000  # stage ``policy`` (batch 256)
+POLICY_RUNS = 144  # stage ``policy``: the model's own teacher runs, 16 per budget
 LABEL_H = (0.2, 0.3, 0.45, 0.6, 0.8, 1.0, 1.3, 1.6, 2.0)
 LABEL_STEP_STRIDE = 2  # ... and cost every 2nd sampler step (tau* on that subset)
 VARIANTS = ("full", "nocond", "nohinge", "nocal")
@@ -246,31 +254,56 @@ def stop_steps(rate: LicRate, images: np.ndarray, q_table: tuple[tuple[float, fl
     return tau
 
 
+def model_fingerprint(model: BADiff) -> str:
+    """A hash of what a model's own teacher runs depend on (U-Net and e(H) weights), so a
+    cache of them is never reused for another fine-tune."""
+    h = hashlib.blake2s(digest_size=16)
+    for mod in (model.unet, model.embed):
+        for k, v in sorted(mod.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 @torch.no_grad()
-def teacher_data(args: argparse.Namespace, q_table: tuple[tuple[float, float], ...]
-                 ) -> dict[str, torch.Tensor]:
-    """Long-step runs of the plain DDPM: states x_t (float16) and labels per budget."""
-    path = args.out / "teacher.pt"
+def teacher_data(args: argparse.Namespace, q_table: tuple[tuple[float, float], ...],
+                 own: BADiff | None = None) -> dict[str, torch.Tensor]:
+    """Long-step runs: states x_t (float16) and stop labels per budget.
+
+    ``own=None``: the plain DDPM's runs (stage ``labels``, for the fine-tune), each labelled
+    for every budget of ``LABEL_H``. ``own``: the fine-tuned model's own runs, each
+    conditioned on one budget (runs cycle through ``LABEL_H``) and labelled for it only
+    (``run_h``: the budget's index per run) -- Eq. 12's reference is the same model's
+    long-step output, and these are the states its sampler visits (stage ``policy``)."""
+    path = args.out / ("teacher.pt" if own is None else f"teacher_{args.variant}.pt")
+    fp = "" if own is None else model_fingerprint(own)
     if path.is_file():
-        return torch.load(path, map_location="cpu", weights_only=True)
-    model = plain_backbone(args)
+        cached = torch.load(path, map_location="cpu", weights_only=True)
+        if cached.get("fingerprint", "") == fp:  # own runs: only of this very model
+            return cached
+    model = plain_backbone(args) if own is None else own.ddpm
     rate = LicRate()
     times = respaced_times(model.T, N_FULL)
     ab = model.alpha_bar
     gen = torch.Generator().manual_seed(args.seed + 4242)
-    n_runs, bs = args.teacher_runs, 16
+    n_runs = (args.teacher_runs if own is None
+              else int(getattr(args, "policy_runs", None) or POLICY_RUNS))
+    bs = 16
     size = crop_size(args)
     lshape = model.latent_shape(size, size)  # (3, 32, 32) for the pixel DDPM
     states = torch.zeros(n_runs, len(times), *lshape, dtype=torch.float16)
     labels = torch.zeros(n_runs, len(LABEL_H), len(times))
+    run_h = torch.full((n_runs,), -1, dtype=torch.long)
     t0 = time.time()
     for b0 in range(0, n_runs, bs):
         n = min(bs, n_runs - b0)
+        his = [(b0 + j) % len(LABEL_H) for j in range(n)]  # own runs: budgets in turn
+        h_run = torch.tensor([LABEL_H[k] for k in his])
         x = torch.randn((n, *lshape), generator=gen)
         x0s = []
         for i, t in enumerate(times):
             states[b0:b0 + n, i] = x.half()
-            eps = model.eps(x, t)
+            eps = model.eps(x, t) if own is None else own.eps(x, t, h_run)
             x0 = model.clip_x0(model.x0_from_eps(x, t, eps))
             x0s.append(model.to_image(x0))  # the image of this step (VAE-decoded on an LDM)
             if i < len(times) - 1:
@@ -285,11 +318,16 @@ def teacher_data(args: argparse.Namespace, q_table: tuple[tuple[float, float], .
         sub = np.unique(np.r_[np.arange(0, len(times), LABEL_STEP_STRIDE), len(times) - 1])
         for j in range(n):
             images = to_uint8(traj[j, sub])  # the uint8 image of each evaluated step
-            for hi, tau in enumerate(stop_steps(rate, images, q_table)):
-                labels[b0 + j, hi, int(sub[tau]):] = 1.0
+            hs = LABEL_H if own is None else (LABEL_H[his[j]],)
+            for k, tau in enumerate(stop_steps(rate, images, q_table, hs=hs)):
+                labels[b0 + j, k if own is None else his[j], int(sub[tau]):] = 1.0
+            if own is not None:
+                run_h[b0 + j] = his[j]
         print(f"[badiff_labels] {b0 + n}/{n_runs} runs, {time.time() - t0:.0f}s", flush=True)
     data = {"states": states, "labels": labels, "times": torch.tensor(times),
             "h": torch.tensor(LABEL_H)}
+    if own is not None:
+        data["run_h"], data["fingerprint"] = run_h, fp
     torch.save(data, path)
     return data
 
@@ -321,8 +359,6 @@ def finetune(args: argparse.Namespace, sampler: CropSampler, phi: EntropyPredict
     lam_ent = 0.0 if args.variant == "nohinge" else args.lambda_ent
     lam_cal = 0.0 if args.variant == "nocal" else LAMBDA_CAL
     T = model.ddpm.T
-    states, labels = teacher["states"], teacher["labels"]
-    times, hs = teacher["times"], teacher["h"]
     n_bank = bank["images"].shape[0]
     lic_rate, q_table = LicRate(), q_op_of(bank)
     diag_every = int(getattr(args, "diag_every", DIAG_EVERY))
@@ -370,24 +406,11 @@ def finetune(args: argparse.Namespace, sampler: CropSampler, phi: EntropyPredict
         torch.nn.utils.clip_grad_norm_(model.predictor.parameters(), 1.0)
         opt_p.step()
         opt_t.step()
-        # stop policy on cached teacher states
-        ri = torch.from_numpy(rng.integers(0, states.shape[0], n))
-        si = torch.from_numpy(rng.integers(0, states.shape[1], n))
-        hi = torch.from_numpy(rng.integers(0, len(hs), n))
-        with torch.no_grad(), mid_features(model.unet) as feats:
-            cond = model.cond(hs[hi], n)
-            model.ddpm.eps(states[ri, si].float(), times[si], cond)
-            temb = time_embedding(model.unet, times[si] - 1)
-        logits = model.policy(feats.value, temb, cond)
-        l_stop = F.cross_entropy(logits, labels[ri, hi, si].long())
-        opt_s.zero_grad(set_to_none=True)
-        (LAMBDA_STOP * l_stop).backward()
-        opt_s.step()
+        l_stop, acc = policy_step(model, opt_s, teacher, rng, n, LAMBDA_STOP)
         with torch.no_grad():
             for pe, pm in zip([*ema.unet.parameters(), *ema.embed.parameters()], theta,
                               strict=True):
                 pe.lerp_(pm, 1.0 - min(args.ema, (1 + step) / (10 + step)))
-        acc = (logits.argmax(1) == labels[ri, hi, si].long()).float().mean().item()
         return {"simple": l_simple.item(), "ent": l_ent.item(), "h_lic": h_lic.mean().item(),
                 **diag, "rate": l_rate.item(),
                 "cal": l_cal.item(), "stop": l_stop.item(), "stop_acc": acc,
@@ -401,6 +424,124 @@ def finetune(args: argparse.Namespace, sampler: CropSampler, phi: EntropyPredict
     load_predictor_state(ema.predictor, model.predictor.state_dict())
     ema.policy.load_state_dict(model.policy.state_dict())
     return ema.eval(), logs
+
+
+def policy_step(model: BADiff, opt: torch.optim.Optimizer, teacher: dict[str, torch.Tensor],
+                rng: np.random.Generator, n: int, weight: float = 1.0
+                ) -> tuple[torch.Tensor, float]:
+    """One BCE step of the stop policy on n cached teacher states (random run, step and
+    budget); features from a no-grad call of ``model``'s U-Net conditioned on e(H).
+    Returns the loss and the batch accuracy."""
+    states, labels = teacher["states"], teacher["labels"]
+    times, hs = teacher["times"], teacher["h"]
+    ri = torch.from_numpy(rng.integers(0, states.shape[0], n))
+    si = torch.from_numpy(rng.integers(0, states.shape[1], n))
+    hi = torch.from_numpy(rng.integers(0, len(hs), n))
+    with torch.no_grad(), mid_features(model.unet) as feats:
+        cond = model.cond(hs[hi], n)
+        model.ddpm.eps(states[ri, si].float(), times[si], cond)
+        temb = time_embedding(model.unet, times[si] - 1)
+    logits = model.policy(feats.value, temb, cond)
+    target = labels[ri, hi, si].long()
+    loss = F.cross_entropy(logits, target)
+    opt.zero_grad(set_to_none=True)
+    (weight * loss).backward()
+    opt.step()
+    return loss, (logits.argmax(1) == target).float().mean().item()
+
+
+# --------------------------------------------------------------------------- stage 5
+class _MidBlockReached(Exception):
+    """Raised by ``policy_features``' hook: the policy needs nothing after the mid block."""
+
+
+@torch.no_grad()
+def policy_features(model: BADiff, teacher: dict[str, torch.Tensor], stride: int = 2,
+                    chunk: int = 64) -> dict[str, torch.Tensor]:
+    """The frozen model's policy inputs for every teacher run x step (every ``stride``-th
+    and the last, the grid the labels were costed on) x budget (the run's own, when the
+    teacher says ``run_h``): the pooled mid-block output (the U-Net run only up to it),
+    e_t per step and e(H) per budget."""
+    states, times, hs = teacher["states"], teacher["times"], teacher["h"]
+    n_runs, n_steps = states.shape[:2]
+    sub = torch.from_numpy(np.unique(np.r_[np.arange(0, n_steps, stride), n_steps - 1]))
+    grid = torch.cartesian_prod(torch.arange(n_runs), sub, torch.arange(len(hs)))
+    if "run_h" in teacher:  # the model's own runs: each labelled for its own budget only
+        grid = grid[grid[:, 2] == teacher["run_h"][grid[:, 0]]]
+    out: list[torch.Tensor] = []
+
+    def stop(_m: nn.Module, _i: object, o: torch.Tensor) -> None:
+        out.append(o.mean(dim=(2, 3)))
+        raise _MidBlockReached
+
+    handle = model.unet.mid_block.register_forward_hook(stop)
+    try:
+        for i in range(0, grid.shape[0], chunk):
+            r, si, hi = grid[i:i + chunk].unbind(1)
+            try:
+                model.ddpm.eps(states[r, si].float(), times[si], model.cond(hs[hi], len(r)))
+            except _MidBlockReached:
+                pass
+    finally:
+        handle.remove()
+    return {"feat": torch.cat(out), "index": grid,
+            "temb": time_embedding(model.unet, times - 1), "hemb": model.cond(hs, len(hs)),
+            "label": teacher["labels"][grid[:, 0], grid[:, 2], grid[:, 1]].long()}
+
+
+def refit_policy(args: argparse.Namespace, q_table: tuple[tuple[float, float], ...],
+                 trainer_cls: type, teacher: dict[str, torch.Tensor] | None = None
+                 ) -> tuple[BADiff, dict[str, float]]:
+    """Stage ``policy``: the stop policy fitted afresh on the exported model's own features.
+
+    Fine-tuning trains the policy on the plain DDPM's runs through the moving U-Net, but
+    inference runs the exported EMA of it, on its own conditioned trajectories. Here the
+    teacher is the exported model itself (``teacher_data(own=...)``: its own 100-step runs,
+    each at one budget, labelled against its own full-step output, Eq. 12), the U-Net and
+    e(H) are frozen, their features computed once (``policy_features``), and a freshly
+    initialised policy (seeded) is fitted to the labels for ``--policy-steps`` steps
+    (Adam 1e-3, batch 256); the fine-tune's policy is discarded."""
+    name = "badiff" if args.variant == "full" else f"badiff_{args.variant}"
+    model = BADiff.load(args.export, name, ldm=getattr(args, "ldm", None)).eval()
+    for prm in model.parameters():
+        prm.requires_grad_(False)
+    t0 = time.time()
+    teacher = teacher if teacher is not None else teacher_data(args, q_table, own=model)
+    data = policy_features(model, teacher)
+    print(f"[badiff_policy] features of {data['feat'].shape[0]} teacher states, "
+          f"{time.time() - t0:.0f}s", flush=True)
+    torch.manual_seed(args.seed + 5)
+    policy = model.policy = StopPolicy(*model.policy.dims)
+    opt = torch.optim.Adam(policy.parameters(), lr=1e-3)
+    batch = max(args.batch or 256, 2)
+    idx = data["index"]
+
+    def step_fn(step: int, rng: np.random.Generator) -> dict[str, float]:
+        b = torch.from_numpy(rng.integers(0, idx.shape[0], batch))
+        logits = policy(data["feat"][b], data["temb"][idx[b, 1]], data["hemb"][idx[b, 2]])
+        loss = F.cross_entropy(logits, data["label"][b])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        acc = (logits.argmax(1) == data["label"][b]).float().mean().item()
+        return {"stop": loss.item(), "stop_acc": acc}
+
+    steps = int(getattr(args, "policy_steps", None) or POLICY_STEPS)
+    logs = trainer_cls(args.out, f"policy_{args.variant}", steps, args.resume,
+                       args.seed).run({"policy": policy}, opt, NoSched(), step_fn,
+                                      args.ckpt_every)
+    lab, run_h = teacher["labels"], teacher.get("run_h")
+    stop_at = {}  # the labels' mean stop step per budget (first step labelled "stop")
+    for k, h in enumerate(teacher["h"].tolist()):
+        rows = lab[:, k] if run_h is None else lab[run_h == k, k]
+        if rows.shape[0]:
+            stop_at[f"{h:g}"] = round(float((1 - rows).sum(1).mean()), 2)
+    model.cfg.training["policy_refit"] = {
+        "teacher": "the exported model's own runs" if run_h is not None else "given",
+        "runs": int(lab.shape[0]), "label_mean_stop_step": stop_at, "steps": steps,
+        "batch": batch, "lr": 1e-3, "wall_s": round(time.time() - t0, 1),
+        "final_losses": {k: round(v, 5) for k, v in logs.items()}}
+    return model.eval(), logs
 
 
 def grad_ratio(params: list[torch.Tensor], base: torch.Tensor, extra: torch.Tensor) -> float:
@@ -467,5 +608,11 @@ def main_badiff(args: argparse.Namespace, trainer_cls: type) -> Path:
         name = "badiff" if args.variant == "full" else f"badiff_{args.variant}"
         out = model.save(args.export, name)
         record[f"finetune_{args.variant}"] = model.cfg.training["final_losses_ema"]
+        rec_path.write_text(json.dumps(record, indent=2) + "\n")
+    if "policy" in stages:
+        model, _ = refit_policy(args, q_op_of(build_lic_bank(args, sampler)), trainer_cls)
+        name = "badiff" if args.variant == "full" else f"badiff_{args.variant}"
+        out = model.save(args.export, name)
+        record[f"policy_{args.variant}"] = model.cfg.training["policy_refit"]
         rec_path.write_text(json.dumps(record, indent=2) + "\n")
     return out

@@ -262,6 +262,53 @@ def test_mid_features_hook_pools_the_mid_block() -> None:
     assert logits.shape == (3, 2)
 
 
+def test_stop_policy_reads_a_budget_embedding_much_smaller_than_e_t() -> None:
+    """e(H) is 10-100x smaller than e_t on the shipped weights; the policy normalises each
+    input, so a label that depends only on e(H)'s direction is learnt in a few hundred
+    steps (unnormalised, the same training stays near chance)."""
+    torch.manual_seed(7)
+    gen = torch.Generator().manual_seed(7)
+    pol = StopPolicy(16, 32, 32)
+    opt = torch.optim.Adam(pol.parameters(), lr=1e-3)
+    dirs = torch.randn(2, 32, generator=gen)
+    def batch(n: int) -> tuple[torch.Tensor, ...]:
+        y = torch.randint(0, 2, (n,), generator=gen)
+        feat = torch.randn(n, 16, generator=gen)
+        temb = 8.0 * torch.randn(n, 32, generator=gen)
+        hemb = 0.01 * (dirs[y] + 0.1 * torch.randn(n, 32, generator=gen))
+        return feat, temb, hemb, y
+    for _ in range(300):
+        feat, temb, hemb, y = batch(64)
+        loss = torch.nn.functional.cross_entropy(pol(feat, temb, hemb), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    feat, temb, hemb, y = batch(512)
+    acc = (pol(feat, temb, hemb).argmax(1) == y).float().mean().item()
+    assert acc > 0.9, acc
+
+
+def test_policy_stage_refits_only_the_policy(tmp_path: Path) -> None:
+    from diffstream.codecs.badiff import train as bt
+    from diffstream.training.loop import Trainer
+
+    torch.manual_seed(8)
+    BADiff(BADiffConfig()).save(tmp_path / "w")
+    before = BADiff.load(tmp_path / "w")
+    teacher = {"states": torch.randn(2, 4, 3, 32, 32).half(),
+               "labels": torch.randint(0, 2, (2, 3, 4)).float(),
+               "times": torch.tensor([1000, 600, 300, 1]), "h": torch.tensor([0.3, 1.0, 2.0])}
+    args = argparse.Namespace(out=tmp_path, export=tmp_path / "w", resume=False, seed=0,
+                              batch=4, variant="full", ckpt_every=100, policy_steps=3)
+    model, logs = bt.refit_policy(args, (), Trainer, teacher=teacher)
+    assert np.isfinite(logs["stop"]) and 0.0 <= logs["stop_acc"] <= 1.0
+    for name in ("unet", "embed"):
+        a, b = getattr(before, name).state_dict(), getattr(model, name).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    pa, pb = before.policy.state_dict(), model.policy.state_dict()
+    assert any(not torch.equal(pa[k], pb[k]) for k in pa)
+
+
 # --------------------------------------------------------------------- training step
 def test_training_step_smoke(tmp_path: Path) -> None:
     from diffstream.codecs.badiff import train as bt
@@ -291,3 +338,43 @@ def test_training_step_smoke(tmp_path: Path) -> None:
     after = model.unet.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
     assert any(float(p.abs().sum()) > 0 for p in model.embed.net[-1].parameters())
+
+
+def test_own_teacher_runs_are_labelled_for_their_own_budget(tmp_path: Path) -> None:
+    """Stage ``policy``'s teacher: the model's own runs, budgets in turn, each labelled for
+    its budget only (0 before the stop, 1 from it on)."""
+    from diffstream.codecs.badiff import train as bt
+
+    torch.manual_seed(9)
+    model = BADiff(BADiffConfig()).eval()
+    args = argparse.Namespace(out=tmp_path, seed=0, variant="full", policy_runs=3,
+                              teacher_runs=48)
+    q_table = ((0.2, 3.0), (2.0, 0.24))
+    data = bt.teacher_data(args, q_table, own=model)
+    assert data["states"].shape[0] == 3
+    assert data["run_h"].tolist() == [0, 1, 2]
+    lab = data["labels"]
+    for r in range(3):
+        others = [k for k in range(lab.shape[1]) if k != r]
+        assert float(lab[r, others].abs().sum()) == 0.0
+        row = lab[r, r]
+        assert row[-1] == 1.0 and bool((row[1:] >= row[:-1]).all())
+    assert (tmp_path / "teacher_full.pt").is_file()
+
+
+def test_own_teacher_cache_is_not_reused_for_another_model(tmp_path: Path) -> None:
+    from diffstream.codecs.badiff import train as bt
+
+    torch.manual_seed(10)
+    args = argparse.Namespace(out=tmp_path, seed=0, variant="full", policy_runs=1,
+                              teacher_runs=48)
+    q_table = ((0.2, 3.0), (2.0, 0.24))
+    a, b = BADiff(BADiffConfig()).eval(), BADiff(BADiffConfig()).eval()
+    with torch.no_grad():
+        for prm in b.embed.parameters():
+            prm.add_(0.5)
+    first = bt.teacher_data(args, q_table, own=a)
+    assert bt.teacher_data(args, q_table, own=a)["fingerprint"] == first["fingerprint"]
+    second = bt.teacher_data(args, q_table, own=b)
+    assert second["fingerprint"] != first["fingerprint"]
+    assert second["fingerprint"] == bt.model_fingerprint(b)
