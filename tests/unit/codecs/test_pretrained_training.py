@@ -70,9 +70,11 @@ def test_badiff_trains_on_a_latent_model_and_the_codec_loads_it(ldm, tmp_path):
     out = tmp_path / "badiff"
     assert main(["badiff", "--ldm", str(ldm), "--out", str(out), "--steps", "2",
                  "--phi-steps", "2", "--lic-bank", "40", "--teacher-runs", "1",
+                 "--policy-runs", "1", "--policy-steps", "2",
                  "--batch", "4", "--ckpt-every", "2"]) == 0
     cfg = json.loads((out / "badiff.json").read_text())
     assert cfg["backbone"]["kind"] == "latent" and cfg["backbone"]["source"] == str(ldm)
+    assert cfg["training"]["policy_refit"]["runs"] == 1  # stage policy, on the LDM's own run
     teacher = torch.load(out / "teacher.pt", weights_only=True)
     assert teacher["states"].shape[2:] == (4, 8, 8)  # latent states of 32x32 images
     codec = create_codec("badiff", ldm=str(ldm), weights=str(out), steps=4, device="cpu")
