@@ -140,7 +140,13 @@ def test_badiff_generated_content_rate_policy_starts_above_its_floor(tmp_path: P
     doubles the next one, and frames are generated, delivered and shown; the receiver
     scores them against the requests' reference samples, computed before the stream.
     Pinned to the own coder: its floor is above the startup budget (LIC's, the default
-    coder's, is 176 bits, below it)."""
+    coder's, is 176 bits, below it).
+
+    With the stop policy refitted on the model's own runs (issue 16) these two requests'
+    images cost the own coder more than 720 bits at its coarsest step, above the doubled
+    floor, so they skip with that reason; whether frames are then shown depends on the
+    images, not on the policy, and is not asserted. What the test pins: the floor start,
+    the doubling, and the sampler's work on every frame."""
     path = scenario(tmp_path, size=32, fps=1, duration_s=4.0, latency_ms=6000,
                     arm={"codec": "badiff", "codec_options": {"coder": "own"},
                          "policy": {"kind": "rate"}},
@@ -148,10 +154,14 @@ def test_badiff_generated_content_rate_policy_starts_above_its_floor(tmp_path: P
     records = stream(tmp_path, path)
     assert len(records) == 4
     assert records[0].budget_bits > 256  # started at the floor, not at 0.25 bpp
-    assert not all(r.skipped for r in records)
+    first, second = records[0], records[1]
+    if first.skipped:  # a skipped floor-sized frame doubles the next budget
+        assert second.budget_bits == 2 * first.budget_bits, [r.budget_bits for r in records]
+    for r in records:  # generated (U-Net calls of the sampler); a skip names its reason
+        assert r.codec_steps > 1, (r.budget_bits, r.skip_reason)
+        assert not r.skipped or "below the coarsest step's payload" in r.skip_reason
     ok = shown(records)
-    assert ok, [(r.budget_bits, r.skip_reason, r.shown, r.latency_s) for r in records]
-    assert all(r.codec_steps > 1 for r in ok)  # generated: U-Net calls of the sampler
+    assert all(r.psnr_db is not None for r in ok)  # scored against the reference
 
 
 @pytest.mark.slow
