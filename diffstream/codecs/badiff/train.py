@@ -254,6 +254,11 @@ def stop_steps(rate: LicRate, images: np.ndarray, q_table: tuple[tuple[float, fl
     return tau
 
 
+def weights_name(variant: str) -> str:
+    """The exported weights' file stem of a variant: ``badiff`` or ``badiff_<variant>``."""
+    return "badiff" if variant == "full" else f"badiff_{variant}"
+
+
 def model_fingerprint(model: BADiff) -> str:
     """A hash of what a model's own teacher runs depend on (U-Net and e(H) weights), so a
     cache of them is never reused for another fine-tune."""
@@ -293,7 +298,6 @@ def teacher_data(args: argparse.Namespace, q_table: tuple[tuple[float, float], .
     lshape = model.latent_shape(size, size)  # (3, 32, 32) for the pixel DDPM
     states = torch.zeros(n_runs, len(times), *lshape, dtype=torch.float16)
     labels = torch.zeros(n_runs, len(LABEL_H), len(times))
-    run_h = torch.full((n_runs,), -1, dtype=torch.long)
     t0 = time.time()
     for b0 in range(0, n_runs, bs):
         n = min(bs, n_runs - b0)
@@ -321,13 +325,12 @@ def teacher_data(args: argparse.Namespace, q_table: tuple[tuple[float, float], .
             hs = LABEL_H if own is None else (LABEL_H[his[j]],)
             for k, tau in enumerate(stop_steps(rate, images, q_table, hs=hs)):
                 labels[b0 + j, k if own is None else his[j], int(sub[tau]):] = 1.0
-            if own is not None:
-                run_h[b0 + j] = his[j]
         print(f"[badiff_labels] {b0 + n}/{n_runs} runs, {time.time() - t0:.0f}s", flush=True)
     data = {"states": states, "labels": labels, "times": torch.tensor(times),
             "h": torch.tensor(LABEL_H)}
     if own is not None:
-        data["run_h"], data["fingerprint"] = run_h, fp
+        data["run_h"] = torch.arange(n_runs) % len(LABEL_H)  # the budgets in turn, as run
+        data["fingerprint"] = fp
     torch.save(data, path)
     return data
 
@@ -501,7 +504,7 @@ def refit_policy(args: argparse.Namespace, q_table: tuple[tuple[float, float], .
     e(H) are frozen, their features computed once (``policy_features``), and a freshly
     initialised policy (seeded) is fitted to the labels for ``--policy-steps`` steps
     (Adam 1e-3, batch 256); the fine-tune's policy is discarded."""
-    name = "badiff" if args.variant == "full" else f"badiff_{args.variant}"
+    name = weights_name(args.variant)
     model = BADiff.load(args.export, name, ldm=getattr(args, "ldm", None)).eval()
     for prm in model.parameters():
         prm.requires_grad_(False)
@@ -605,13 +608,13 @@ def main_badiff(args: argparse.Namespace, trainer_cls: type) -> Path:
                        "stop": LAMBDA_STOP},
             "final_losses_ema": {k: round(v, 5) for k, v in logs.items()},
             "stages": record}
-        name = "badiff" if args.variant == "full" else f"badiff_{args.variant}"
+        name = weights_name(args.variant)
         out = model.save(args.export, name)
         record[f"finetune_{args.variant}"] = model.cfg.training["final_losses_ema"]
         rec_path.write_text(json.dumps(record, indent=2) + "\n")
     if "policy" in stages:
         model, _ = refit_policy(args, q_op_of(build_lic_bank(args, sampler)), trainer_cls)
-        name = "badiff" if args.variant == "full" else f"badiff_{args.variant}"
+        name = weights_name(args.variant)
         out = model.save(args.export, name)
         record[f"policy_{args.variant}"] = model.cfg.training["policy_refit"]
         rec_path.write_text(json.dumps(record, indent=2) + "\n")
