@@ -17,7 +17,11 @@ over the cases.
 in a fresh process, records streamed to an append-only frames.jsonl
 (``output.report.FrameLogStream``) instead of kept in memory, against one that keeps them.
 
-    python benchmarks/bench_netsim.py [--duration 600] [--fps 30] [--full-loop] [--memory]
+Each main case is run ``--repeat`` times (default 3) and its fastest run is reported: on a
+shared machine the other runs measure the neighbours (the results are identical every time).
+
+    python benchmarks/bench_netsim.py [--duration 600] [--fps 30] [--repeat 3] [--full-loop]
+                                      [--memory]
 """
 
 from __future__ import annotations
@@ -157,6 +161,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=600.0)
     ap.add_argument("--fps", type=float, default=30.0)
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs per main case; the fastest is reported")
     ap.add_argument("--full-loop", action="store_true",
                     help="also time the full SimPy loop on each case (slow)")
     ap.add_argument("--memory", action="store_true", help="peak RSS of 1 h and 4 h runs")
@@ -177,9 +183,13 @@ def main() -> None:
                                                       if args.full_loop else ""))
     for label, payload, policy in CASES:
         sc = scenario(dur, fps, [policy])
-        wall, packets, results = run_fast(sc, payload or None)
+        wall, packets, results = min((run_fast(sc, payload or None)
+                                      for _ in range(max(1, args.repeat))),
+                                     key=lambda r: r[0])
         frame_bytes = [float(r.wire_bytes) for r in results[0].records]
-        fluid = fluid_reference(stream_trace(sc), frame_bytes, fps)
+        fluid_trace = stream_trace(sc)
+        fluid = min(fluid_reference(fluid_trace, frame_bytes, fps)
+                    for _ in range(max(1, args.repeat)))
         speeds.append(dur / wall)
         line = (f"{label:36s} {wall:7.2f} {packets:8d} {dur / wall:12.0f}x {fluid * 1e3:14.2f} "
                 f"{wall / fluid:7.1f}x")

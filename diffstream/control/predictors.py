@@ -28,6 +28,7 @@ error of the predictor's own one-step predictions over the last few samples.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Annotated, Literal
@@ -123,6 +124,13 @@ class HarmonicMean(PredictorModel):
         if self.robust:
             return robust_throughput_bps(samples, self.window)
         return harmonic_mean(samples[-self.window:])
+
+
+@functools.lru_cache(maxsize=64)
+def harmonic_predictor(window: int, robust: bool = False) -> HarmonicMean:
+    """The (frozen, so shareable) ``HarmonicMean`` a policy without a ``predictor`` uses:
+    built once per option pair instead of validated anew on every frame."""
+    return HarmonicMean(window=window, robust=robust)
 
 
 class Ewma(PredictorModel):
@@ -267,6 +275,7 @@ __all__ = [
     "PredictorModel",
     "PredictorSpec",
     "harmonic_mean",
+    "harmonic_predictor",
     "robust_discount",
     "robust_throughput_bps",
 ]

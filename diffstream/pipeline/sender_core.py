@@ -58,6 +58,10 @@ class SenderCore:
         self.arm = arm
         # this sender's own copy: a stateful policy (gcc) must not share state across arms/runs
         self.policy = copy.deepcopy(arm.policy)  # (a pydantic model or any policy object)
+        # optional hooks, looked up once: a miss on a pydantic model goes through its
+        # __getattr__ and an AttributeError (about 7 us a frame on the fast path)
+        self._predict = getattr(self.policy, "predicted_throughput_bps", None)
+        self._report_hook = getattr(self.policy, "on_report", None)  # stateful policies
         self.info = info
         self.interval = 1.0 / scenario.frame.fps
         self.pixels = scenario.frame.pixels
@@ -121,6 +125,8 @@ class SenderCore:
                 return float(wire_bytes_for_payload(bits, header, mtu))
             return float(wire_bytes_trusted(bits, header, chunk))  # checked once, above
 
+        if not checked:  # lets payload_bits_for_wire_budget invert it in closed form
+            wire_bytes.layout = (coded, chunk)  # type: ignore[attr-defined]
         return Observation(
             now_s=now_s, frame_index=k, frame_interval_s=self.interval, pixels=self.pixels,
             mode="interactive" if self.interactive else "playback", capture_s=capture_s,
@@ -139,7 +145,7 @@ class SenderCore:
     def budget(self, obs: Observation) -> int:
         """The policy's budget; its throughput prediction for the same observation is kept
         for this frame's record (``throughput_pred_bps``)."""
-        predict = getattr(self.policy, "predicted_throughput_bps", None)
+        predict = self._predict
         self.prediction_bps = predict(obs) if callable(predict) else None
         return int(self.policy.budget_bits(obs))
 
@@ -173,7 +179,7 @@ class SenderCore:
 
     def on_report(self, report: DeliveryReport, now_s: float) -> None:
         self.view.on_report(report, now_s)
-        hook = getattr(self.policy, "on_report", None)  # optional: stateful policies
+        hook = self._report_hook
         if hook is not None:
             hook(report, now_s)
 

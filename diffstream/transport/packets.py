@@ -89,6 +89,26 @@ def wire_bytes_trusted(payload_bits: int, header_bytes: int, chunk: int) -> int:
     return frame_len + PACKET_OVERHEAD * _packet_count(frame_len, chunk)
 
 
+def max_payload_bits(wire_budget: float, header_bytes: int, chunk: int) -> int:
+    """The largest ``b >= 0`` with ``wire_bytes_trusted(b, header_bytes, chunk) <=
+    wire_budget``, or -1 when not even an empty payload fits: the inverse, in closed form.
+
+    A frame of ``f`` bytes in ``n`` packets takes ``f + PACKET_OVERHEAD * n`` on the link, and
+    ``n`` packets carry frames of ``(n - 1) * chunk + 1 .. n * chunk`` bytes, so the largest
+    packet count whose smallest frame fits gives the answer. Policies call it through
+    ``policy.base.payload_bits_for_wire_budget``, which checks it against ``wire_bytes``.
+    """
+    if not wire_budget >= 0:  # also NaN
+        return -1
+    w = int(min(wire_budget, float(MAX_FRAME_BYTES) * 2))  # on-link bytes are whole
+    step = chunk + PACKET_OVERHEAD
+    n = max(1, (w - 1 + chunk) // step)  # the most packets whose first frame length fits
+    frame_len = min(n * chunk, w - PACKET_OVERHEAD * n)
+    if frame_len < header_bytes:
+        return -1
+    return 8 * (frame_len - header_bytes)
+
+
 def reassemble(
     frame_len: int,
     chunks: Iterable[tuple[int, bytes]],

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 # re-exported: the policies' throughput rules live with the other predictors
 from diffstream.control.predictors import harmonic_mean
 from diffstream.control.predictors import robust_throughput_bps as robust_throughput_bps
+from diffstream.transport.packets import max_payload_bits
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,15 @@ def payload_bits_for_wire_budget(
         return 0
     if obs.wire_bytes(hi) <= wire_bytes_budget:
         return hi
+    layout = getattr(obs.wire_bytes, "layout", None)  # SenderCore's: (header, chunk)
+    if layout is not None:
+        # the closed-form inverse (one packet-count division instead of ~20 calls), used
+        # only where wire_bytes itself confirms it is the bisection's answer: the largest
+        # b >= 1 that fits, or 0 when b = 1 does not (the bisection never tests b = 0)
+        g = min(max(max_payload_bits(wire_bytes_budget, *layout), 0), hi - 1)
+        if obs.wire_bytes(g + 1) > wire_bytes_budget and (
+                g == 0 or obs.wire_bytes(g) <= wire_bytes_budget):
+            return g
     lo = 0  # invariant: wire_bytes(lo) <= budget < wire_bytes(hi)
     while hi - lo > 1:
         mid = (lo + hi) // 2

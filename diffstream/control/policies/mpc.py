@@ -9,6 +9,7 @@ pessimistically.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from functools import lru_cache
 from typing import Literal
@@ -28,14 +29,17 @@ from diffstream.control.policies.base import (
     startup_bits,
 )
 from diffstream.control.predictors import (
-    HarmonicMean,
     PredictorModel,
     PredictorSpec,
     check_predictor_options,
+    harmonic_predictor,
 )
 
 MAX_SEQUENCES = 500_000
 """Cap on ``len(levels_bpp) ** horizon``: the plans are enumerated in one numpy array."""
+
+_SAFE_THROUGHPUT_BPS = 1e-200
+"""Above this a plan's send time (at most 8 x 64 MiB bits / thr) cannot overflow a float."""
 
 FALLBACK_QUALITY_FLOOR_DB = 25.0
 """Quality given to the lowest level when the codec has no rate-quality model."""
@@ -160,7 +164,7 @@ class MPCPolicy(PolicyModel):
 
     def throughput_predictor(self) -> PredictorModel:
         """The predictor in use: ``predictor``, else robust MPC's harmonic mean."""
-        return self.predictor or HarmonicMean(window=self.window, robust=True)
+        return self.predictor or harmonic_predictor(self.window, True)
 
     def predicted_throughput_bps(self, obs: Observation) -> float | None:
         """Throughput the plan is made for (None before any sample)."""
@@ -184,10 +188,12 @@ class MPCPolicy(PolicyModel):
             return out + above
         return [(0 if bits < floor else clamp_bits(bits, obs), b) for bits, b in levels]
 
-    def level_quality_db(self, obs: Observation) -> np.ndarray:
+    def level_quality_db(self, obs: Observation,
+                         ladder: list[tuple[int, float]] | None = None) -> np.ndarray:
         """Quality (dB) the planner expects at each ladder level; skip levels (0 bits) get the
-        floor's quality minus ``skip_penalty_db``."""
-        ladder = self.ladder(obs)
+        floor's quality minus ``skip_penalty_db``. ``ladder``: ``self.ladder(obs)``, when the
+        caller has it already."""
+        ladder = self.ladder(obs) if ladder is None else ladder
         skip_q = self.skip_quality_db(obs)
         if obs.rate_quality is not None:
             rq = obs.rate_quality
@@ -211,22 +217,31 @@ class MPCPolicy(PolicyModel):
         codec's floor, else its bits clamped to the observation's range."""
         return [bits for bits, _ in self.ladder(obs)]
 
-    def level_compute_s(self, obs: Observation) -> tuple[np.ndarray, np.ndarray]:
+    def level_compute_s(self, obs: Observation,
+                        bits: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(encode_s, decode_s) per ladder level: the codec's budget-dependent cost where
         the observation has one (``compute_at``), else the same estimate for every level."""
-        bits = self.level_bits(obs)
+        bits = self.level_bits(obs) if bits is None else bits
         if obs.compute_at is None:
             return np.full(len(bits), obs.encode_s), np.full(len(bits), obs.decode_s)
         costs = [obs.compute_at(b) for b in bits]
         return np.array([c[0] for c in costs]), np.array([c[1] for c in costs])
 
-    def objectives(self, obs: Observation, thr_bps: float) -> np.ndarray:
-        """Objective of every plan in ``level_sequences`` order, vectorised over plans."""
-        bits = self.level_bits(obs)
+    def objectives(self, obs: Observation, thr_bps: float,
+                   ladder: list[tuple[int, float]] | None = None) -> np.ndarray:
+        """Objective of every plan in ``level_sequences`` order, vectorised over plans.
+        ``ladder``: ``self.ladder(obs)``, when the caller has it already (it is the costly
+        part of a small plan table, so ``plan`` builds it once per frame)."""
+        ladder = self.ladder(obs) if ladder is None else ladder
+        bits = [b for b, _ in ladder]
         seqs = level_sequences(len(bits), self.horizon)
-        quality = self.level_quality_db(obs)[seqs]  # (plans, horizon)
+        quality = self.level_quality_db(obs, ladder)[seqs]  # (plans, horizon)
         wire_bits = 8.0 * np.array([obs.wire_bytes(b) for b in bits])[seqs]
-        with np.errstate(over="ignore"):
+        # a throughput so small that wire_bits / thr overflows (an infinite send time) is
+        # the one case that needs numpy's warnings silenced; entering np.errstate costs
+        # about 10 us, so the common case skips it (same values either way)
+        extreme = not thr_bps > _SAFE_THROUGHPUT_BPS
+        with np.errstate(over="ignore") if extreme else contextlib.nullcontext():
             send_s = wire_bits / thr_bps
         stall = np.zeros(len(seqs))
         interval = obs.frame_interval_s
@@ -238,7 +253,7 @@ class MPCPolicy(PolicyModel):
         else:
             assert obs.deadline_s is not None  # is_playback() is False
             owd = obs.one_way_delay_s or 0.0
-            enc, dec = (c[seqs] for c in self.level_compute_s(obs))
+            enc, dec = (c[seqs] for c in self.level_compute_s(obs, bits))
             clear = np.full(len(seqs), obs.now_s + queued_bytes(obs) * 8.0 / thr_bps)
             skip_q = self.skip_quality_db(obs)
             quality = quality.copy()
@@ -250,25 +265,33 @@ class MPCPolicy(PolicyModel):
                 quality[:, i] = np.where(late, skip_q, quality[:, i])
                 stall += np.where(late, interval, 0.0)
         switches = np.abs(np.diff(quality, axis=1)).sum(axis=1)
-        with np.errstate(invalid="ignore"):  # 0 weight x infinite stall: no usable score
+        # 0 weight x infinite stall: no usable score (only with an infinite send time)
+        with np.errstate(invalid="ignore") if extreme else contextlib.nullcontext():
             value = quality.sum(axis=1) - self.switch_weight * switches - self.stall_weight * stall
         return np.where(np.isnan(value), -np.inf, value)
 
     def plan(self, obs: Observation) -> tuple[int, ...] | None:
         """Level indices of the best plan, or None before any throughput sample."""
+        best = self._plan(obs)
+        return None if best is None else best[0]
+
+    def _plan(self, obs: Observation) -> tuple[tuple[int, ...], list[int]] | None:
+        """(the best plan, the ladder's bits), the ladder built once."""
         thr = self.predicted_throughput_bps(obs)
         if thr is None:
             return None
+        ladder = self.ladder(obs)
+        bits = [b for b, _ in ladder]
         if not thr > 0:  # samples so small their harmonic mean underflows: send the least
-            return (0,) * self.horizon
-        seqs = level_sequences(len(self.level_bits(obs)), self.horizon)
-        best = int(np.argmax(self.objectives(obs, thr)))
-        return tuple(int(i) for i in seqs[best])
+            return (0,) * self.horizon, bits
+        seqs = level_sequences(len(bits), self.horizon)
+        best = int(np.argmax(self.objectives(obs, thr, ladder)))
+        return tuple(int(i) for i in seqs[best]), bits
 
     def budget_bits(self, obs: Observation) -> int:
-        best = self.plan(obs)
+        best = self._plan(obs)
         if best is None:
             bits = startup_bits(obs, self.startup_bpp)
         else:
-            bits = self.level_bits(obs)[best[0]]
+            bits = best[1][best[0][0]]
         return escape_floor(bits, obs, self.probe_after_skips)

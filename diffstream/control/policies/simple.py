@@ -24,10 +24,10 @@ from diffstream.control.policies.base import (
     time_to_deadline_s,
 )
 from diffstream.control.predictors import (
-    HarmonicMean,
     PredictorModel,
     PredictorSpec,
     check_predictor_options,
+    harmonic_predictor,
 )
 
 _WINDOW = Field(5, ge=1, description="Number of most recent throughput samples averaged.")
@@ -100,7 +100,7 @@ class RatePolicy(PolicyModel):
 
     def throughput_predictor(self) -> PredictorModel:
         """The predictor in use: ``predictor``, else the harmonic mean of ``window``."""
-        return self.predictor or HarmonicMean(window=self.window)
+        return self.predictor or harmonic_predictor(self.window)
 
     def predicted_throughput_bps(self, obs: Observation) -> float | None:
         """The throughput the budget is made for (None before any sample)."""
@@ -168,7 +168,7 @@ class DeadlinePolicy(PolicyModel):
     def throughput_predictor(self) -> PredictorModel:
         """The predictor in use: ``predictor``, else the harmonic mean of ``window``
         (robust as ``robust`` says)."""
-        return self.predictor or HarmonicMean(window=self.window, robust=self.robust)
+        return self.predictor or harmonic_predictor(self.window, self.robust)
 
     def predicted_throughput_bps(self, obs: Observation) -> float | None:
         """The throughput (before ``safety``) the budget is made for (None before any

@@ -104,6 +104,36 @@ def test_payload_bits_for_wire_budget_is_the_largest(budget: float, upper: int) 
         assert b == 0
 
 
+def test_payload_bits_for_wire_budget_closed_form_is_the_bisections() -> None:
+    """With SenderCore's ``layout`` on ``wire_bytes`` (closed-form inverse) the answer is the
+    bisection's, including a skip header larger than the coded one (wire(0) > wire(1)),
+    budgets on packet edges, and a layout that lies (caught by the check, then bisected)."""
+    rng = random.Random(3)
+    for coded, skip, lie in ((40, 40, 0), (40, 75, 0), (12, 5, 0), (40, 40, 9)):
+        def wire_of(bits: int, coded: int = coded, skip: int = skip) -> float:
+            payload = math.ceil(bits / 8)
+            head = skip if bits == 0 else coded
+            return float(head + payload + 40 * max(1, math.ceil((head + payload) / 1460)))
+
+        calls = []
+
+        def fast_fn(bits: int, f: Any = wire_of, calls: list = calls) -> float:
+            calls.append(bits)
+            return f(bits)
+
+        fast_fn.layout = (coded + lie, 1460)  # type: ignore[attr-defined]
+        budgets = [rng.uniform(0, 40_000) for _ in range(400)]
+        budgets += [float(k * 1500 + d) for k in range(1, 6) for d in (-1, 0, 1, 39, 40, 41)]
+        for budget in budgets:
+            for upper in (None, 7, 40_000):
+                ref = payload_bits_for_wire_budget(make_obs(wire_bytes=wire_of), budget, upper)
+                calls.clear()
+                got = payload_bits_for_wire_budget(make_obs(wire_bytes=fast_fn), budget, upper)
+                assert got == ref, (coded, skip, lie, budget, upper)
+                if not lie and upper is None:  # the closed form was used, not the search
+                    assert len(calls) <= 4, calls
+
+
 # --- fixed, rate ----------------------------------------------------------------------------
 
 

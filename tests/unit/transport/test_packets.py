@@ -10,10 +10,13 @@ from hypothesis import strategies as st
 
 from diffstream.transport.packets import (
     PACKET_OVERHEAD,
+    chunk_size,
+    max_payload_bits,
     on_link_sizes,
     packetize,
     reassemble,
     wire_bytes_for_payload,
+    wire_bytes_trusted,
 )
 from diffstream.transport.wire import FrameHeader, header_size, pack_frame, unpack_frame
 
@@ -187,3 +190,29 @@ def test_reassemble_any_loss_pattern(n: int, mtu: int, lost: set[int], seed: int
         assert (prefix, complete) == (frame, True)
     else:
         assert not complete and prefix == frame[: packets[first_lost][0]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(budget=st.floats(-5, 60_000) | st.integers(0, 60_000).map(float),
+       header=st.integers(0, 3000), mtu=st.integers(41, 9000))
+def test_max_payload_bits_inverts_wire_bytes(budget: float, header: int, mtu: int) -> None:
+    """The closed form against a bisection over ``wire_bytes_trusted`` itself."""
+    chunk = chunk_size(mtu)
+    got = max_payload_bits(budget, header, chunk)
+    if not wire_bytes_trusted(0, header, chunk) <= budget:
+        assert got == -1
+        return
+    lo, hi = 0, 8 * (int(budget) + 1)  # wire_bytes(hi) > budget: one byte costs >= 1
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if wire_bytes_trusted(mid, header, chunk) <= budget else (lo, mid)
+    assert got == lo
+
+
+def test_max_payload_bits_at_packet_edges() -> None:
+    chunk = chunk_size(1500)  # 1460 frame bytes per packet
+    assert max_payload_bits(1460 + 40, 10, chunk) == 8 * 1450  # one full packet
+    assert max_payload_bits(1461 + 80 - 1, 10, chunk) == 8 * 1450  # a 2nd costs 41 more
+    assert max_payload_bits(1461 + 80, 10, chunk) == 8 * 1451
+    assert max_payload_bits(49.9, 10, chunk) == -1 and max_payload_bits(50, 10, chunk) == 0
+    assert max_payload_bits(float("nan"), 0, chunk) == -1
