@@ -324,7 +324,7 @@ class LiveReceiver:
     def _send(self, kind: P.Kind, body: dict[str, Any], seq: int = 0) -> bool:
         parts = P.encode(kind, self.instance, seq, time.monotonic(), body)
         try:
-            self.sock.send_multipart(parts, flags=zmq.NOBLOCK)
+            P.send_parts(self.sock, parts, zmq.NOBLOCK)  # a REPORT per frame
             return True
         except zmq.ZMQError:
             self.counts[f"unsent_{kind.name.lower()}"] += 1

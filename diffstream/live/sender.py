@@ -29,7 +29,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from diffstream.errors import InputError
 from diffstream.live import protocol as P
 from diffstream.live.accounting import (
     fate,
+    flat,
     lost_rx,
     make_record,
     record_arrival,
@@ -405,7 +406,7 @@ class LiveSender:
         tx = self.core.sender_half(capture_s=capture, deadline_s=deadline, budget_bits=budget,
                                    enc=enc, send_s=send_s, wire_bytes=int(sum(sizes)),
                                    packets=len(sizes), throughput_est_bps=est, link=link)
-        info: dict[str, Any] = {**asdict(tx), "frame_len": len(frame)}  # the FRAME body
+        info: dict[str, Any] = {**flat(tx), "frame_len": len(frame)}  # the FRAME body
         self.journal.add(k, info)
         self.core.on_sent(k, send_s, int(sum(sizes)), budget_bits=budget, skipped=enc.skipped)
         data = frame if shaped is None or shaped.prefix_len >= len(frame) else (
@@ -433,8 +434,8 @@ class LiveSender:
             self._settle(k, lost_rx("lost: no receiver connected"))
             return
         try:
-            self.sock.send_multipart([self.peer, *parts], flags=zmq.NOBLOCK,
-                                     copy=len(parts[-1]) < 65536)
+            P.send_parts(self.sock, [self.peer, *parts], zmq.NOBLOCK,
+                         copy=len(parts[-1]) < 65536)
         except zmq.Again:
             self.counts["unsent_queue_full"] += 1
             self._settle(k, lost_rx("lost: send queue full (receiver too slow)"))

@@ -33,7 +33,6 @@ traces x policies x modes; ``--reference-loop`` forces the full loop.
 from __future__ import annotations
 
 import heapq
-import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -48,6 +47,7 @@ from diffstream.scenario.build import build_link
 from diffstream.scenario.schema import ArmSpec, Scenario
 from diffstream.sim.arm import ArmResult, ArmSimulation, init_arm_clock
 from diffstream.sim.endpoints import NetworkOnlyEndpoints
+from diffstream.transport.checksum import crc32
 from diffstream.transport.packets import on_link_sizes
 from diffstream.transport.wire import FrameHeader, arm_tag, header_size
 
@@ -80,7 +80,7 @@ class _HeaderSizes:
         if crc is None:
             if len(self._crc) >= _CRC_CACHE_MAX:
                 self._crc.clear()
-            crc = self._crc[n] = zlib.crc32(bytes(n))
+            crc = self._crc[n] = crc32(bytes(n))
         return crc
 
     def __call__(self, seq: int, budget_bits: int, n: int, capture_s: float,

@@ -40,7 +40,6 @@ import hashlib
 import logging
 import math
 import threading
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -73,6 +72,7 @@ from diffstream.codecs.gic.bitstream import one_thread
 from diffstream.codecs.registry import register_codec
 from diffstream.pipeline.compute import ProfileCost
 from diffstream.training.crops import to_tensor, to_uint8
+from diffstream.transport.checksum import crc32
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def model_digest(model: torch.nn.Module) -> str:
 
 def xt_check(x: torch.Tensor) -> int:
     """The payload's check byte: CRC-32 of x_t's float32 bytes, low 8 bits."""
-    return zlib.crc32(x.detach().float().cpu().contiguous().numpy().tobytes()) & 0xFF
+    return crc32(x.detach().float().cpu().contiguous().numpy().tobytes()) & 0xFF
 
 
 def default_device() -> str:
@@ -535,7 +535,7 @@ class DiffcCodec:
     def decode(self, payload: bytes, meta: dict[str, Any], shape: tuple[int, int]) -> Image:
         traj = self.trajectory(payload, meta, shape)
         t, x_t = traj[-1]
-        key = self._key(PURPOSE_NOISE, zlib.crc32(bytes(payload)))
+        key = self._key(PURPOSE_NOISE, crc32(payload))
         img = self.denoise(x_t, t, key)
         if img.shape != (int(shape[0]), int(shape[1]), 3):
             raise CodecError(f"diffc decoded to {img.shape}, expected {tuple(shape)}")

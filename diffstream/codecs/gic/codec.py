@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import zlib
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -55,6 +54,7 @@ from diffstream.codecs.ratecontrol import FunctionModel, fit_budget
 from diffstream.codecs.registry import register_codec
 from diffstream.pipeline.compute import ProfileCost
 from diffstream.training.crops import to_tensor, to_uint8
+from diffstream.transport.checksum import crc32
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +325,7 @@ class GicCodec(_LatentCodec):
 
     def noise_generator(self, payload: bytes) -> torch.Generator:
         """Decoder noise seeded from data both ends hold: crc32(payload) xor seed."""
-        return torch.Generator().manual_seed((zlib.crc32(payload) ^ self.seed) & 0xFFFFFFFF)
+        return torch.Generator().manual_seed((crc32(payload) ^ self.seed) & 0xFFFFFFFF)
 
     def refine(self, y_hat: torch.Tensor, q: float, payload: bytes) -> torch.Tensor:
         gen = self.noise_generator(payload) if self.sampler.beta > 0 else None
