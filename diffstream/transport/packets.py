@@ -127,6 +127,13 @@ def reassemble(
             f"frame_len must be an int in [0, {min(max_frame_bytes, MAX_FRAME_BYTES)}], "
             f"got {frame_len!r}"
         )
+    chunks = list(chunks)
+    if len(chunks) == 1 and type(chunks[0]) is tuple and len(chunks[0]) == 2:
+        offset, chunk = chunks[0]
+        if offset == 0 and _is_int(offset) and type(chunk) is bytes and 0 < len(chunk) <= frame_len:
+            # one run from offset 0 (live mode: the whole frame, or its prefix, in one
+            # message): it is its own prefix, so no buffer and no two copies of a frame
+            return chunk, len(chunk) == frame_len
     buf = bytearray(frame_len)
     # Disjoint, non-touching [start, end) runs of received bytes, sorted by start.
     starts: list[int] = []

@@ -216,3 +216,15 @@ def test_max_payload_bits_at_packet_edges() -> None:
     assert max_payload_bits(1461 + 80, 10, chunk) == 8 * 1451
     assert max_payload_bits(49.9, 10, chunk) == -1 and max_payload_bits(50, 10, chunk) == 0
     assert max_payload_bits(float("nan"), 0, chunk) == -1
+
+
+def test_reassemble_one_run_from_zero_is_returned_without_a_copy() -> None:
+    """Live mode hands over a frame (or its prefix) as one chunk at offset 0: the result is
+    that very object, and the same as the general path's (via a bytearray chunk)."""
+    frame = frame_of(5000)
+    for part, whole in ((frame, True), (frame[:3000], False)):
+        data, complete = reassemble(len(frame), [(0, part)])
+        assert data is part and complete is whole
+        assert reassemble(len(frame), [(0, bytearray(part))]) == (part, whole)
+    with pytest.raises(ValueError):
+        reassemble(10, [(0, bytes(11))])  # longer than the frame: the general check
