@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import struct
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from enum import IntEnum
@@ -34,6 +33,7 @@ import zmq
 
 from diffstream.live.paths import check_id
 from diffstream.pipeline.records import Arrival, Outcome, SenderHalf
+from diffstream.transport.wire import thread_packer
 
 MAGIC = b"DSL"
 VERSION = 1
@@ -266,25 +266,13 @@ def check_body(kind: Kind, body: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- encode
 
 
-_tls = threading.local()
-
-
-def _packer() -> msgpack.Packer:
-    """This thread's reusable msgpack Packer (same bytes as ``packb``, without its setup)."""
-    try:
-        return _tls.packer  # type: ignore[no-any-return]
-    except AttributeError:
-        _tls.packer = packer = msgpack.Packer(use_bin_type=True)
-        return packer
-
-
 def encode(kind: Kind, session: int, seq: int, sent_at: float, body: dict[str, Any],
            data: Any = None) -> list[Any]:
     """The parts of one message (data, when given, is passed through without a copy)."""
     head = HEAD.pack(MAGIC, VERSION, kind, session, seq, sent_at)
     if data is None:
-        return [head, _packer().pack(body)]
-    return [head, _packer().pack(body), data]
+        return [head, thread_packer().pack(body)]
+    return [head, thread_packer().pack(body), data]
 
 
 # --------------------------------------------------------------------------- decode

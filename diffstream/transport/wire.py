@@ -292,8 +292,9 @@ _HEAD8 = struct.Struct(">3sBI")  # the preamble's first 8 bytes: what the header
 _tls = threading.local()
 
 
-def _packer() -> msgpack.Packer:
-    """This thread's reusable msgpack Packer (same bytes as ``packb``, without its setup)."""
+def thread_packer() -> msgpack.Packer:
+    """This thread's reusable msgpack Packer (same bytes as ``packb``, without its setup;
+    the wire header and the live envelope share it)."""
     try:
         return _tls.packer  # type: ignore[no-any-return]
     except AttributeError:
@@ -313,7 +314,7 @@ def _pack_header(raw: dict[str, Any]) -> bytes:
     """Validate (so a sender bug fails at the sender, not the receiver) and msgpack it."""
     _validate(raw, DEFAULT_MAX_PAYLOAD_BYTES, build=False)
     try:
-        return _packer().pack(raw)  # type: ignore[no-any-return]
+        return thread_packer().pack(raw)  # type: ignore[no-any-return]
     except (TypeError, ValueError, OverflowError) as exc:  # e.g. an int wider than 64 bits
         raise WireError("malformed_header", f"header cannot be packed: {exc}") from None
 
