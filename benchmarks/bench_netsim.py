@@ -117,7 +117,7 @@ def fluid_reference(trace: Trace, frame_bytes: list[float], fps: float) -> float
 
 
 # ----------------------------------------------------------------------- memory
-def _peak_rss_mb(resource: object) -> float:
+def _peak_rss_mb() -> float:
     """This process's peak RSS. Linux's ``VmHWM`` is the high-water mark of this program's
     own memory; ``ru_maxrss`` also keeps the parent's RSS at the fork (it survives the exec),
     so after the big runs above it read the parent's ~400 MB in every child."""
@@ -127,12 +127,12 @@ def _peak_rss_mb(resource: object) -> float:
                 return int(line.split()[1]) / 1024.0
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # type: ignore[attr-defined]
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _memory_child(duration: float, fps: float, stream: bool, out: str) -> None:
-    import resource
-
     from diffstream.output.report import FrameLogStream
 
     sc = scenario(duration, fps, [{"kind": "rate"}])
@@ -148,7 +148,7 @@ def _memory_child(duration: float, fps: float, stream: bool, out: str) -> None:
         res = FastArmSimulation(sc, sc.arms[0], trace, 4000).run()
         frames = len(res.records)
     wall = time.perf_counter() - t0
-    rss_mb = _peak_rss_mb(resource)
+    rss_mb = _peak_rss_mb()
     print(json.dumps({"frames": frames, "wall_s": wall, "peak_rss_mb": rss_mb,
                       "file_mb": Path(out).stat().st_size / 2**20 if stream else 0.0}))
 
@@ -187,7 +187,7 @@ def main() -> None:
     if args.memory_child is not None:
         _memory_child(args.memory_child, args.fps, args.stream, args.out)
         return
-    dur, fps = args.duration, args.fps
+    dur, fps, repeat = args.duration, args.fps, max(1, args.repeat)
     speeds: list[float] = []
     print(f"network-only, fast path: {dur:g} s of trace at {fps:g} fps "
           f"({int(dur * fps)} frames)")
@@ -196,13 +196,11 @@ def main() -> None:
                                                       if args.full_loop else ""))
     for label, payload, policy in CASES:
         sc = scenario(dur, fps, [policy])
-        wall, packets, results = min((run_fast(sc, payload or None)
-                                      for _ in range(max(1, args.repeat))),
+        wall, packets, results = min((run_fast(sc, payload or None) for _ in range(repeat)),
                                      key=lambda r: r[0])
         frame_bytes = [float(r.wire_bytes) for r in results[0].records]
         fluid_trace = stream_trace(sc)
-        fluid = min(fluid_reference(fluid_trace, frame_bytes, fps)
-                    for _ in range(max(1, args.repeat)))
+        fluid = min(fluid_reference(fluid_trace, frame_bytes, fps) for _ in range(repeat))
         speeds.append(dur / wall)
         line = (f"{label:36s} {wall:7.2f} {packets:8d} {dur / wall:12.0f}x {fluid * 1e3:14.2f} "
                 f"{wall / fluid:7.1f}x")

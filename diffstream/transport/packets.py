@@ -130,7 +130,7 @@ def reassemble(
     chunks = list(chunks)
     if len(chunks) == 1 and type(chunks[0]) is tuple and len(chunks[0]) == 2:
         offset, chunk = chunks[0]
-        if offset == 0 and _is_int(offset) and type(chunk) is bytes and 0 < len(chunk) <= frame_len:
+        if _is_int(offset) and offset == 0 and type(chunk) is bytes and 0 < len(chunk) <= frame_len:
             # one run from offset 0 (live mode: the whole frame, or its prefix, in one
             # message): it is its own prefix, so no buffer and no two copies of a frame
             return chunk, len(chunk) == frame_len
