@@ -3,7 +3,10 @@
 The codec is replaced by fixed-size payloads and the run goes through ``sim.fastpath`` (the
 path ``--network-only`` runs and network-only sweeps take): the real policies, the
 ``SenderCore`` feedback view, the mahimahi-accounting link with its loss model, delayed
-delivery reports and the playout models, without SimPy, wire bytes or dict messages.
+delivery reports and the playout models, without SimPy, wire bytes or dict messages. The
+three cases' arms are all ones the compiled loop covers (``sim.kernel``, numba), so that is
+what runs; ``DIFFSTREAM_KERNEL=0`` times the Python fast path instead. ``records us``: the
+part of a frame's wall time spent building its ``FrameRecord`` (Python, after each chunk).
 ``--full-loop`` also times the full SimPy loop (``sim.arm.ArmSimulation``) on each case.
 
 In the same process it times a **fluid reference loop**: Pensieve's ``fixed_env.py`` way of
@@ -38,6 +41,7 @@ from pathlib import Path
 from diffstream.netsim.trace import Trace
 from diffstream.scenario.build import build_trace
 from diffstream.scenario.schema import Scenario
+from diffstream.sim import compiled
 from diffstream.sim.arm import ArmSimulation
 from diffstream.sim.endpoints import NetworkOnlyEndpoints
 from diffstream.sim.fastpath import FastArmSimulation
@@ -66,14 +70,37 @@ def stream_trace(sc: Scenario) -> Trace:
     return build_trace(sc, ROOT / "scenarios" / "x.yaml").scaled(sc.link.share)
 
 
-def run_fast(sc: Scenario, payload: int | None, **kw: object) -> tuple[float, int, list]:
-    """Wall seconds of every arm on the fast path, packets sent, the arms' records."""
+class _RecordTimer:
+    """Wall seconds spent in ``sim.compiled._emit`` (building records), while installed."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._orig = compiled._emit
+
+    def __enter__(self) -> _RecordTimer:
+        def timed(*args: object, **kw: object) -> None:
+            t = time.perf_counter()
+            self._orig(*args, **kw)  # type: ignore[arg-type]
+            self.seconds += time.perf_counter() - t
+
+        compiled._emit = timed  # type: ignore[assignment]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        compiled._emit = self._orig  # type: ignore[assignment]
+
+
+def run_fast(sc: Scenario, payload: int | None, **kw: object
+             ) -> tuple[float, int, list, float]:
+    """Wall seconds of every arm on the fast path, packets sent, the arms' results, and the
+    seconds of that wall time spent building records in the compiled loop's driver."""
     trace = stream_trace(sc)
-    t0 = time.perf_counter()
-    results = [FastArmSimulation(sc, arm, trace, payload, **kw).run()  # type: ignore[arg-type]
-               for arm in sc.arms]
-    wall = time.perf_counter() - t0
-    return wall, sum(r.packets for res in results for r in res.records), results
+    with _RecordTimer() as records:
+        t0 = time.perf_counter()
+        results = [FastArmSimulation(sc, arm, trace, payload, **kw).run()  # type: ignore[arg-type]
+                   for arm in sc.arms]
+        wall = time.perf_counter() - t0
+    return wall, sum(r.packets for res in results for r in res.records), results, records.seconds
 
 
 def run_full(sc: Scenario, payload: int | None) -> float:
@@ -191,19 +218,21 @@ def main() -> None:
     speeds: list[float] = []
     print(f"network-only, fast path: {dur:g} s of trace at {fps:g} fps "
           f"({int(dur * fps)} frames)")
+    loop = "compiled loop" if compiled.kernel_enabled() else "Python fast path"
     print(f"{'case':36s} {'wall s':>7s} {'packets':>8s} {'sim s/wall s':>13s} "
-          f"{'fluid wall ms':>14s} {'x fluid':>8s}" + (f" {'full loop':>10s}"
-                                                      if args.full_loop else ""))
+          f"{'fluid wall ms':>14s} {'x fluid':>8s} {'us/frame':>9s} {'records us':>11s}"
+          + (f" {'full loop':>10s}" if args.full_loop else "") + f"   ({loop})")
     for label, payload, policy in CASES:
         sc = scenario(dur, fps, [policy])
-        wall, packets, results = min((run_fast(sc, payload or None) for _ in range(repeat)),
-                                     key=lambda r: r[0])
+        wall, packets, results, rec_s = min(
+            (run_fast(sc, payload or None) for _ in range(repeat)), key=lambda r: r[0])
+        n = len(results[0].records)
         frame_bytes = [float(r.wire_bytes) for r in results[0].records]
         fluid_trace = stream_trace(sc)
         fluid = min(fluid_reference(fluid_trace, frame_bytes, fps) for _ in range(repeat))
         speeds.append(dur / wall)
         line = (f"{label:36s} {wall:7.2f} {packets:8d} {dur / wall:12.0f}x {fluid * 1e3:14.2f} "
-                f"{wall / fluid:7.1f}x")
+                f"{wall / fluid:7.1f}x {wall / n * 1e6:9.2f} {rec_s / n * 1e6:11.2f}")
         if args.full_loop:
             line += f" {dur / run_full(sc, payload or None):9.0f}x"
         print(line)
@@ -211,13 +240,13 @@ def main() -> None:
         print("\nwall time vs trace length (rate policy, 4 kB payloads, one arm):")
         for minutes in (1, 10, 60):
             d = minutes * 60.0
-            wall, _, _ = run_fast(scenario(d, fps, [{"kind": "rate"}]), 4000)
+            wall, _, _, _ = run_fast(scenario(d, fps, [{"kind": "rate"}]), 4000)
             speeds.append(d / wall)
             print(f"  {minutes:3d} min: {wall:7.2f} s wall, {wall / (d * fps) * 1e6:6.1f} "
                   f"us/frame, {d / wall:6.0f}x real time")
         print("wall time vs number of arms (rate policy, 4 kB payloads, 1 min of trace):")
         for arms in (1, 2, 4, 8):
-            wall, _, _ = run_fast(scenario(60.0, fps, [{"kind": "rate"}] * arms), 4000)
+            wall, _, _, _ = run_fast(scenario(60.0, fps, [{"kind": "rate"}] * arms), 4000)
             speeds.append(60.0 * arms / wall)
             print(f"  {arms:3d} arms: {wall:7.2f} s wall, {60.0 * arms / wall:6.0f}x real time "
                   "per arm-second")

@@ -25,6 +25,10 @@ playout models - and replaces only the plumbing:
 - **Records** are built once, positionally, when their outcome is known (in frame order), and
   can be streamed to a callback instead of being kept (``keep_records=False``).
 
+Arms whose mode and policy ``sim.compiled.eligible`` accepts (interactive; fixed, rate,
+deadline, MPC) run in the compiled twin of this loop (``sim.kernel``), which must give the
+same records (``tests/integration/sim/test_kernel_agreement.py``).
+
 ``ArmSimulation`` stays the reference: ``tests/integration/sim/test_fastpath_agreement.py``
 checks that both give identical network columns on the shipped scenarios and a grid of
 traces x policies x modes; ``--reference-loop`` forces the full loop.
@@ -46,6 +50,7 @@ from diffstream.pipeline.sender_core import LinkState, SenderCore, delivery_repo
 from diffstream.scenario.build import build_link
 from diffstream.scenario.schema import ArmSpec, Scenario
 from diffstream.sim.arm import ArmResult, ArmSimulation, init_arm_clock
+from diffstream.sim.compiled import run_compiled
 from diffstream.sim.endpoints import NetworkOnlyEndpoints
 from diffstream.transport.checksum import crc32
 from diffstream.transport.packets import on_link_sizes
@@ -85,7 +90,11 @@ class _HeaderSizes:
 
     def __call__(self, seq: int, budget_bits: int, n: int, capture_s: float,
                  send_s: float) -> int:
-        crc = self.crc_of_zeros(n)
+        return self.size(seq, budget_bits, n, self.crc_of_zeros(n), capture_s, send_s)
+
+    def size(self, seq: int, budget_bits: int, n: int, crc: int, capture_s: float,
+             send_s: float) -> int:
+        """The header's size for these field values (``crc``: the payload's CRC-32)."""
         key = (_width(seq), _width(budget_bits), _width(n), _width(crc),
                type(capture_s) is float, type(send_s) is float)
         size = self._sizes.get(key)
@@ -120,6 +129,9 @@ class FastArmSimulation:
         info = NetworkOnlyEndpoints(sc, self.payload_bytes).start_arm(
             a.label, a.codec, a.codec_options, False)
         self.info = info  # ArmSimulation._observe reads it (no content: no motion table)
+        compiled = run_compiled(self, info)  # the kernel, where it covers the arm
+        if compiled is not None:
+            return compiled
         self.core = core = SenderCore(sc, a, info)
         view = core.view
         self.headers = _HeaderSizes(a.label, (sc.frame.height, sc.frame.width))

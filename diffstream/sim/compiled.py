@@ -1,0 +1,275 @@
+"""The driver of the compiled network-only loop (``sim.kernel``): which arms it can run, the
+tables it needs, the chunked run and the records.
+
+``FastArmSimulation.run`` calls ``run_compiled`` first; it returns None for an arm the
+kernel does not cover (``eligible`` says which), and the Python fast path runs it. Set
+``DIFFSTREAM_KERNEL=0`` to force the Python fast path (the agreement tests compare both).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from diffstream.control.policies.base import Observation
+from diffstream.control.policies.mpc import MPCPolicy
+from diffstream.control.policies.simple import DeadlinePolicy, FixedPolicy, RatePolicy
+from diffstream.control.predictors import SAMPLE_HISTORY, HarmonicMean
+from diffstream.pipeline.records import FrameRecord
+from diffstream.pipeline.sender_core import RECENT_SAMPLES, SenderCore
+from diffstream.transport.packets import chunk_size
+
+if TYPE_CHECKING:
+    from diffstream.pipeline.encoder import ArmInfo
+    from diffstream.sim.arm import ArmResult
+    from diffstream.sim.fastpath import FastArmSimulation
+
+try:  # numba is a dependency; without it (an unsupported platform) the Python path runs
+    from diffstream.sim import kernel as _k
+except ImportError:  # pragma: no cover - exercised only where numba is missing
+    _k = None  # type: ignore[assignment]
+
+CHUNK_FRAMES = 8192  # frames per kernel call: loss coins drawn and records emitted per chunk
+# one representative value per msgpack int width class (sim.fastpath._width 0..4)
+_WIDTH_VALUES = (0, 200, 1000, 70000, 2**32 + 1)
+
+
+def kernel_enabled() -> bool:
+    return _k is not None and os.environ.get("DIFFSTREAM_KERNEL", "1") != "0"
+
+
+@dataclass(frozen=True)
+class _PolicyTables:
+    kind: int
+    params: np.ndarray  # kernel.P_* slots
+    ladder_bits: np.ndarray  # MPC: the ladder's budgets (else one unused entry)
+    ladder_q: np.ndarray  # MPC: their planned quality
+
+
+def _clamped(bpp: float, pixels: int, max_bits: int) -> int:
+    """``clamp_bits(obs.bits_for_bpp(bpp), obs)``."""
+    return int(max(0, min(max_bits, math.floor(int(bpp * pixels)))))
+
+
+def _first_observation(sim: FastArmSimulation, info: ArmInfo) -> Observation:
+    """The first frame's observation, from ``SenderCore``'s own code: what does not change
+    from frame to frame on a network-only arm (floor, cap, pixels, decode estimate)."""
+    core = SenderCore(sim.sc, sim.arm, info)
+    return core.observe(0, 0, 0.0, sim.sc.mode.target_latency_ms / 1000.0)
+
+
+def _policy_tables(sim: FastArmSimulation, info: ArmInfo) -> _PolicyTables | None:
+    """What the kernel needs of a policy it runs (None: it does not run this one)."""
+    policy, pixels = sim.arm.policy, sim.sc.frame.pixels
+    max_bits = int(sim.sc.max_bpp * pixels)
+    params = np.zeros(_k.P_SIZE, np.float64)
+    none_i, none_f = np.zeros(1, np.int64), np.zeros(1, np.float64)
+    if type(policy) is FixedPolicy:
+        params[_k.P_FIXED_BITS] = _clamped(policy.bpp, pixels, max_bits)
+        return _PolicyTables(_k.POLICY_FIXED, params, none_i, none_f)
+    if type(policy) is RatePolicy:
+        p = policy.predictor
+        if not (p is None or (type(p) is HarmonicMean and not p.robust)):
+            return None
+        params[_k.P_WINDOW] = policy.window if p is None else p.window
+        params[_k.P_SAFETY] = policy.safety
+        params[_k.P_STARTUP] = _clamped(policy.startup_bpp, pixels, max_bits)
+        return _PolicyTables(_k.POLICY_RATE, params, none_i, none_f)
+    if type(policy) is DeadlinePolicy:
+        p = policy.predictor
+        if not (p is None or type(p) is HarmonicMean):
+            return None
+        params[_k.P_WINDOW] = policy.window if p is None else p.window
+        params[_k.P_ROBUST] = float(policy.robust if p is None else p.robust)
+        params[_k.P_SAFETY] = policy.safety
+        params[_k.P_STARTUP] = _clamped(policy.startup_bpp, pixels, max_bits)
+        params[_k.P_BURST] = math.nan if policy.burst_frames is None else policy.burst_frames
+        params[_k.P_DECODE] = _first_observation(sim, info).decode_s
+        return _PolicyTables(_k.POLICY_DEADLINE, params, none_i, none_f)
+    if type(policy) is MPCPolicy:
+        p = policy.predictor
+        if not (p is None or (type(p) is HarmonicMean and p.robust)):
+            return None
+        # numpy sums a plan's horizon sequentially below 8 terms (pairwise from 8 on)
+        if policy.horizon >= 8:
+            return None
+        # the ladder, its qualities and the skip quality from the policy's own code, on the
+        # first frame's observation (they depend on the floor, cap and pixels only)
+        obs = _first_observation(sim, info)
+        ladder = policy.ladder(obs)
+        params[_k.P_WINDOW] = policy.window if p is None else p.window
+        params[_k.P_STARTUP] = _clamped(policy.startup_bpp, pixels, max_bits)
+        params[_k.P_SWITCH] = policy.switch_weight
+        params[_k.P_STALL] = policy.stall_weight
+        params[_k.P_SKIP_Q] = policy.skip_quality_db(obs)
+        params[_k.P_DECODE] = obs.decode_s
+        params[_k.P_HORIZON] = policy.horizon
+        return _PolicyTables(
+            _k.POLICY_MPC, params, np.array([b for b, _ in ladder], np.int64),
+            np.asarray(policy.level_quality_db(obs, ladder), np.float64))
+    return None
+
+
+def eligible(sim: FastArmSimulation, info: ArmInfo) -> bool:
+    """Whether the kernel reproduces this arm: interactive mode; a ``fixed``, ``rate``
+    (harmonic predictor) or ``mpc`` (robust harmonic predictor, horizon < 8) policy; no
+    codec floor or rate-quality curve (network-only: ``escape_floor`` is then a no-op);
+    the link delay the feedback path assumes."""
+    return _check(sim, info) is not None
+
+
+def _check(sim: FastArmSimulation, info: ArmInfo) -> _PolicyTables | None:
+    if not kernel_enabled() or not sim.interactive or SAMPLE_HISTORY != _k.SAMPLE_RING:
+        return None
+    if RECENT_SAMPLES != _k.RECENT or info.min_bits > 0 or info.rq is not None:
+        return None  # (no rate-quality curve: no budget-dependent codec cost either)
+    if sim.link.delay_s != sim.delay:
+        return None
+    max_bits = int(sim.sc.max_bpp * sim.sc.frame.pixels)
+    if max(sim.n_frames, max_bits, sim.payload_bytes or 0) >= 2**32:  # header table's range
+        return None
+    return _policy_tables(sim, info)
+
+
+@functools.lru_cache(maxsize=256)
+def _header_table(label: str, shape: tuple[int, int], seq_max: int, budget_max: int,
+                  n_max: int) -> np.ndarray:
+    """Header bytes by (seq, budget, payload length, CRC) width class and whether the send
+    time is a float: the real ``header_size`` of one representative of each class that
+    values up to these maxima can reach (-1 elsewhere). Cached: a sweep runs the same arm
+    labels again and again, and 500 packed headers cost more than a short run."""
+    from diffstream.sim.fastpath import _HeaderSizes, _width
+
+    sizes = _HeaderSizes(label, shape)
+    table = np.full((5, 5, 5, 4, 2), -1, np.int64)
+    v = _WIDTH_VALUES
+    for a in range(_width(seq_max) + 1):
+        for b in range(_width(budget_max) + 1):
+            for c in range(_width(n_max) + 1):
+                for d in range(4):
+                    for e, send in enumerate((0, 0.5)):
+                        table[a, b, c, d, e] = sizes.size(v[a], v[b], v[c], v[d], 0.5, send)
+    table.setflags(write=False)
+    return table
+
+
+def run_compiled(sim: FastArmSimulation, info: ArmInfo) -> ArmResult | None:
+    """``FastArmSimulation.run`` in the kernel, or None when it does not cover the arm."""
+    tables = _check(sim, info)
+    if tables is None:
+        return None
+    from diffstream.sim.arm import ArmResult
+
+    sc, arm, link = sim.sc, sim.arm, sim.link
+    pixels = sc.frame.pixels
+    max_bits = int(sc.max_bpp * pixels)
+    chunk = chunk_size(sc.link.mtu)
+    payload = -1 if sim.payload_bytes is None else int(sim.payload_bytes)
+    max_n = payload if payload >= 0 else max_bits // 8
+    hdr_table = _header_table(arm.label, (sc.frame.height, sc.frame.width),
+                              max(sim.n_frames - 1, 0), max_bits, max_n)
+    max_packets = max(1, -(-(max_n + int(hdr_table.max())) // chunk))
+    crc_class = _k.crc32_zero_classes(max_n)
+    trace = link.trace
+    opp = np.ascontiguousarray(trace.opportunities_ms, dtype=np.float64)
+    queue_cap = float(link.queue_bytes) if link.queue_bytes is not None else math.inf
+    pkt_cap = int(link.queue_packets) if link.queue_packets is not None else -1
+    target_s = sc.mode.target_latency_ms / 1000.0
+
+    istate = np.zeros(_k.I_SIZE, np.int64)
+    istate[_k.I_NOW_INT] = 1
+    istate[_k.I_CUR] = -1
+    istate[_k.I_CODED_HDR] = info.header_bytes
+    fstate = np.zeros(_k.F_SIZE, np.float64)
+    fstate[_k.F_LAST_SEND] = -math.inf
+    fstate[_k.F_PREV_ARR] = math.nan
+    fstate[_k.F_LAST_DISPLAY] = -math.inf
+    fstate[_k.F_VIEW_LAST] = -math.inf
+    fstate[_k.F_OWD] = math.nan
+    samples = np.zeros(_k.SAMPLE_RING, np.float64)
+    dep = np.empty(1024, np.float64)
+    cum = np.zeros(1025, np.float64)
+    ht = np.empty(256, np.float64)
+    he = np.empty(256, np.int64)
+    hf = np.empty((256, 4), np.float64)
+    hi = np.empty((256, 3), np.int64)
+    pf = np.empty((8, 4), np.float64)
+    pi = np.empty((8, 3), np.int64)
+    useq = np.empty(256, np.int64)
+    usend = np.empty(256, np.float64)
+    uwire = np.empty(256, np.int64)
+    coins = np.zeros(0, dtype=np.bool_)
+
+    label, codec, policy_kind = arm.label, arm.codec, arm.policy.kind
+    interval = sim.interval
+    records: list[FrameRecord] = []
+    keep, on_record = sim.keep_records, sim.on_record
+    n_frames = sim.n_frames
+    k0 = 0
+    while True:
+        k1 = min(n_frames, k0 + CHUNK_FRAMES)
+        need = (k1 - k0) * max_packets
+        pos = int(istate[_k.I_COIN])
+        if coins.size - pos < need:  # loss models are batching-invariant (netsim.loss)
+            coins = np.concatenate((coins[pos:], np.asarray(
+                link.loss.lost(max(need, 1 << 16)), dtype=np.bool_)))
+            istate[_k.I_COIN] = 0
+        fout = np.empty((k1 - k0, _k.O_FSIZE), np.float64)
+        iout = np.empty((k1 - k0, _k.J_ISIZE), np.int64)
+        dep, cum, ht, he, hf, hi, useq, usend, uwire = _k.run_chunk(
+            k0, k1, k1 == n_frames, tables.kind, tables.params, tables.ladder_bits,
+            tables.ladder_q, interval, sim.delay, sim.fb_delay, target_s,
+            max_bits, info.header_bytes, payload, chunk, queue_cap, pkt_cap, opp,
+            float(trace.period_ms), float(trace.bytes_per_opportunity), hdr_table, crc_class,
+            coins, istate, fstate, samples, dep, cum, ht, he, hf, hi, pf, pi, useq, usend,
+            uwire, fout, iout)
+        _emit(k0, fout, iout, label, codec, policy_kind, interval, target_s, pixels,
+              records if keep else None, on_record)
+        if k1 >= n_frames:
+            break
+        k0 = k1
+    link.offered_bytes = float(fstate[_k.F_OFFERED])
+    link.departed_bytes = float(fstate[_k.F_DEPARTED])
+    link.delivered_bytes = float(fstate[_k.F_DELIVERED])
+    now: float = 0 if istate[_k.I_NOW_INT] else float(fstate[_k.F_NOW])
+    return ArmResult(arm, records, link.offered_bytes, 0, info,
+                     end_s=max(now, float(fstate[_k.F_LAST_EVENT])))
+
+
+def _emit(k0: int, fout: np.ndarray, iout: np.ndarray, label: str, codec: str,
+          policy: str, interval: float, target_s: float, pixels: int,
+          records: list[FrameRecord] | None,
+          on_record: Callable[[FrameRecord], None] | None) -> None:
+    """The chunk's ``FrameRecord``s, as ``FastArmSimulation._settle`` composes them."""
+    nan = math.nan
+    for row, (f, i) in enumerate(zip(fout.tolist(), iout.tolist(), strict=True)):
+        k = k0 + row
+        capture = k * interval
+        deadline = capture + target_s
+        (send, est, pred, capacity, queue, first, last, sample, display) = f
+        (budget, n, hdr, wire, packets, dropped, lost, delivered, complete, shown,
+         send_int) = i
+        complete_b, shown_b = complete == 1, shown == 1
+        last_o = None if last != last else last
+        done = last_o if complete_b else None
+        display_o = display if shown_b else None
+        rec = FrameRecord(
+            label, k, codec, policy, capture, 0 if send_int else send, deadline, budget, n,
+            hdr, wire, packets, n * 8 / pixels, False, "", 1, 0.0, 0.0,
+            None if est != est else est, nan if capacity != capacity else capacity, queue,
+            dropped, lost, None if first != first else first, last_o, delivered, complete_b,
+            complete_b, False, None, 0.0, 0.0, done, shown_b, display_o,
+            None if display_o is None else display_o - capture, shown_b, not shown_b, 0.0,
+            None, None, None, None, "", None if pred != pred else pred,
+            None if sample != sample else sample)
+        if records is not None:
+            records.append(rec)
+        if on_record is not None:
+            on_record(rec)
+
