@@ -19,6 +19,7 @@ import numpy as np
 
 from diffstream.control.policies.base import Observation
 from diffstream.control.policies.mpc import MPCPolicy
+from diffstream.control.policies.oracle import OraclePolicy
 from diffstream.control.policies.simple import DeadlinePolicy, FixedPolicy, RatePolicy
 from diffstream.control.predictors import SAMPLE_HISTORY, HarmonicMean
 from diffstream.pipeline.records import FrameRecord
@@ -92,6 +93,9 @@ def _policy_tables(sim: FastArmSimulation, info: ArmInfo) -> _PolicyTables | Non
         params[_k.P_BURST] = math.nan if policy.burst_frames is None else policy.burst_frames
         params[_k.P_DECODE] = _first_observation(sim, info).decode_s
         return _PolicyTables(_k.POLICY_DEADLINE, params, none_i, none_f)
+    if type(policy) is OraclePolicy:
+        params[_k.P_DECODE] = _first_observation(sim, info).decode_s
+        return _PolicyTables(_k.POLICY_ORACLE, params, none_i, none_f)
     if type(policy) is MPCPolicy:
         p = policy.predictor
         if not (p is None or (type(p) is HarmonicMean and p.robust)):
@@ -118,7 +122,8 @@ def _policy_tables(sim: FastArmSimulation, info: ArmInfo) -> _PolicyTables | Non
 
 def eligible(sim: FastArmSimulation, info: ArmInfo) -> bool:
     """Whether the kernel reproduces this arm: interactive mode; a ``fixed``, ``rate``
-    (harmonic predictor) or ``mpc`` (robust harmonic predictor, horizon < 8) policy; no
+    (harmonic predictor), ``deadline`` (harmonic, robust or not), ``oracle`` or ``mpc``
+    (robust harmonic predictor, horizon < 8) policy; no
     codec floor or rate-quality curve (network-only: ``escape_floor`` is then a no-op);
     the link delay the feedback path assumes."""
     return _check(sim, info) is not None

@@ -34,6 +34,7 @@ POLICY_FIXED = 0
 POLICY_RATE = 1
 POLICY_MPC = 2
 POLICY_DEADLINE = 3
+POLICY_ORACLE = 4
 # pparams slots (NaN: None)
 (P_FIXED_BITS, P_WINDOW, P_SAFETY, P_STARTUP, P_SWITCH, P_STALL, P_SKIP_Q, P_DECODE,
  P_HORIZON, P_ROBUST, P_BURST) = range(11)
@@ -134,6 +135,16 @@ def _count_before_ms(opp: np.ndarray, period: float, t_ms: float) -> int:
     r = t - k * period
     c = int(k) * opp.size + np.searchsorted(opp, r, side="right")
     return c if c > 0 else 0
+
+
+@njit(cache=True)
+def _capacity_bytes(opp: np.ndarray, period: float, bpo: float, t0: float, t1: float) -> float:
+    """``Trace.capacity_bytes`` (the oracle's ``future.capacity_bytes``)."""
+    if t1 <= t0:
+        return 0.0
+    c0 = _count_before_ms(opp, period, t0 * 1000.0)
+    c1 = _count_before_ms(opp, period, t1 * 1000.0)
+    return float(c1 - c0) * bpo
 
 
 @njit(cache=True)
@@ -568,6 +579,23 @@ def _send_frame(k, row, capture, policy, pparams, ladder_bits, ladder_q, interva
                     wire_budget = cap
             budget = _clamp(float(_payload_bits_for_wire_budget(wire_budget, max_bits, coded,
                                                                 skip_hdr, chunk)), max_bits)
+    elif policy == POLICY_ORACLE:
+        # OraclePolicy.budget_bits: the true capacity and the true queue (Link.queue_bytes_at)
+        pred = _NAN
+        t0 = now + 0.0  # + encode_s (0)
+        t1 = now + (deadline - now) - delay - pparams[P_DECODE]
+        if t1 <= t0:
+            wire_budget = -1.0
+        else:
+            ndep0 = istate[I_NDEP]
+            head0 = istate[I_HEAD]
+            fq0 = head0 + np.searchsorted(dep[head0:ndep0], now, side="right")
+            backlog_true = cum[ndep0] - cum[fq0]
+            a = _capacity_bytes(opp, period, bpo, now, t1) - backlog_true
+            b = _capacity_bytes(opp, period, bpo, t0, t1)
+            wire_budget = a if a <= b else b
+        budget = _clamp(float(_payload_bits_for_wire_budget(wire_budget, max_bits, coded,
+                                                            skip_hdr, chunk)), max_bits)
     else:
         raise RuntimeError("kernel: unknown policy")
     est = _harmonic(samples, nsamp, RECENT)

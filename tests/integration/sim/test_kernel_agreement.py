@@ -36,6 +36,7 @@ KERNEL_POLICIES: list[dict[str, Any]] = [
     {"kind": "deadline"},
     {"kind": "deadline", "robust": False, "burst_frames": None, "safety": 0.7},
     {"kind": "deadline", "predictor": {"kind": "harmonic", "window": 3, "robust": True}},
+    {"kind": "oracle"},
 ]
 TRACES = {
     "lte": {"kind": "mahimahi", "path": str(ROOT / "scenarios/traces/lte_like.down")},
@@ -116,8 +117,9 @@ def test_long_run_compaction_and_chunks_agree(monkeypatch: pytest.MonkeyPatch) -
                    policies=[{"kind": "rate"}, {"kind": "mpc"}, {"kind": "deadline"}])
     assert assert_kernel_agrees(monkeypatch, sc, 4000) == 3 * 1800
     sc = _scenario(TRACES["lte"], LOSSES["bursty"], QUEUES["bytes"], duration=20.0,
-                   policies=[{"kind": "fixed", "bpp": 1.0}, {"kind": "mpc"}], share=0.05)
-    assert assert_kernel_agrees(monkeypatch, sc, None) == 2 * 600
+                   policies=[{"kind": "fixed", "bpp": 1.0}, {"kind": "mpc"}, {"kind": "oracle"}],
+                   share=0.05)
+    assert assert_kernel_agrees(monkeypatch, sc, None) == 3 * 600
 
 
 def test_binary_exact_ties_agree(monkeypatch: pytest.MonkeyPatch) -> None:
