@@ -62,7 +62,8 @@ def _first_observation(sim: FastArmSimulation, info: ArmInfo) -> Observation:
     """The first frame's observation, from ``SenderCore``'s own code: what does not change
     from frame to frame on a network-only arm (floor, cap, pixels, decode estimate)."""
     core = SenderCore(sim.sc, sim.arm, info)
-    return core.observe(0, 0, 0.0, sim.sc.mode.target_latency_ms / 1000.0)
+    deadline = sim.sc.mode.target_latency_ms / 1000.0 if sim.interactive else None
+    return core.observe(0, 0, 0.0, deadline)
 
 
 def _policy_tables(sim: FastArmSimulation, info: ArmInfo) -> _PolicyTables | None:
@@ -121,7 +122,8 @@ def _policy_tables(sim: FastArmSimulation, info: ArmInfo) -> _PolicyTables | Non
 
 
 def eligible(sim: FastArmSimulation, info: ArmInfo) -> bool:
-    """Whether the kernel reproduces this arm: interactive mode; a ``fixed``, ``rate``
+    """Whether the kernel reproduces this arm: either mode (playback with at most
+    ``CHUNK_FRAMES`` startup frames); a ``fixed``, ``rate``
     (harmonic predictor), ``deadline`` (harmonic, robust or not), ``oracle`` or ``mpc``
     (robust harmonic predictor, horizon < 8) policy; no
     codec floor or rate-quality curve (network-only: ``escape_floor`` is then a no-op);
@@ -130,7 +132,10 @@ def eligible(sim: FastArmSimulation, info: ArmInfo) -> bool:
 
 
 def _check(sim: FastArmSimulation, info: ArmInfo) -> _PolicyTables | None:
-    if not kernel_enabled() or not sim.interactive or SAMPLE_HISTORY != _k.SAMPLE_RING:
+    if not kernel_enabled() or SAMPLE_HISTORY != _k.SAMPLE_RING:
+        return None
+    # playback: the startup frames' slots are decided within the first chunk
+    if not sim.interactive and _startup_frames(sim) > CHUNK_FRAMES:
         return None
     if RECENT_SAMPLES != _k.RECENT or info.min_bits > 0 or info.rq is not None:
         return None  # (no rate-quality curve: no budget-dependent codec cost either)
@@ -140,6 +145,11 @@ def _check(sim: FastArmSimulation, info: ArmInfo) -> _PolicyTables | None:
     if max(sim.n_frames, max_bits, sim.payload_bytes or 0) >= 2**32:  # header table's range
         return None
     return _policy_tables(sim, info)
+
+
+def _startup_frames(sim: FastArmSimulation) -> int:
+    """``PlaybackBuffer.startup_frames``."""
+    return max(1, math.ceil(sim.sc.mode.startup_s * sim.fps - 1e-9))
 
 
 @functools.lru_cache(maxsize=256)
@@ -152,14 +162,16 @@ def _header_table(label: str, shape: tuple[int, int], seq_max: int, budget_max: 
     from diffstream.sim.fastpath import _HeaderSizes, _width
 
     sizes = _HeaderSizes(label, shape)
-    table = np.full((5, 5, 5, 4, 2), -1, np.int64)
+    table = np.full((5, 5, 5, 4, 3), -1, np.int64)
     v = _WIDTH_VALUES
     for a in range(_width(seq_max) + 1):
         for b in range(_width(budget_max) + 1):
             for c in range(_width(n_max) + 1):
                 for d in range(4):
-                    for e, send in enumerate((0, 0.5)):
-                        table[a, b, c, d, e] = sizes.size(v[a], v[b], v[c], v[d], 0.5, send)
+                    # (capture, send): the interactive clock at 0, then floats; playback's
+                    # capture is its send time, both the int 0 until the first wait
+                    for e, (cap, send) in enumerate(((0.5, 0), (0.5, 0.5), (0, 0))):
+                        table[a, b, c, d, e] = sizes.size(v[a], v[b], v[c], v[d], cap, send)
     table.setflags(write=False)
     return table
 
@@ -185,7 +197,15 @@ def run_compiled(sim: FastArmSimulation, info: ArmInfo) -> ArmResult | None:
     opp = np.ascontiguousarray(trace.opportunities_ms, dtype=np.float64)
     queue_cap = float(link.queue_bytes) if link.queue_bytes is not None else math.inf
     pkt_cap = int(link.queue_packets) if link.queue_packets is not None else -1
-    target_s = sc.mode.target_latency_ms / 1000.0
+    interactive = sim.interactive
+    target_s = sc.mode.target_latency_ms / 1000.0 if interactive else 0.0
+    params = tables.params.copy()
+    params[_k.P_DECODE] = _first_observation(sim, info).decode_s
+    startup = 0 if interactive else _startup_frames(sim)
+    if not interactive:
+        params[_k.P_PLAYBACK] = 1.0
+        params[_k.P_MAX_OUT] = sc.mode.max_outstanding
+        params[_k.P_MAX_BUF] = sc.mode.max_buffer_s
 
     istate = np.zeros(_k.I_SIZE, np.int64)
     istate[_k.I_NOW_INT] = 1
@@ -202,14 +222,20 @@ def run_compiled(sim: FastArmSimulation, info: ArmInfo) -> ArmResult | None:
     cum = np.zeros(1025, np.float64)
     ht = np.empty(256, np.float64)
     he = np.empty(256, np.int64)
-    hf = np.empty((256, 4), np.float64)
+    hf = np.empty((256, 6), np.float64)
     hi = np.empty((256, 3), np.int64)
-    pf = np.empty((8, 4), np.float64)
+    pf = np.empty((8, 6), np.float64)
     pi = np.empty((8, 3), np.int64)
     useq = np.empty(256, np.int64)
     usend = np.empty(256, np.float64)
     uwire = np.empty(256, np.int64)
     coins = np.zeros(0, dtype=np.bool_)
+    # the two PlaybackBuffers (kernel: b = 0 the playout, 1 the coordinator's copy)
+    pbf = np.full((2, 1), math.nan)
+    pbi = np.zeros((2, 3), np.int64)
+    pbr = np.empty((2, startup), np.float64)
+    pbs = np.empty((2, startup), np.int64)
+    pbw = np.empty((2, _k.WINDOW if startup else 1, 2), np.float64)
 
     label, codec, policy_kind = arm.label, arm.codec, arm.policy.kind
     interval = sim.interval
@@ -227,14 +253,19 @@ def run_compiled(sim: FastArmSimulation, info: ArmInfo) -> ArmResult | None:
             istate[_k.I_COIN] = 0
         fout = np.empty((k1 - k0, _k.O_FSIZE), np.float64)
         iout = np.empty((k1 - k0, _k.J_ISIZE), np.int64)
-        dep, cum, ht, he, hf, hi, useq, usend, uwire = _k.run_chunk(
-            k0, k1, k1 == n_frames, tables.kind, tables.params, tables.ladder_bits,
+        if not interactive:
+            iout[:, _k.J_SHOWN] = -1  # the playout decides a slot when it can
+        dep, cum, ht, he, hf, hi, useq, usend, uwire, pf, pi = _k.run_chunk(
+            k0, k1, k1 == n_frames, tables.kind, params, tables.ladder_bits,
             tables.ladder_q, interval, sim.delay, sim.fb_delay, target_s,
             max_bits, info.header_bytes, payload, chunk, queue_cap, pkt_cap, opp,
             float(trace.period_ms), float(trace.bytes_per_opportunity), hdr_table, crc_class,
             coins, istate, fstate, samples, dep, cum, ht, he, hf, hi, pf, pi, useq, usend,
-            uwire, fout, iout)
-        _emit(k0, fout, iout, label, codec, policy_kind, interval, target_s, pixels,
+            uwire, pbf, pbi, pbr, pbs, pbw, fout, iout)
+        if not interactive and int(istate[_k.I_RX_NEXT]) != k1:
+            raise RuntimeError(f"kernel: frames {int(istate[_k.I_RX_NEXT])}..{k1 - 1} of the "
+                               "chunk have no playout slot")
+        _emit(k0, fout, iout, label, codec, policy_kind, interactive, target_s, pixels,
               records if keep else None, on_record)
         if k1 >= n_frames:
             break
@@ -248,33 +279,36 @@ def run_compiled(sim: FastArmSimulation, info: ArmInfo) -> ArmResult | None:
 
 
 def _emit(k0: int, fout: np.ndarray, iout: np.ndarray, label: str, codec: str,
-          policy: str, interval: float, target_s: float, pixels: int,
+          policy: str, interactive: bool, target_s: float, pixels: int,
           records: list[FrameRecord] | None,
           on_record: Callable[[FrameRecord], None] | None) -> None:
     """The chunk's ``FrameRecord``s, as ``FastArmSimulation._settle`` composes them."""
     nan = math.nan
     for row, (f, i) in enumerate(zip(fout.tolist(), iout.tolist(), strict=True)):
-        k = k0 + row
-        capture = k * interval
-        deadline = capture + target_s
-        (send, est, pred, capacity, queue, first, last, sample, display) = f
+        (send, est, pred, capacity, queue, first, last, sample, display, stall,
+         capture) = f
         (budget, n, hdr, wire, packets, dropped, lost, delivered, complete, shown,
          send_int) = i
+        if send_int:
+            send = 0
+            if not interactive:
+                capture = 0
+        deadline = capture + target_s if interactive else None
         complete_b, shown_b = complete == 1, shown == 1
         last_o = None if last != last else last
         done = last_o if complete_b else None
         display_o = display if shown_b else None
+        met = shown_b if interactive else stall == 0 and shown_b
         rec = FrameRecord(
-            label, k, codec, policy, capture, 0 if send_int else send, deadline, budget, n,
+            label, k0 + row, codec, policy, capture, send, deadline, budget, n,
             hdr, wire, packets, n * 8 / pixels, False, "", 1, 0.0, 0.0,
             None if est != est else est, nan if capacity != capacity else capacity, queue,
             dropped, lost, None if first != first else first, last_o, delivered, complete_b,
             complete_b, False, None, 0.0, 0.0, done, shown_b, display_o,
-            None if display_o is None else display_o - capture, shown_b, not shown_b, 0.0,
-            None, None, None, None, "", None if pred != pred else pred,
-            None if sample != sample else sample)
+            None if display_o is None else display_o - capture, met,
+            (not shown_b) or stall > 0, stall, None, None, None, None, "",
+            None if pred != pred else pred, None if sample != sample else sample)
         if records is not None:
             records.append(rec)
         if on_record is not None:
             on_record(rec)
-

@@ -25,8 +25,8 @@ playout models - and replaces only the plumbing:
 - **Records** are built once, positionally, when their outcome is known (in frame order), and
   can be streamed to a callback instead of being kept (``keep_records=False``).
 
-Arms whose mode and policy ``sim.compiled.eligible`` accepts (interactive; fixed, rate,
-deadline, MPC) run in the compiled twin of this loop (``sim.kernel``), which must give the
+Arms whose policy ``sim.compiled.eligible`` accepts (fixed, rate, deadline, oracle, MPC, in
+either mode) run in the compiled twin of this loop (``sim.kernel``), which must give the
 same records (``tests/integration/sim/test_kernel_agreement.py``).
 
 ``ArmSimulation`` stays the reference: ``tests/integration/sim/test_fastpath_agreement.py``

@@ -1,5 +1,5 @@
-"""The compiled network-only loop (numba): ``sim.fastpath``'s interactive arm with a ``fixed``
-or ``rate`` policy, in machine code.
+"""The compiled network-only loop (numba): ``sim.fastpath``'s arm, in machine code, for the
+``fixed``, ``rate``, ``deadline``, ``oracle`` and ``mpc`` policies in either mode.
 
 The Python fast path spends 50-150 us of interpreter time per frame; issue 18 asks for a
 loop within a few times Pensieve's one-line fluid model. No library simulates *this* link
@@ -10,9 +10,9 @@ column, byte for byte, on a grid of traces, losses, queues and policies) and, th
 ``FastArmSimulation``, to the full SimPy loop by ``test_fastpath_agreement.py``.
 
 Every function mirrors a Python one, with the same float operations in the same order
-(so the same IEEE results); each names its twin. What the kernel does not cover (playback
-mode, other policies, a policy object that is not exactly ``FixedPolicy``/``RatePolicy``,
-custom predictors) stays on the Python fast path: ``sim.compiled.eligible`` decides.
+(so the same IEEE results); each names its twin. What the kernel does not cover (other
+policies, subclasses of these, EWMA/Kalman predictors) stays on the Python fast path:
+``sim.compiled.eligible`` decides.
 
 State lives in arrays so a long run is cut into chunks of frames (``run_chunk``): loss coins
 are drawn between chunks and records are streamed out per chunk, so memory stays bounded.
@@ -37,8 +37,9 @@ POLICY_DEADLINE = 3
 POLICY_ORACLE = 4
 # pparams slots (NaN: None)
 (P_FIXED_BITS, P_WINDOW, P_SAFETY, P_STARTUP, P_SWITCH, P_STALL, P_SKIP_Q, P_DECODE,
- P_HORIZON, P_ROBUST, P_BURST) = range(11)
-P_SIZE = 11
+ P_HORIZON, P_ROBUST, P_BURST, P_PLAYBACK, P_MAX_OUT, P_MAX_BUF) = range(14)
+P_SIZE = 14
+WINDOW = 4096  # pipeline.playout.PlaybackBuffer._window's maxlen
 SAMPLE_RING = 64  # control.predictors.SAMPLE_HISTORY (checked in sim.compiled)
 RECENT = 5  # pipeline.sender_core.RECENT_SAMPLES
 _COMPACT_AT = 4096  # netsim.link._COMPACT_AT
@@ -56,7 +57,8 @@ I_NPEND = 7  # frames sent since the sender's last yield (their reports not star
 I_COIN = 8  # next loss coin
 I_CODED_HDR = 9  # header bytes of the last coded frame (SenderCore.header_bytes)
 I_NUNACKED = 10  # SenderView.unacked, in send order (useq/usend/uwire)
-I_SIZE = 11
+I_RX_NEXT = 11  # playback: the first frame whose playout slot is not decided yet
+I_SIZE = 12
 
 # --- float state slots (``fstate``) -------------------------------------------------------
 F_NOW = 0
@@ -71,7 +73,9 @@ F_LAST_DISPLAY = 8  # InteractivePlayout._last_display
 F_INFLIGHT = 9  # SenderView.inflight_bytes
 F_VIEW_LAST = 10  # SenderView.last_arrival_s
 F_OWD = 11  # SenderView.one_way_delay_s (NaN: None)
-F_SIZE = 12
+F_VIEW_BUF = 12  # SenderView.buffer_s
+F_BUF_AT = 13  # FastArmSimulation.buffer_at
+F_SIZE = 14
 
 # --- per-frame output columns: floats (``fout``) and ints (``iout``) ----------------------
 O_SEND = 0
@@ -83,7 +87,9 @@ O_FIRST = 5
 O_LAST = 6
 O_SAMPLE = 7
 O_DISPLAY = 8
-O_FSIZE = 9
+O_STALL = 9
+O_CAPTURE = 10
+O_FSIZE = 11
 J_BUDGET = 0
 J_PAYLOAD = 1
 J_HEADER = 2
@@ -234,7 +240,8 @@ def _clamp(bits: float, max_bits: int) -> int:
 
 
 # --- the report heap: (time, event id) ordered; each item carries its report -------------
-# hf row: (sample or NaN, first arrival or NaN, last arrival or NaN, send time)
+# hf row: (sample or NaN, first arrival or NaN, last arrival or NaN, send time, buffer
+#          level reported, report time)
 # hi row: (seq, wire bytes, first packet bytes)
 @njit(cache=True)
 def _less(ht: np.ndarray, he: np.ndarray, a: int, b: int) -> bool:
@@ -288,6 +295,124 @@ def _heap_pop(ht, he, hf, hi, n):  # type: ignore[no-untyped-def]
     return n
 
 
+# --- pipeline.playout.PlaybackBuffer, twice: b = 0 the receiver's playout (its slots
+# become the records), b = 1 the coordinator's copy whose level the reports carry.
+# pbf[b, 0]: _next_due (NaN: not started); pbi[b]: (pending count, window count, window
+# write position); pbr/pbs[b]: the pending frames' ready times (NaN: None) and showable;
+# pbw[b]: the (ready, display) window ring
+@njit(cache=True)
+def _pb_play(b, ready, showable, pbf, pbi, pbw, interval, istate, fout, iout,
+             k0):  # type: ignore[no-untyped-def]
+    """``PlaybackBuffer._play``; the playout's slot goes to its frame's output row."""
+    due = pbf[b, 0]
+    if math.isnan(ready):
+        pbf[b, 0] = due + interval
+        shown, display, stall = False, _NAN, 0.0
+    else:
+        stall = max(0.0, ready - due)
+        display = due + stall
+        pbf[b, 0] = display + interval
+        pos = pbi[b, 2]
+        pbw[b, pos, 0] = ready
+        pbw[b, pos, 1] = display
+        pbi[b, 2] = (pos + 1) % WINDOW
+        if pbi[b, 1] < WINDOW:
+            pbi[b, 1] += 1
+        shown = showable != 0
+        if not shown:
+            display = _NAN
+    if b == 0:
+        row = istate[I_RX_NEXT] - k0
+        if row < 0:
+            raise RuntimeError("kernel: a playout slot decided after its chunk")
+        fout[row, O_DISPLAY] = display
+        fout[row, O_STALL] = stall
+        iout[row, J_SHOWN] = 1 if shown else 0
+        istate[I_RX_NEXT] += 1
+
+
+@njit(cache=True)
+def _pb_start(b, pbf, pbi, pbr, pbs, pbw, interval, istate, fout, iout,
+              k0):  # type: ignore[no-untyped-def]
+    """Playback starts at the latest ready time of the pending frames (0 if none)."""
+    n = pbi[b, 0]
+    start = _NAN
+    for j in range(n):
+        r = pbr[b, j]
+        if not math.isnan(r) and (math.isnan(start) or r > start):
+            start = r
+    pbf[b, 0] = 0.0 if math.isnan(start) else start
+    pbi[b, 0] = 0
+    for j in range(n):
+        _pb_play(b, pbr[b, j], pbs[b, j], pbf, pbi, pbw, interval, istate, fout, iout, k0)
+
+
+@njit(cache=True)
+def _pb_on_frame(b, ready, showable, pbf, pbi, pbr, pbs, pbw, interval, istate, fout, iout,
+                 k0):  # type: ignore[no-untyped-def]
+    """``PlaybackBuffer.on_frame``."""
+    if math.isnan(pbf[b, 0]):
+        n = pbi[b, 0]
+        pbr[b, n] = ready
+        pbs[b, n] = showable
+        pbi[b, 0] = n + 1
+        if n + 1 < pbr.shape[1]:
+            return
+        _pb_start(b, pbf, pbi, pbr, pbs, pbw, interval, istate, fout, iout, k0)
+        return
+    _pb_play(b, ready, showable, pbf, pbi, pbw, interval, istate, fout, iout, k0)
+
+
+@njit(cache=True)
+def _pb_level(b, t, pbf, pbi, pbr, pbw, interval):  # type: ignore[no-untyped-def]
+    """``PlaybackBuffer.level_s(t)``."""
+    if math.isnan(pbf[b, 0]):
+        count = 0
+        for j in range(pbi[b, 0]):
+            r = pbr[b, j]
+            if not math.isnan(r) and r <= t:
+                count += 1
+        return count * interval
+    level = 0.0
+    pos = pbi[b, 2]
+    for m in range(pbi[b, 1]):
+        i = (pos - 1 - m) % WINDOW
+        ready, display = pbw[b, i, 0], pbw[b, i, 1]
+        if display + interval <= t:
+            break
+        if ready <= t:
+            level += min(interval, display + interval - max(t, display))
+    return max(0.0, level)
+
+
+@njit(cache=True)
+def _wait_report(has_timeout, timeout_at, istate, fstate, pf, pi, interval, delay, fb_delay,
+                 samples, ht, he, hf, hi, useq, usend, uwire, pbf, pbi, pbr, pbw
+                 ):  # type: ignore[no-untyped-def]
+    """``FastArmSimulation._wait_report``: until the next report, or ``timeout_at``."""
+    w = 0
+    if has_timeout:
+        istate[I_EID] += 1
+        w = istate[I_EID]
+    ht, he, hf, hi = _init_reports(istate, fstate, pf, pi, interval, delay, fb_delay, samples,
+                                   ht, he, hf, hi, useq, usend, uwire, pbf, pbi, pbr, pbw)
+    if has_timeout and timeout_at > fstate[F_LAST_EVENT]:
+        fstate[F_LAST_EVENT] = timeout_at
+    if istate[I_HEAP] > 0 and (not has_timeout or ht[0] < timeout_at
+                               or (ht[0] == timeout_at and he[0] < w)):
+        t = ht[0]
+    elif has_timeout:
+        t = timeout_at
+    else:
+        raise RuntimeError("playback sender waits for a report that never comes")
+    while istate[I_HEAP] > 0 and ht[0] <= t:
+        _deliver(istate, fstate, samples, ht[0], hf[0], hi[0], useq, usend, uwire)
+        istate[I_HEAP] = _heap_pop(ht, he, hf, hi, istate[I_HEAP])
+    fstate[F_NOW] = t
+    istate[I_NOW_INT] = 0
+    return ht, he, hf, hi
+
+
 @njit(cache=True)
 def run_chunk(k0: int, k1: int, final: bool, policy: int, pparams: np.ndarray,
               ladder_bits: np.ndarray, ladder_q: np.ndarray,
@@ -300,46 +425,78 @@ def run_chunk(k0: int, k1: int, final: bool, policy: int, pparams: np.ndarray,
               dep: np.ndarray, cum: np.ndarray, ht: np.ndarray, he: np.ndarray,
               hf: np.ndarray, hi: np.ndarray, pf: np.ndarray, pi: np.ndarray,
               useq: np.ndarray, usend: np.ndarray, uwire: np.ndarray,
-              fout: np.ndarray, iout: np.ndarray):
-    """Frames ``k0 .. k1 - 1`` of ``FastArmSimulation.run`` (interactive), row ``k - k0`` of
-    ``fout``/``iout``; ``final``: then the end of the run (the last reports). Returns the
-    arrays that grow (the link's queue, the heap, the unacknowledged frames)."""
+              pbf: np.ndarray, pbi: np.ndarray, pbr: np.ndarray, pbs: np.ndarray,
+              pbw: np.ndarray, fout: np.ndarray, iout: np.ndarray):
+    """Frames ``k0 .. k1 - 1`` of ``FastArmSimulation.run``, row ``k - k0`` of
+    ``fout``/``iout``; ``final``: then the end of the run (the last reports, the playout's
+    flush). Returns the arrays that grow (the link's queue, the heap, the unacknowledged
+    frames)."""
+    playback = pparams[P_PLAYBACK] != 0.0
+    max_out = int(pparams[P_MAX_OUT])
+    max_buf = pparams[P_MAX_BUF]
     for row in range(k1 - k0):
         k = k0 + row
-        capture = k * interval
-        now = fstate[F_NOW]
-        if now < capture:  # FastArmSimulation._wait_until(now + (capture - now))
-            t = now + (capture - now)
-            istate[I_EID] += 1
-            w = istate[I_EID]
-            ht, he, hf, hi = _init_reports(istate, fstate, pf, pi, interval, delay, fb_delay,
-                                           samples, ht, he, hf, hi, useq, usend, uwire)
-            while istate[I_HEAP] > 0 and (ht[0] < t or (ht[0] == t and he[0] < w)):
-                _deliver(istate, fstate, samples, ht[0], hf[0], hi[0], useq, usend, uwire)
-                istate[I_HEAP] = _heap_pop(ht, he, hf, hi, istate[I_HEAP])
-            if t > fstate[F_LAST_EVENT]:
-                fstate[F_LAST_EVENT] = t
-            fstate[F_NOW] = t
-            istate[I_NOW_INT] = 0
+        if not playback:
+            capture = k * interval
+            now = fstate[F_NOW]
+            if now < capture:  # FastArmSimulation._wait_until(now + (capture - now))
+                t = now + (capture - now)
+                istate[I_EID] += 1
+                w = istate[I_EID]
+                ht, he, hf, hi = _init_reports(istate, fstate, pf, pi, interval, delay,
+                                               fb_delay, samples, ht, he, hf, hi, useq, usend,
+                                               uwire, pbf, pbi, pbr, pbw)
+                while istate[I_HEAP] > 0 and (ht[0] < t or (ht[0] == t and he[0] < w)):
+                    _deliver(istate, fstate, samples, ht[0], hf[0], hi[0], useq, usend, uwire)
+                    istate[I_HEAP] = _heap_pop(ht, he, hf, hi, istate[I_HEAP])
+                if t > fstate[F_LAST_EVENT]:
+                    fstate[F_LAST_EVENT] = t
+                fstate[F_NOW] = t
+                istate[I_NOW_INT] = 0
+        else:  # room for the frame: few enough outstanding, and in the buffer
+            while True:
+                outstanding = istate[I_NUNACKED]
+                now = fstate[F_NOW]
+                buf = max(0.0, fstate[F_VIEW_BUF] - (now - fstate[F_BUF_AT]))
+                over = buf + outstanding * interval - max_buf
+                if outstanding >= max_out:
+                    ht, he, hf, hi = _wait_report(False, 0.0, istate, fstate, pf, pi, interval,
+                                                  delay, fb_delay, samples, ht, he, hf, hi,
+                                                  useq, usend, uwire, pbf, pbi, pbr, pbw)
+                elif over > 1e-9:
+                    ht, he, hf, hi = _wait_report(True, now + max(over, 1e-6), istate, fstate,
+                                                  pf, pi, interval, delay, fb_delay, samples,
+                                                  ht, he, hf, hi, useq, usend, uwire, pbf,
+                                                  pbi, pbr, pbw)
+                else:
+                    break
+            capture = fstate[F_NOW]
+        if istate[I_NPEND] >= pf.shape[0]:  # room for this frame's report
+            pf = np.concatenate((pf, np.empty_like(pf)))
+            pi = np.concatenate((pi, np.empty_like(pi)))
         dep, cum, useq, usend, uwire = _send_frame(
             k, row, capture, policy, pparams, ladder_bits, ladder_q, interval, delay,
             target_s, max_bits, skip_hdr, payload, mtu_chunk, queue_cap, pkt_cap, opp,
             period, bpo, hdr_table, crc_class, coins, istate, fstate, samples, dep, cum, pf,
-            pi, useq, usend, uwire, fout, iout)
+            pi, useq, usend, uwire, pbf, pbi, pbr, pbs, pbw, k0, fout, iout)
     if final:
         ht, he, hf, hi = _init_reports(istate, fstate, pf, pi, interval, delay, fb_delay,
-                                       samples, ht, he, hf, hi, useq, usend, uwire)
+                                       samples, ht, he, hf, hi, useq, usend, uwire, pbf, pbi,
+                                       pbr, pbw)
         while istate[I_HEAP] > 0:
             _deliver(istate, fstate, samples, ht[0], hf[0], hi[0], useq, usend, uwire)
             istate[I_HEAP] = _heap_pop(ht, he, hf, hi, istate[I_HEAP])
-    return dep, cum, ht, he, hf, hi, useq, usend, uwire
+        if playback and math.isnan(pbf[0, 0]) and pbi[0, 0] > 0:  # PlaybackBuffer.flush
+            _pb_start(0, pbf, pbi, pbr, pbs, pbw, interval, istate, fout, iout, k0)
+    return dep, cum, ht, he, hf, hi, useq, usend, uwire, pf, pi
 
 
 @njit(cache=True)
 def _deliver(istate, fstate, samples, t, f, i, useq, usend, uwire):  # type: ignore[no-untyped-def]
     """``FastArmSimulation._deliver`` -> ``SenderView.on_report``: what the kernel's
-    policies read (samples, the unacknowledged frames, bytes in flight, last arrival and
-    one-way delay; not the loss rate, RTT or buffer, which they do not use)."""
+    policies and the playback sender read (samples, the unacknowledged frames, bytes in
+    flight, last arrival, one-way delay, the reported buffer and when it was reported; not
+    the loss rate or RTT, which they do not use)."""
     sample, first, last, send = f[0], f[1], f[2], f[3]
     seq, wire, fpb = i[0], i[1], i[2]
     nu = istate[I_NUNACKED]
@@ -365,19 +522,26 @@ def _deliver(istate, fstate, samples, t, f, i, useq, usend, uwire):  # type: ign
         owd = max(owd, 0.0)
         cur = fstate[F_OWD]
         fstate[F_OWD] = owd if math.isnan(cur) else min(cur, owd)
+    fstate[F_VIEW_BUF] = f[4]
+    fstate[F_BUF_AT] = f[5]
     if t > fstate[F_LAST_EVENT]:
         fstate[F_LAST_EVENT] = t
 
 
 @njit(cache=True)
 def _init_reports(istate, fstate, pf, pi, interval, delay, fb_delay, samples,
-                  ht, he, hf, hi, useq, usend, uwire):  # type: ignore[no-untyped-def]
+                  ht, he, hf, hi, useq, usend, uwire, pbf, pbi, pbr,
+                  pbw):  # type: ignore[no-untyped-def]
     """``FastArmSimulation._init_reports``: the report processes of the frames sent since
-    the last yield (rows of ``pf``/``pi``, laid out as the heap's ``hf``/``hi``)."""
+    the last yield (rows of ``pf``/``pi``, laid out as the heap's ``hf``/``hi``): report
+    time, the buffer level then (playback), and the report's arrival."""
     now = fstate[F_NOW]
+    playback = pbr.shape[1] > 0  # (interactive arms have no startup frames)
     for j in range(istate[I_NPEND]):
         last = pf[j, 2]
         sent_at = last if not math.isnan(last) else pf[j, 3] + delay + interval
+        pf[j, 4] = _pb_level(1, sent_at, pbf, pbi, pbr, pbw, interval) if playback else 0.0
+        pf[j, 5] = sent_at
         arrive = sent_at + fb_delay
         if arrive > now:
             if istate[I_HEAP] == ht.size:  # grow the heap
@@ -448,9 +612,10 @@ def _backlog(fstate, nu, usend, uwire, now, thr):  # type: ignore[no-untyped-def
 
 
 @njit(cache=True)
-def _mpc_budget(thr, now, deadline, interval, pparams, ladder_bits, ladder_q, fstate, istate,
-                usend, uwire, samples, coded, skip_hdr, chunk):  # type: ignore[no-untyped-def]
-    """``MPCPolicy.budget_bits`` in interactive mode, ``thr`` its robust prediction (not
+def _mpc_budget(thr, now, deadline, buffer_s, playback, interval, pparams, ladder_bits,
+                ladder_q, fstate, istate, usend, uwire, samples, coded, skip_hdr,
+                chunk):  # type: ignore[no-untyped-def]
+    """``MPCPolicy.budget_bits``, ``thr`` its robust prediction (not
     NaN): every plan of ``level_sequences`` scored as ``objectives`` scores it, the first
     best kept (``argmax``). The plans are walked in the same lexicographic order as an
     odometer, and a plan reuses the steps it shares with the previous one (the same
@@ -487,23 +652,29 @@ def _mpc_budget(thr, now, deadline, interval, pparams, ladder_bits, ladder_q, fs
     for p in range(n_plans):
         for i in range(changed, horizon):
             lv = digits[i]
-            prev_clear = clear0 if i == 0 else s_clear[i - 1]
-            start = now + i * interval + 0.0  # + encode_s (0: network-only)
-            clear = max(prev_clear, start) + send[lv]
             q = ladder_q[lv]
-            late = clear + owd + dec > deadline + i * interval + 1e-12
-            if late:
-                q = skip_q
+            if playback:  # Pensieve's rebuffering: s_clear holds the buffer after the step
+                prev_buf = buffer_s if i == 0 else s_clear[i - 1]
+                add = max(0.0, send[lv] - prev_buf)
+                clear = max(prev_buf - send[lv], 0.0) + interval
+            else:
+                prev_clear = clear0 if i == 0 else s_clear[i - 1]
+                start = now + i * interval + 0.0  # + encode_s (0: network-only)
+                clear = max(prev_clear, start) + send[lv]
+                late = clear + owd + dec > deadline + i * interval + 1e-12
+                if late:
+                    q = skip_q
+                add = interval if late else 0.0
             s_clear[i] = clear
             s_q[i] = q
             if i == 0:
                 s_qsum[i] = 0.0 + q
                 s_switch[i] = 0.0
-                s_stall[i] = 0.0 + (interval if late else 0.0)
+                s_stall[i] = 0.0 + add
             else:
                 s_qsum[i] = s_qsum[i - 1] + q
                 s_switch[i] = s_switch[i - 1] + abs(q - s_q[i - 1])
-                s_stall[i] = s_stall[i - 1] + (interval if late else 0.0)
+                s_stall[i] = s_stall[i - 1] + add
         v = s_qsum[horizon - 1] - sw * s_switch[horizon - 1] - st * s_stall[horizon - 1]
         if math.isnan(v):
             v = -math.inf
@@ -525,11 +696,20 @@ def _mpc_budget(thr, now, deadline, interval, pparams, ladder_bits, ladder_q, fs
 def _send_frame(k, row, capture, policy, pparams, ladder_bits, ladder_q, interval,
                 delay, target_s, max_bits, skip_hdr, payload, chunk, queue_cap, pkt_cap,
                 opp, period, bpo, hdr_table, crc_class, coins, istate, fstate, samples,
-                dep, cum, pf, pi, useq, usend, uwire, fout, iout):  # type: ignore[no-untyped-def]
-    """``FastArmSimulation._send_frame`` for an interactive arm."""
+                dep, cum, pf, pi, useq, usend, uwire, pbf, pbi, pbr, pbs, pbw, k0, fout,
+                iout):  # type: ignore[no-untyped-def]
+    """``FastArmSimulation._send_frame``."""
     now = fstate[F_NOW]
     now_int = istate[I_NOW_INT]
-    deadline = capture + target_s
+    playback = pparams[P_PLAYBACK] != 0.0
+    if playback:  # the frame plays when the buffer runs dry (time_to_deadline_s)
+        deadline = _NAN
+        buffer_s = max(0.0, fstate[F_VIEW_BUF] - (now - fstate[F_BUF_AT]))
+        ttd = buffer_s + interval
+    else:
+        deadline = capture + target_s
+        buffer_s = 0.0
+        ttd = deadline - now
     nsamp = istate[I_NSAMP]
     coded = istate[I_CODED_HDR]
     # the policy (SenderCore.budget), then the record's estimate (throughput_estimate)
@@ -551,8 +731,9 @@ def _send_frame(k, row, capture, policy, pparams, ladder_bits, ladder_q, interva
         if math.isnan(thr):
             budget = int(pparams[P_STARTUP])
         else:
-            budget = _mpc_budget(thr, now, deadline, interval, pparams, ladder_bits, ladder_q,
-                                 fstate, istate, usend, uwire, samples, coded, skip_hdr, chunk)
+            budget = _mpc_budget(thr, now, deadline, buffer_s, playback, interval, pparams,
+                                 ladder_bits, ladder_q, fstate, istate, usend, uwire, samples,
+                                 coded, skip_hdr, chunk)
     elif policy == POLICY_DEADLINE:
         # DeadlinePolicy.budget_bits (interactive: the window is deadline - now)
         if pparams[P_ROBUST] != 0.0:
@@ -567,7 +748,7 @@ def _send_frame(k, row, capture, policy, pparams, ladder_bits, ladder_q, interva
             owd = fstate[F_OWD]
             if math.isnan(owd):
                 owd = 0.0
-            slack_s = (deadline - now) - 0.0 - owd - pparams[P_DECODE]  # - encode_s (0)
+            slack_s = ttd - 0.0 - owd - pparams[P_DECODE]  # - encode_s (0)
             est5 = _harmonic(samples, nsamp, RECENT)
             backlog = _backlog(fstate, istate[I_NUNACKED], usend, uwire, now, est5)
             queued = fstate[F_INFLIGHT] if math.isnan(backlog) else backlog
@@ -583,7 +764,7 @@ def _send_frame(k, row, capture, policy, pparams, ladder_bits, ladder_q, interva
         # OraclePolicy.budget_bits: the true capacity and the true queue (Link.queue_bytes_at)
         pred = _NAN
         t0 = now + 0.0  # + encode_s (0)
-        t1 = now + (deadline - now) - delay - pparams[P_DECODE]
+        t1 = now + ttd - delay - pparams[P_DECODE]
         if t1 <= t0:
             wire_budget = -1.0
         else:
@@ -600,7 +781,9 @@ def _send_frame(k, row, capture, policy, pparams, ladder_bits, ladder_q, interva
         raise RuntimeError("kernel: unknown policy")
     est = _harmonic(samples, nsamp, RECENT)
     n = payload if payload >= 0 else budget // 8
-    hdr = hdr_table[_width(k), _width(budget), _width(n), crc_class[n], 0 if now_int else 1]
+    # send time int (SimPy's clock still 0) or float; in playback the capture is the send
+    hdr = hdr_table[_width(k), _width(budget), _width(n), crc_class[n],
+                    (2 if playback else 0) if now_int else 1]
     istate[I_CODED_HDR] = hdr  # SenderCore.on_encoded
     frame_len = n + hdr
     n_pk = -(-frame_len // chunk)
@@ -724,10 +907,16 @@ def _send_frame(k, row, capture, policy, pparams, ladder_bits, ladder_q, interva
     c0 = _count_before_ms(opp, period, capture * 1000.0)
     c1 = _count_before_ms(opp, period, t1 * 1000.0)
     capacity = float(c1 - c0) * bpo * 8.0 / (t1 - capture)
-    # the receiver and InteractivePlayout: decoded iff whole, shown by the deadline
+    # the receiver: decoded iff whole, at the last arrival; then the playout decision
     shown = False
     display = _NAN
-    if complete and not last_arr > deadline + 1e-12:
+    if playback:
+        done = last_arr if complete else _NAN
+        _pb_on_frame(0, done, 1 if complete else 0, pbf, pbi, pbr, pbs, pbw, interval,
+                     istate, fout, iout, k0)
+        ready = last_arr + pparams[P_DECODE] if complete else _NAN
+        _pb_on_frame(1, ready, 1, pbf, pbi, pbr, pbs, pbw, interval, istate, fout, iout, k0)
+    elif complete and not last_arr > deadline + 1e-12:  # InteractivePlayout
         display = max(last_arr, fstate[F_LAST_DISPLAY])
         fstate[F_LAST_DISPLAY] = display
         shown = True
@@ -755,7 +944,11 @@ def _send_frame(k, row, capture, policy, pparams, ladder_bits, ladder_q, interva
     fout[row, O_FIRST] = first_arr
     fout[row, O_LAST] = last_arr
     fout[row, O_SAMPLE] = sample
-    fout[row, O_DISPLAY] = display
+    fout[row, O_CAPTURE] = capture
+    if not playback:  # (playback: the playout writes these when it decides the slot)
+        fout[row, O_DISPLAY] = display
+        fout[row, O_STALL] = 0.0
+        iout[row, J_SHOWN] = 1 if shown else 0
     iout[row, J_BUDGET] = budget
     iout[row, J_PAYLOAD] = n
     iout[row, J_HEADER] = hdr
@@ -765,6 +958,5 @@ def _send_frame(k, row, capture, policy, pparams, ladder_bits, ladder_q, interva
     iout[row, J_LOST] = n_lost
     iout[row, J_DELIVERED] = delivered
     iout[row, J_COMPLETE] = 1 if complete else 0
-    iout[row, J_SHOWN] = 1 if shown else 0
     iout[row, J_SEND_INT] = now_int
     return dep, cum, useq, usend, uwire

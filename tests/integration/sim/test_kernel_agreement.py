@@ -50,11 +50,17 @@ LOSSES = {
                "loss_bad": 0.6},
 }
 QUEUES = {"bytes": {"bytes": 30000}, "packets": {"packets": 8}, "unlimited": None}
+MODES = {
+    "interactive": {"kind": "interactive", "target_latency_ms": 200},
+    "playback": {"kind": "playback", "startup_s": 0.5, "max_buffer_s": 2.0,
+                 "max_outstanding": 3},
+    "playback-deep": {"kind": "playback"},  # the defaults: 1 s startup, 4 s buffer
+}
 
 
 def _scenario(trace: dict, loss: dict | None, queue: dict | None, *, duration: float = 4.0,
               fps: float = 30.0, policies: list[dict] | None = None,
-              share: float = 0.2) -> Scenario:
+              share: float = 0.2, mode: str = "interactive") -> Scenario:
     link: dict[str, Any] = {"share": share, "delay_ms": 30}
     if loss is not None:
         link["loss"] = loss
@@ -63,8 +69,7 @@ def _scenario(trace: dict, loss: dict | None, queue: dict | None, *, duration: f
     return Scenario.model_validate({
         "name": "kernel", "seed": 11, "duration_s": duration,
         "frame": {"width": 128, "height": 128, "fps": fps},
-        "mode": {"kind": "interactive", "target_latency_ms": 200}, "trace": trace,
-        "link": link,
+        "mode": MODES[mode], "trace": trace, "link": link,
         "arms": [{"name": f"a{i}", "codec": "jpeg", "policy": p}
                  for i, p in enumerate(policies or KERNEL_POLICIES)],
     })
@@ -103,9 +108,22 @@ def assert_kernel_agrees(monkeypatch: pytest.MonkeyPatch, sc: Scenario,
 @pytest.mark.parametrize("trace", list(TRACES))
 def test_grid_agrees(monkeypatch: pytest.MonkeyPatch, trace: str, loss: str,
                      queue: str) -> None:
-    sc = _scenario(TRACES[trace], LOSSES[loss], QUEUES[queue])
-    for payload in (None, 1200):
-        assert assert_kernel_agrees(monkeypatch, sc, payload) > 0
+    for mode in ("interactive", "playback"):
+        sc = _scenario(TRACES[trace], LOSSES[loss], QUEUES[queue], mode=mode)
+        for payload in (None, 1200):
+            assert assert_kernel_agrees(monkeypatch, sc, payload) > 0
+
+
+@pytest.mark.parametrize("trace", list(TRACES))
+def test_playback_defaults_and_short_runs_agree(monkeypatch: pytest.MonkeyPatch,
+                                                trace: str) -> None:
+    """The default playback mode (deep buffer, 1 s startup), and runs shorter than the
+    startup (the playout's flush decides every slot)."""
+    sc = _scenario(TRACES[trace], LOSSES["bernoulli"], QUEUES["bytes"], duration=8.0,
+                   mode="playback-deep")
+    assert assert_kernel_agrees(monkeypatch, sc, None) > 0
+    sc = _scenario(TRACES[trace], None, None, duration=0.3, mode="playback-deep")
+    assert assert_kernel_agrees(monkeypatch, sc, 800) > 0
 
 
 def test_long_run_compaction_and_chunks_agree(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -120,6 +138,9 @@ def test_long_run_compaction_and_chunks_agree(monkeypatch: pytest.MonkeyPatch) -
                    policies=[{"kind": "fixed", "bpp": 1.0}, {"kind": "mpc"}, {"kind": "oracle"}],
                    share=0.05)
     assert assert_kernel_agrees(monkeypatch, sc, None) == 3 * 600
+    sc = _scenario(TRACES["lte"], LOSSES["bernoulli"], None, duration=40.0, mode="playback",
+                   policies=[{"kind": "rate"}, {"kind": "mpc"}, {"kind": "deadline"}])
+    assert assert_kernel_agrees(monkeypatch, sc, 4000) == 3 * 1200
 
 
 def test_binary_exact_ties_agree(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -137,13 +158,13 @@ def test_binary_exact_ties_agree(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("change", [
-    {"mode": {"kind": "playback", "startup_s": 0.5, "max_buffer_s": 2.0}},
+    {"mode": {"kind": "playback", "startup_s": 400.0}},
     {"policy": {"kind": "deadline", "predictor": {"kind": "kalman"}}},
     {"policy": {"kind": "rate", "predictor": {"kind": "ewma"}}},
     {"policy": {"kind": "rate", "predictor": {"kind": "harmonic", "robust": True}}},
     {"policy": {"kind": "mpc", "predictor": {"kind": "harmonic", "robust": False}}},
     {"policy": {"kind": "mpc", "horizon": 8, "levels_bpp": [0.1, 0.5]}},
-], ids=["playback", "deadline-kalman", "ewma", "robust-rate", "plain-mpc", "mpc-h8"])
+], ids=["playback-long-startup", "deadline-kalman", "ewma", "robust-rate", "plain-mpc", "mpc-h8"])
 def test_what_the_kernel_does_not_cover_stays_on_the_python_path(change: dict) -> None:
     data = _scenario(TRACES["constant"], None, None, policies=[{"kind": "rate"}]).model_dump()
     if "mode" in change:
