@@ -166,17 +166,7 @@ def _harmonic(samples: np.ndarray, nsamp: int, window: int) -> float:
     """``harmonic_mean(tuple(view.samples)[-window:])`` (NaN: None); the ring keeps the
     last ``SAMPLE_RING`` samples, as ``SenderView.samples`` does."""
     kept = nsamp if nsamp < SAMPLE_RING else SAMPLE_RING
-    m = window if window < kept else kept
-    count = 0
-    acc = 0.0
-    for i in range(nsamp - m, nsamp):
-        s = samples[i % SAMPLE_RING]
-        if 0.0 < s < math.inf:
-            count += 1
-            acc += 1.0 / s
-    if count == 0:
-        return _NAN
-    return count / acc
+    return _tuple_harmonic(samples, nsamp, max(0, kept - window), kept)
 
 
 @njit(cache=True)

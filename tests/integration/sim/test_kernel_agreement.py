@@ -109,7 +109,7 @@ def assert_kernel_agrees(monkeypatch: pytest.MonkeyPatch, sc: Scenario,
 def test_grid_agrees(monkeypatch: pytest.MonkeyPatch, trace: str, loss: str,
                      queue: str) -> None:
     for mode in ("interactive", "playback"):
-        sc = _scenario(TRACES[trace], LOSSES[loss], QUEUES[queue], mode=mode)
+        sc = _scenario(TRACES[trace], LOSSES[loss], QUEUES[queue], mode=mode, duration=2.5)
         for payload in (None, 1200):
             assert assert_kernel_agrees(monkeypatch, sc, payload) > 0
 
