@@ -13,7 +13,7 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,20 +24,23 @@ from diffstream.control.policies.simple import DeadlinePolicy, FixedPolicy, Rate
 from diffstream.control.predictors import SAMPLE_HISTORY, HarmonicMean
 from diffstream.pipeline.records import FrameRecord
 from diffstream.pipeline.sender_core import RECENT_SAMPLES, SenderCore
+from diffstream.sim.header_sizes import _HeaderSizes, _width
 from diffstream.transport.packets import chunk_size
 
 if TYPE_CHECKING:
     from diffstream.pipeline.encoder import ArmInfo
     from diffstream.sim.arm import ArmResult
-    from diffstream.sim.fastpath import FastArmSimulation
 
 try:  # numba is a dependency; without it (an unsupported platform) the Python path runs
     from diffstream.sim import kernel as _k
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     _k = None  # type: ignore[assignment]
 
+# sim.fastpath.FastArmSimulation, not imported: it imports this module
+FastArmSimulation = Any
+
 CHUNK_FRAMES = 8192  # frames per kernel call: loss coins drawn and records emitted per chunk
-# one representative value per msgpack int width class (sim.fastpath._width 0..4)
+# one representative value per msgpack int width class (header_sizes._width 0..4)
 _WIDTH_VALUES = (0, 200, 1000, 70000, 2**32 + 1)
 
 
@@ -159,8 +162,6 @@ def _header_table(label: str, shape: tuple[int, int], seq_max: int, budget_max: 
     time is a float: the real ``header_size`` of one representative of each class that
     values up to these maxima can reach (-1 elsewhere). Cached: a sweep runs the same arm
     labels again and again, and 500 packed headers cost more than a short run."""
-    from diffstream.sim.fastpath import _HeaderSizes, _width
-
     sizes = _HeaderSizes(label, shape)
     table = np.full((5, 5, 5, 4, 3), -1, np.int64)
     v = _WIDTH_VALUES

@@ -106,7 +106,7 @@ J_ISIZE = 11
 
 @njit(cache=True)
 def crc32_zero_classes(n_max: int) -> np.ndarray:
-    """msgpack width class (``sim.fastpath._width``) of ``crc32(bytes(n))`` for n in
+    """msgpack width class (``sim.header_sizes._width``) of ``crc32(bytes(n))`` for n in
     0..n_max: the frame header carries the payload's CRC, whose width moves the header
     size. CRC-32 (zlib's, reflected 0xEDB88320) of n zero bytes, one byte more per step."""
     table = np.empty(256, np.uint32)
@@ -129,7 +129,7 @@ def crc32_zero_classes(n_max: int) -> np.ndarray:
 
 @njit(cache=True)
 def _width(v: int) -> int:
-    """``sim.fastpath._width`` for v >= 0."""
+    """``sim.header_sizes._width`` for v >= 0."""
     return 0 if v < 128 else 1 if v < 256 else 2 if v < 65536 else 3 if v < 2**32 else 4
 
 
