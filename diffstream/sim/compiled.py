@@ -9,6 +9,7 @@ kernel does not cover (``eligible`` says which), and the Python fast path runs i
 from __future__ import annotations
 
 import functools
+import importlib.util
 import math
 import os
 from collections.abc import Callable
@@ -31,10 +32,10 @@ if TYPE_CHECKING:
     from diffstream.pipeline.encoder import ArmInfo
     from diffstream.sim.arm import ArmResult
 
-try:  # numba is a dependency; without it (an unsupported platform) the Python path runs
-    from diffstream.sim import kernel as _k
-except ImportError:  # pragma: no cover - exercised only where numba is missing
-    _k = None  # type: ignore[assignment]
+# sim.kernel, imported by ``kernel()`` when the first arm might run in it: numba's import
+# and the load of the cached machine code cost about 1 s, which a process that never runs
+# a network-only arm (a full-loop scenario, a live sender) should not pay
+_k: Any = None
 
 # sim.fastpath.FastArmSimulation, not imported: it imports this module
 FastArmSimulation = Any
@@ -44,8 +45,24 @@ CHUNK_FRAMES = 8192  # frames per kernel call: loss coins drawn and records emit
 _WIDTH_VALUES = (0, 200, 1000, 70000, 2**32 + 1)
 
 
+def kernel_available() -> bool:
+    """Whether numba is installed (a dependency; on a platform without it the Python fast
+    path runs every arm). Does not import it."""
+    return importlib.util.find_spec("numba") is not None
+
+
 def kernel_enabled() -> bool:
-    return _k is not None and os.environ.get("DIFFSTREAM_KERNEL", "1") != "0"
+    return os.environ.get("DIFFSTREAM_KERNEL", "1") != "0" and kernel_available()
+
+
+def kernel() -> Any:
+    """``sim.kernel``, imported on first use."""
+    global _k
+    if _k is None:
+        from diffstream.sim import kernel as module
+
+        _k = module
+    return _k
 
 
 @dataclass(frozen=True)
@@ -69,11 +86,13 @@ def _first_observation(sim: FastArmSimulation, info: ArmInfo) -> Observation:
     return core.observe(0, 0, 0.0, deadline)
 
 
-def _policy_tables(sim: FastArmSimulation, info: ArmInfo) -> _PolicyTables | None:
-    """What the kernel needs of a policy it runs (None: it does not run this one)."""
+def _policy_tables(sim: FastArmSimulation, obs: Observation) -> _PolicyTables | None:
+    """What the kernel needs of a policy it runs (None: it does not run this one), from the
+    first frame's observation ``obs``."""
     policy, pixels = sim.arm.policy, sim.sc.frame.pixels
     max_bits = int(sim.sc.max_bpp * pixels)
     params = np.zeros(_k.P_SIZE, np.float64)
+    params[_k.P_DECODE] = obs.decode_s
     none_i, none_f = np.zeros(1, np.int64), np.zeros(1, np.float64)
     if type(policy) is FixedPolicy:
         params[_k.P_FIXED_BITS] = _clamped(policy.bpp, pixels, max_bits)
@@ -95,10 +114,8 @@ def _policy_tables(sim: FastArmSimulation, info: ArmInfo) -> _PolicyTables | Non
         params[_k.P_SAFETY] = policy.safety
         params[_k.P_STARTUP] = _clamped(policy.startup_bpp, pixels, max_bits)
         params[_k.P_BURST] = math.nan if policy.burst_frames is None else policy.burst_frames
-        params[_k.P_DECODE] = _first_observation(sim, info).decode_s
         return _PolicyTables(_k.POLICY_DEADLINE, params, none_i, none_f)
     if type(policy) is OraclePolicy:
-        params[_k.P_DECODE] = _first_observation(sim, info).decode_s
         return _PolicyTables(_k.POLICY_ORACLE, params, none_i, none_f)
     if type(policy) is MPCPolicy:
         p = policy.predictor
@@ -109,14 +126,12 @@ def _policy_tables(sim: FastArmSimulation, info: ArmInfo) -> _PolicyTables | Non
             return None
         # the ladder, its qualities and the skip quality from the policy's own code, on the
         # first frame's observation (they depend on the floor, cap and pixels only)
-        obs = _first_observation(sim, info)
         ladder = policy.ladder(obs)
         params[_k.P_WINDOW] = policy.window if p is None else p.window
         params[_k.P_STARTUP] = _clamped(policy.startup_bpp, pixels, max_bits)
         params[_k.P_SWITCH] = policy.switch_weight
         params[_k.P_STALL] = policy.stall_weight
         params[_k.P_SKIP_Q] = policy.skip_quality_db(obs)
-        params[_k.P_DECODE] = obs.decode_s
         params[_k.P_HORIZON] = policy.horizon
         return _PolicyTables(
             _k.POLICY_MPC, params, np.array([b for b, _ in ladder], np.int64),
@@ -135,19 +150,22 @@ def eligible(sim: FastArmSimulation, info: ArmInfo) -> bool:
 
 
 def _check(sim: FastArmSimulation, info: ArmInfo) -> _PolicyTables | None:
-    if not kernel_enabled() or SAMPLE_HISTORY != _k.SAMPLE_RING:
+    if not kernel_enabled():
         return None
     # playback: the startup frames' slots are decided within the first chunk
     if not sim.interactive and _startup_frames(sim) > CHUNK_FRAMES:
         return None
-    if RECENT_SAMPLES != _k.RECENT or info.min_bits > 0 or info.rq is not None:
+    if info.min_bits > 0 or info.rq is not None:
         return None  # (no rate-quality curve: no budget-dependent codec cost either)
     if sim.link.delay_s != sim.delay:
         return None
     max_bits = int(sim.sc.max_bpp * sim.sc.frame.pixels)
     if max(sim.n_frames, max_bits, sim.payload_bytes or 0) >= 2**32:  # header table's range
         return None
-    return _policy_tables(sim, info)
+    k = kernel()
+    if SAMPLE_HISTORY != k.SAMPLE_RING or RECENT_SAMPLES != k.RECENT:
+        return None
+    return _policy_tables(sim, _first_observation(sim, info))
 
 
 def _startup_frames(sim: FastArmSimulation) -> int:
@@ -201,7 +219,6 @@ def run_compiled(sim: FastArmSimulation, info: ArmInfo) -> ArmResult | None:
     interactive = sim.interactive
     target_s = sc.mode.target_latency_ms / 1000.0 if interactive else 0.0
     params = tables.params.copy()
-    params[_k.P_DECODE] = _first_observation(sim, info).decode_s
     startup = 0 if interactive else _startup_frames(sim)
     if not interactive:
         params[_k.P_PLAYBACK] = 1.0

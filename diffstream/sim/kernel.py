@@ -702,6 +702,12 @@ def _send_frame(k, row, capture, policy, pparams, ladder_bits, ladder_q, interva
         ttd = deadline - now
     nsamp = istate[I_NSAMP]
     coded = istate[I_CODED_HDR]
+    # Link.queue_bytes_at(now), before the send: the record's queue and the oracle's backlog
+    # (nothing below changes the link before the send)
+    ndep = istate[I_NDEP]
+    head = istate[I_HEAD]
+    fq = head + np.searchsorted(dep[head:ndep], now, side="right")
+    queue_before = cum[ndep] - cum[fq]
     # the policy (SenderCore.budget), then the record's estimate (throughput_estimate)
     if policy == POLICY_FIXED:
         budget = int(pparams[P_FIXED_BITS])
@@ -757,13 +763,10 @@ def _send_frame(k, row, capture, policy, pparams, ladder_bits, ladder_q, interva
         t1 = now + ttd - delay - pparams[P_DECODE]
         if t1 <= t0:
             wire_budget = -1.0
-        else:
-            ndep0 = istate[I_NDEP]
-            head0 = istate[I_HEAD]
-            fq0 = head0 + np.searchsorted(dep[head0:ndep0], now, side="right")
-            backlog_true = cum[ndep0] - cum[fq0]
-            a = _capacity_bytes(opp, period, bpo, now, t1) - backlog_true
-            b = _capacity_bytes(opp, period, bpo, t0, t1)
+        else:  # t0 == now (encode_s 0): both windows are [now, t1)
+            cap = _capacity_bytes(opp, period, bpo, now, t1)
+            a = cap - queue_before
+            b = cap if t0 == now else _capacity_bytes(opp, period, bpo, t0, t1)
             wire_budget = a if a <= b else b
         budget = _clamp(float(_payload_bits_for_wire_budget(wire_budget, max_bits, coded,
                                                             skip_hdr, chunk)), max_bits)
@@ -782,11 +785,6 @@ def _send_frame(k, row, capture, policy, pparams, ladder_bits, ladder_q, interva
     last_size = frame_len - chunk * (n_pk - 1) + PACKET_OVERHEAD
     full_size = chunk + PACKET_OVERHEAD
     wire = frame_len + PACKET_OVERHEAD * n_pk
-    # Link.queue_bytes_at(now), before the send
-    ndep = istate[I_NDEP]
-    head = istate[I_HEAD]
-    fq = head + np.searchsorted(dep[head:ndep], now, side="right")
-    queue_before = cum[ndep] - cum[fq]
     # Link.send_summary(now, sizes)
     fstate[F_LAST_SEND] = now
     head = fq  # _advance(now): the same bisection

@@ -21,6 +21,7 @@ from diffstream.sim.arm import ArmSimulation
 from diffstream.sim.endpoints import NetworkOnlyEndpoints
 from diffstream.sim.fastpath import FastArmSimulation
 from tests.conftest import ROOT
+from tests.integration.sim.tie_scenario import tie_scenario
 
 
 def _scenario_files() -> list[Path]:
@@ -113,19 +114,9 @@ def test_bursty_loss_packet_queue_and_fixed_payloads_agree(mode: str) -> None:
 
 
 def test_ties_of_reports_and_capture_times_agree() -> None:
-    """Binary-exact times: 8 fps (0.125 s), 62.5 ms delays, whole-ms opportunities on an idle
-    12 Mbit/s link. Frame k departs at its capture time, so its report lands exactly on frame
-    k+1's capture; SimPy orders the sender's timeout first (it was scheduled before the
-    report's process started) and the fast path must too."""
-    sc = Scenario.model_validate({
-        "name": "ties", "seed": 1, "duration_s": 3.0,
-        "frame": {"width": 64, "height": 64, "fps": 8},
-        "mode": {"kind": "interactive", "target_latency_ms": 200},
-        "trace": {"kind": "constant", "mbps": 12.0, "duration_s": 10},
-        "link": {"share": 1.0, "delay_ms": 62.5},
-        "arms": [{"codec": "jpeg", "policy": {"kind": "rate"}},
-                 {"codec": "jpeg", "policy": {"kind": "mpc"}}],
-    })
+    """Reports landing exactly on capture times (``tie_scenario``): the fast path must order
+    the sender's timeout before the report, as SimPy does."""
+    sc = tie_scenario("rate", "mpc")
     assert assert_agree(sc, ROOT / "scenarios" / "x.yaml", 1000) > 0
     # the shipped policies only react to throughput samples, and a frame that left at its
     # send time gives none: a policy reading the report's other fields sees the order

@@ -18,8 +18,10 @@ from diffstream.sim import compiled
 from diffstream.sim.endpoints import NetworkOnlyEndpoints
 from diffstream.sim.fastpath import FastArmSimulation
 from tests.conftest import ROOT
+from tests.integration.sim.tie_scenario import tie_scenario
 
-pytestmark = pytest.mark.skipif(compiled._k is None, reason="numba is not installed")
+pytestmark = pytest.mark.skipif(not compiled.kernel_available(),
+                                reason="numba is not installed")
 
 KERNEL_POLICIES: list[dict[str, Any]] = [
     {"kind": "fixed", "bpp": 0.5},
@@ -144,16 +146,9 @@ def test_long_run_compaction_and_chunks_agree(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_binary_exact_ties_agree(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Reports landing exactly on capture times (8 fps, 62.5 ms delay, an idle 12 Mbit/s
-    link): SimPy's event order decides which reports a frame's policy has seen."""
-    sc = Scenario.model_validate({
-        "name": "ties", "seed": 1, "duration_s": 3.0,
-        "frame": {"width": 64, "height": 64, "fps": 8},
-        "mode": {"kind": "interactive", "target_latency_ms": 200},
-        "trace": {"kind": "constant", "mbps": 12.0, "duration_s": 10},
-        "link": {"share": 1.0, "delay_ms": 62.5},
-        "arms": [{"codec": "jpeg", "policy": {"kind": k}} for k in ("rate", "mpc", "deadline")],
-    })
+    """Reports landing exactly on capture times (``tie_scenario``): SimPy's event order
+    decides which reports a frame's policy has seen."""
+    sc = tie_scenario("rate", "mpc", "deadline")
     assert assert_kernel_agrees(monkeypatch, sc, 1000) > 0
 
 
@@ -191,7 +186,7 @@ def test_kernel_off_switch(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_crc_width_classes_match_zlib() -> None:
     """The header carries the zero payload's CRC-32; the kernel's table of its msgpack
     width class must be zlib's value's."""
-    classes = compiled._k.crc32_zero_classes(5000)
+    classes = compiled.kernel().crc32_zero_classes(5000)
     for n in list(range(0, 300)) + list(range(300, 5001, 37)):
         v = zlib.crc32(bytes(n))
         assert classes[n] == (0 if v < 128 else 1 if v < 256 else 2 if v < 65536 else 3), n
