@@ -190,6 +190,24 @@ def _interactive_freezes(recs: Sequence[FrameRecord], fps: float, duration_s: fl
     return start, webrtc_freezes(shown, 1.0 / fps, start, start + duration_s)
 
 
+def _stall_events(recs: Sequence[FrameRecord], mode: Literal["interactive", "playback"],
+                  fps: float, duration_s: float) -> tuple[float, list[tuple[float, float]]]:
+    """(start of the display timeline, freezes on it) of a seq-sorted interactive arm;
+    (0, []) in playback, whose stalls are the records' ``stall_s``. The summary computes
+    this once and hands it to the per-slot and total views below."""
+    if mode == "playback" or not recs:
+        return 0.0, []
+    return _interactive_freezes(recs, fps, duration_s)
+
+
+def _freeze_totals(recs: Sequence[FrameRecord], mode: Literal["interactive", "playback"],
+                   found: list[tuple[float, float]]) -> tuple[int, float]:
+    if mode == "playback":
+        stalls = [r.stall_s for r in recs if r.stall_s and r.stall_s > 0]
+        return len(stalls), float(sum(stalls))
+    return len(found), float(sum(d for _, d in found))
+
+
 def arm_freezes(
     records: Sequence[FrameRecord],
     *,
@@ -198,13 +216,25 @@ def arm_freezes(
     duration_s: float,
 ) -> tuple[int, float]:
     """(count, seconds) of freezes (interactive) or rebuffer events (playback) of one arm."""
+    recs = sorted(records, key=_seq) if mode == "interactive" else records
+    _, found = _stall_events(recs, mode, fps, duration_s)
+    return _freeze_totals(recs, mode, found)
+
+
+def _slot_stalls(recs: Sequence[FrameRecord], mode: Literal["interactive", "playback"],
+                 fps: float, start: float, found: list[tuple[float, float]]) -> list[float]:
     if mode == "playback":
-        stalls = [r.stall_s for r in records if r.stall_s and r.stall_s > 0]
-        return len(stalls), float(sum(stalls))
-    if not records:
-        return 0, 0.0
-    _, found = _interactive_freezes(sorted(records, key=lambda r: r.seq), fps, duration_s)
-    return len(found), float(sum(d for _, d in found))
+        return [float(r.stall_s) if r.stall_s and r.stall_s > 0 else 0.0 for r in recs]
+    if not recs:
+        return []
+    edges = np.arange(1, len(recs)) / fps  # inner slot boundaries, relative to start
+    lo = np.concatenate(([-math.inf], edges))
+    hi = np.concatenate((edges, [math.inf]))
+    out = np.zeros(len(recs))
+    for at, d in found:
+        a = at - start
+        out += np.clip(np.minimum(a + d, hi) - np.maximum(a, lo), 0.0, None)
+    return out.tolist()
 
 
 def slot_stalls_s(
@@ -222,20 +252,19 @@ def slot_stalls_s(
     first slot or after the last (a display past the session's end) goes to that slot, so
     the slots sum to ``freeze_s``.
     """
-    recs = sorted(records, key=lambda r: r.seq)
-    if mode == "playback":
-        return [float(r.stall_s) if r.stall_s and r.stall_s > 0 else 0.0 for r in recs]
-    if not recs:
-        return []
-    start, found = _interactive_freezes(recs, fps, duration_s)
-    edges = np.arange(1, len(recs)) / fps  # inner slot boundaries, relative to start
-    lo = np.concatenate(([-math.inf], edges))
-    hi = np.concatenate((edges, [math.inf]))
-    out = np.zeros(len(recs))
-    for at, d in found:
-        a = at - start
-        out += np.clip(np.minimum(a + d, hi) - np.maximum(a, lo), 0.0, None)
-    return [float(v) for v in out]
+    recs = sorted(records, key=_seq)
+    start, found = _stall_events(recs, mode, fps, duration_s)
+    return _slot_stalls(recs, mode, fps, start, found)
+
+
+def _slot_trace(recs: Sequence[FrameRecord], mode: Literal["interactive", "playback"],
+                fps: float, duration_s: float, start: float,
+                found: list[tuple[float, float]]) -> SlotTrace:
+    _, freeze_s = _freeze_totals(recs, mode, found)
+    return SlotTrace(psnr_db=[r.psnr_db for r in recs], ssim=[r.ssim for r in recs],
+                     ssim_db=[r.ssim_db for r in recs], rate_kbps=_slot_rates(recs, fps),
+                     stall_s=freeze_s, duration_s=duration_s, fps=fps,
+                     slot_stall_s=_slot_stalls(recs, mode, fps, start, found))
 
 
 def slot_trace(
@@ -246,13 +275,9 @@ def slot_trace(
     duration_s: float,
 ) -> SlotTrace:
     """What the QoE presets score of one arm: per-slot quality, bitrate and stall."""
-    recs = sorted(records, key=lambda r: r.seq)
-    _, freeze_s = arm_freezes(recs, mode=mode, fps=fps, duration_s=duration_s)
-    return SlotTrace(psnr_db=[r.psnr_db for r in recs], ssim=[r.ssim for r in recs],
-                     ssim_db=[r.ssim_db for r in recs], rate_kbps=slot_rates_kbps(recs, fps),
-                     stall_s=freeze_s, duration_s=duration_s, fps=fps,
-                     slot_stall_s=slot_stalls_s(recs, mode=mode, fps=fps,
-                                                duration_s=duration_s))
+    recs = sorted(records, key=_seq)
+    start, found = _stall_events(recs, mode, fps, duration_s)
+    return _slot_trace(recs, mode, fps, duration_s, start, found)
 
 
 def display_window(
@@ -260,7 +285,11 @@ def display_window(
     duration_s: float,
 ) -> tuple[float, float]:
     """(start, end) of the viewer's display timeline (module docstring, WebRTC counters)."""
-    recs = sorted(records, key=lambda r: r.seq)
+    return _display_window(sorted(records, key=_seq), mode, fps, duration_s)
+
+
+def _display_window(recs: Sequence[FrameRecord], mode: Literal["interactive", "playback"],
+                    fps: float, duration_s: float) -> tuple[float, float]:
     first = recs[0]
     if mode == "interactive":
         lag = first.deadline_s - first.capture_s if first.deadline_s is not None else 0.0
@@ -281,9 +310,13 @@ def display_window(
 def slot_rates_kbps(records: Sequence[FrameRecord], fps: float) -> list[float]:
     """Delivered bitrate of what the viewer saw per slot: the shown frame's payload bits
     (a prefix counts prefix_step / codec_steps of them) times fps, repeated while stale."""
+    return _slot_rates(sorted(records, key=_seq), fps)
+
+
+def _slot_rates(recs: Sequence[FrameRecord], fps: float) -> list[float]:
     out = []
     bits = 0.0  # nothing shown yet
-    for r in sorted(records, key=lambda r: r.seq):
+    for r in recs:
         if r.shown:
             frac = 1.0
             if r.partial and r.prefix_step is not None and r.codec_steps > 0:
@@ -291,6 +324,10 @@ def slot_rates_kbps(records: Sequence[FrameRecord], fps: float) -> list[float]:
             bits = 8.0 * r.payload_bytes * frac
         out.append(bits * fps / 1000.0)
     return out
+
+
+def _seq(r: FrameRecord) -> int:
+    return r.seq
 
 
 def summarise_arm(
@@ -312,7 +349,7 @@ def summarise_arm(
     del pixels  # bpp comes per frame in the records
     if not records:
         raise ValueError("summarise_arm: no records (an arm needs at least one frame)")
-    recs = sorted(records, key=lambda r: r.seq)
+    recs = sorted(records, key=_seq)
     n = len(recs)
     first = recs[0]
 
@@ -328,8 +365,10 @@ def summarise_arm(
     else:
         missed = sum(1 for r in recs if (r.stall_s and r.stall_s > 0) or not r.shown)
 
-    freezes, freeze_s = arm_freezes(recs, mode=mode, fps=fps, duration_s=duration_s)
-    start, end = display_window(recs, mode=mode, fps=fps, duration_s=duration_s)
+    # the freeze intervals once, for the totals and the per-slot stalls the presets score
+    slots_start, stall_found = _stall_events(recs, mode, fps, duration_s)
+    freezes, freeze_s = _freeze_totals(recs, mode, stall_found)
+    start, end = _display_window(recs, mode, fps, duration_s)
     found, paused = webrtc_events([r.display_s for r in shown if r.display_s is not None],
                                   1.0 / fps, start, end)
     frozen_s = float(sum(d for _, d in found))
@@ -339,7 +378,8 @@ def summarise_arm(
     else:
         rebuffer_ratio = freeze_s / duration_s if duration_s > 0 else 0.0
 
-    scores = score_all(slot_trace(recs, mode=mode, fps=fps, duration_s=duration_s), weights)
+    scores = score_all(_slot_trace(recs, mode, fps, duration_s, slots_start, stall_found),
+                       weights)
 
     not_skipped = [r.bpp for r in recs if not r.skipped]
     delivered = float(sum(r.delivered_bytes for r in recs))

@@ -14,6 +14,7 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -265,9 +266,10 @@ def run_compiled(sim: FastArmSimulation, info: ArmInfo) -> ArmResult | None:
         k1 = min(n_frames, k0 + CHUNK_FRAMES)
         need = (k1 - k0) * max_packets
         pos = int(istate[_k.I_COIN])
-        if coins.size - pos < need:  # loss models are batching-invariant (netsim.loss)
+        if coins.size - pos < need:  # loss models are batching-invariant (netsim.loss):
+            # draw only the chunk's worst case (a short sweep run would pay for more)
             coins = np.concatenate((coins[pos:], np.asarray(
-                link.loss.lost(max(need, 1 << 16)), dtype=np.bool_)))
+                link.loss.lost(need - (coins.size - pos)), dtype=np.bool_)))
             istate[_k.I_COIN] = 0
         fout = np.empty((k1 - k0, _k.O_FSIZE), np.float64)
         iout = np.empty((k1 - k0, _k.J_ISIZE), np.int64)
@@ -300,33 +302,59 @@ def _emit(k0: int, fout: np.ndarray, iout: np.ndarray, label: str, codec: str,
           policy: str, interactive: bool, target_s: float, pixels: int,
           records: list[FrameRecord] | None,
           on_record: Callable[[FrameRecord], None] | None) -> None:
-    """The chunk's ``FrameRecord``s, as ``FastArmSimulation._settle`` composes them."""
-    nan = math.nan
-    for row, (f, i) in enumerate(zip(fout.tolist(), iout.tolist(), strict=True)):
-        (send, est, pred, capacity, queue, first, last, sample, display, stall,
-         capture) = f
-        (budget, n, hdr, wire, packets, dropped, lost, delivered, complete, shown,
-         send_int) = i
-        if send_int:
-            send = 0
+    """The chunk's ``FrameRecord``s, as ``FastArmSimulation._settle`` composes them.
+
+    Column by column: numpy does the arithmetic (the same IEEE operations as the Python
+    path's scalars), ``tolist`` the conversion, and ``map`` calls the record's constructor
+    from C, so a record costs little more than its ``__init__``. Columns the record holds
+    as ``None`` where the kernel writes NaN go through one comprehension each.
+    """
+    m = fout.shape[0]
+    if m == 0:
+        return
+    f, i = fout.T, iout.T
+    shown_b, complete_b = i[_k.J_SHOWN] == 1, i[_k.J_COMPLETE] == 1
+    capture = f[_k.O_CAPTURE]
+    send_l, capture_l = f[_k.O_SEND].tolist(), capture.tolist()
+    deadline_l: Any = (capture + target_s).tolist() if interactive else repeat(None)
+    ints = np.flatnonzero(i[_k.J_SEND_INT]).tolist()
+    if ints:  # SimPy's clock still the int 0: the send (and playback's capture) stay ints
+        capture = capture.copy()
+        for r in ints:
+            send_l[r] = 0
             if not interactive:
-                capture = 0
-        deadline = capture + target_s if interactive else None
-        complete_b, shown_b = complete == 1, shown == 1
-        last_o = None if last != last else last
-        done = last_o if complete_b else None
-        display_o = display if shown_b else None
-        met = shown_b if interactive else stall == 0 and shown_b
-        rec = FrameRecord(
-            label, k0 + row, codec, policy, capture, send, deadline, budget, n,
-            hdr, wire, packets, n * 8 / pixels, False, "", 1, 0.0, 0.0,
-            None if est != est else est, nan if capacity != capacity else capacity, queue,
-            dropped, lost, None if first != first else first, last_o, delivered, complete_b,
-            complete_b, False, None, 0.0, 0.0, done, shown_b, display_o,
-            None if display_o is None else display_o - capture, met,
-            (not shown_b) or stall > 0, stall, None, None, None, None, "",
-            None if pred != pred else pred, None if sample != sample else sample)
-        if records is not None:
-            records.append(rec)
-        if on_record is not None:
+                capture_l[r] = 0
+                capture[r] = 0.0
+    shown_l, complete_l = shown_b.tolist(), complete_b.tolist()
+    last_l = _optional(f[_k.O_LAST])
+    display = f[_k.O_DISPLAY]
+    display_l = [d if s else None for d, s in zip(display.tolist(), shown_l, strict=True)]
+    latency_l = [d if s else None
+                 for d, s in zip((display - capture).tolist(), shown_l, strict=True)]
+    stall = f[_k.O_STALL]
+    met = shown_b if interactive else (stall == 0) & shown_b
+    nan = math.nan
+    made = list(map(
+        FrameRecord, repeat(label), range(k0, k0 + m), repeat(codec), repeat(policy),
+        capture_l, send_l, deadline_l, i[_k.J_BUDGET].tolist(), i[_k.J_PAYLOAD].tolist(),
+        i[_k.J_HEADER].tolist(), i[_k.J_WIRE].tolist(), i[_k.J_PACKETS].tolist(),
+        (i[_k.J_PAYLOAD] * 8 / pixels).tolist(), repeat(False), repeat(""), repeat(1),
+        repeat(0.0), repeat(0.0), _optional(f[_k.O_THR_EST]),
+        [nan if c != c else c for c in f[_k.O_CAPACITY].tolist()], f[_k.O_QUEUE].tolist(),
+        i[_k.J_DROPPED].tolist(), i[_k.J_LOST].tolist(), _optional(f[_k.O_FIRST]), last_l,
+        i[_k.J_DELIVERED].tolist(), complete_l, complete_l, repeat(False), repeat(None),
+        repeat(0.0), repeat(0.0),
+        [v if c else None for v, c in zip(last_l, complete_l, strict=True)],
+        shown_l, display_l, latency_l, met.tolist(), (~shown_b | (stall > 0)).tolist(),
+        stall.tolist(), repeat(None), repeat(None), repeat(None), repeat(None), repeat(""),
+        _optional(f[_k.O_PRED]), _optional(f[_k.O_SAMPLE])))
+    if records is not None:
+        records.extend(made)
+    if on_record is not None:
+        for rec in made:
             on_record(rec)
+
+
+def _optional(column: np.ndarray) -> list[float | None]:
+    """A float column with the kernel's NaN for "none" as the record's ``None``."""
+    return [None if v != v else v for v in column.tolist()]
