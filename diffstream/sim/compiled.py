@@ -46,6 +46,10 @@ CHUNK_FRAMES = 8192  # frames per kernel call: loss coins drawn and records emit
 _WIDTH_VALUES = (0, 200, 1000, 70000, 2**32 + 1)
 
 
+# the policy classes the kernel has twins of (exact types: a subclass may change anything)
+_KERNEL_POLICIES = (FixedPolicy, RatePolicy, DeadlinePolicy, OraclePolicy, MPCPolicy)
+
+
 def kernel_available() -> bool:
     """Whether numba is installed (a dependency; on a platform without it the Python fast
     path runs every arm). Does not import it."""
@@ -151,7 +155,7 @@ def eligible(sim: FastArmSimulation, info: ArmInfo) -> bool:
 
 
 def _check(sim: FastArmSimulation, info: ArmInfo) -> _PolicyTables | None:
-    if not kernel_enabled():
+    if not kernel_enabled() or type(sim.arm.policy) not in _KERNEL_POLICIES:
         return None
     # playback: the startup frames' slots are decided within the first chunk
     if not sim.interactive and _startup_frames(sim) > CHUNK_FRAMES:

@@ -7,6 +7,8 @@ traces x loss models x queues x payloads with every policy variant the kernel co
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import zlib
 from typing import Any
 
@@ -190,3 +192,29 @@ def test_crc_width_classes_match_zlib() -> None:
     for n in list(range(0, 300)) + list(range(300, 5001, 37)):
         v = zlib.crc32(bytes(n))
         assert classes[n] == (0 if v < 128 else 1 if v < 256 else 2 if v < 65536 else 3), n
+
+
+_IMPORTS = """
+import sys
+from pathlib import Path
+from diffstream.scenario.build import build_trace
+from diffstream.scenario.schema import Scenario
+from diffstream.sim.fastpath import FastArmSimulation
+sc = Scenario.model_validate({{"name": "lazy", "seed": 1, "duration_s": 1.0,
+    "frame": {{"width": 64, "height": 64, "fps": 30}},
+    "trace": {{"kind": "constant", "mbps": 2.0, "duration_s": 10}},
+    "arms": [{{"codec": "jpeg", "policy": {{"kind": "{policy}"}}}}]}})
+trace = build_trace(sc, Path("x.yaml")).scaled(sc.link.share)
+FastArmSimulation(sc, sc.arms[0], trace, None).run()
+print("numba" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(("policy", "imported"), [("gcc", "False"), ("rate", "True")])
+def test_numba_is_imported_only_for_an_arm_the_kernel_may_run(policy: str,
+                                                              imported: str) -> None:
+    """A process that runs no kernel-covered arm (here gcc on the Python fast path) never
+    imports numba or the kernel; the first covered arm does."""
+    out = subprocess.run([sys.executable, "-c", _IMPORTS.format(policy=policy)],
+                         capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip().splitlines()[-1] == imported, out.stderr[-2000:]
