@@ -44,8 +44,9 @@ Shortcuts that change no result, only the CPU time (each says why):
   once per seed; the payload is its inner LIC's ``encode`` at the budget, exactly what
   ``generate`` does after sampling; ``gen_ms`` as for BADiff.
 
-Not measured here: the Table 3 ablations (they need fine-tunes long enough for the CIs to
-separate; issue 16 item 4, out of scope in this bench), FID/LPIPS (no weights on disk).
+The Table 3 ablations are runs of this bench on each ablation's weights (``--weights DIR
+--model badiff_<variant> --methods badiff``), compared by ``badiff_ablations.py``.
+Not measured here: FID/LPIPS (no weights on disk).
 Progress goes to stderr, the tables to stdout, everything to ``--json``.
 """
 
