@@ -80,6 +80,8 @@ def compare(full: dict[str, Any], ablations: dict[str, dict[str, Any]]) -> dict[
     fc = full["cells"]
     for m in (*WITH_CI, *PLAIN):
         out["full"][m] = fc[m]
+    for m in WITH_CI:
+        out["full"][f"{m}_ci"] = fc[f"{m}_ci"]
     out["full"]["adaptation"] = adaptation(fc["steps"])
     for name, abl in ablations.items():
         ac = abl["cells"]
@@ -112,9 +114,8 @@ def render(result: dict[str, Any]) -> str:
 
         lines.append(f"{m} ({'lower' if WITH_CI[m] else 'higher'} is better):")
         lines.append(f"  {'model':<8s}" + "".join(f"{r:>36s}" for r in REGIMES))
-        first = next(iter(result["ablations"].values()))
         lines.append(f"  {'full':<8s}" + "".join(
-            f"{cell(first[m][r]['full'], first[m][r]['full_ci']):>36s}" for r in REGIMES))
+            f"{cell(full[m][r], full[f'{m}_ci'][r]):>36s}" for r in REGIMES))
         for name, row in result["ablations"].items():
             lines.append(f"  {name:<8s}" + "".join(
                 f"{cell(row[m][r]['value'], row[m][r]['ci']):>22s} {row[m][r]['verdict']:>13s}"
@@ -143,21 +144,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise InputError("give at least one --ablation NAME=JSON")
         full = load(args.full)
         ablations: dict[str, dict[str, Any]] = {}
+        paths: dict[str, str] = {}
         for spec in args.ablation:
             name, sep, path = spec.partition("=")
             if not sep or not name or not path:
                 raise InputError(f"--ablation {spec!r}: expected NAME=JSON")
             if name in ablations:
                 raise InputError(f"--ablation {name} given twice")
-            ablations[name] = load(Path(path))
+            ablations[name], paths[name] = load(Path(path)), path
             check_same_requests(full, ablations[name], name)
     except InputError as exc:
         print(f"badiff_ablations: error: {exc}", file=sys.stderr)
         return 2
     result = compare(full, ablations)
-    result["meta"] = {"full": str(args.full),
-                      "ablations": {n: s.partition("=")[2] for n, s in
-                                    ((s.partition("=")[0], s) for s in args.ablation)},
+    result["meta"] = {"full": str(args.full), "ablations": paths,
                       "samples": full["meta"]["samples"]}
     print(render(result))
     if args.json is not None:

@@ -68,6 +68,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Literal
 
 import numpy as np
@@ -88,6 +89,8 @@ __all__ = [
     "qoe_score", "slot_stalls_s", "slot_trace", "ssim_to_db", "summarise_arm", "webrtc_events",
     "webrtc_freezes",
 ]
+
+_seq = attrgetter("seq")  # the records' sort key: slot order
 
 #: libwebrtc's minimum increase over the average interval for a freeze (kMinIncreaseForFreezeMs).
 FREEZE_MIN_INCREASE_S = 0.150
@@ -324,10 +327,6 @@ def _slot_rates(recs: Sequence[FrameRecord], fps: float) -> list[float]:
             bits = 8.0 * r.payload_bytes * frac
         out.append(bits * fps / 1000.0)
     return out
-
-
-def _seq(r: FrameRecord) -> int:
-    return r.seq
 
 
 def summarise_arm(

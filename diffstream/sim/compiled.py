@@ -50,9 +50,10 @@ _WIDTH_VALUES = (0, 200, 1000, 70000, 2**32 + 1)
 _KERNEL_POLICIES = (FixedPolicy, RatePolicy, DeadlinePolicy, OraclePolicy, MPCPolicy)
 
 
+@functools.cache
 def kernel_available() -> bool:
     """Whether numba is installed (a dependency; on a platform without it the Python fast
-    path runs every arm). Does not import it."""
+    path runs every arm). Does not import it; looked up once per process."""
     return importlib.util.find_spec("numba") is not None
 
 
